@@ -1,0 +1,137 @@
+//! Postgres plumbing: the deadpool pool, the embedded refinery migrations (applied under an advisory
+//! lock so concurrent `migrate` runs are safe), and the start-up schema check.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{Client, NoTls};
+
+use crate::config::DbConfig;
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// Arbitrary, fixed key of the advisory lock that serialises `migrate` runs.
+const MIGRATION_LOCK_KEY: i64 = 0x5354_5249_5045_0001;
+/// How long a request waits for a pooled connection before the answer is 503.
+pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A database failure at start-up or in a one-off command.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("database query failed: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+    #[error("cannot build the connection pool: {0}")]
+    Pool(String),
+    #[error(
+        "the database schema is at version {have} but this build needs version {need}: \
+         run `edge migrate` first"
+    )]
+    SchemaOutdated { have: i32, need: i32 },
+}
+
+/// The highest migration version embedded in this build.
+pub fn required_schema_version() -> i32 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Number of embedded migrations (a guard against an empty folder compiling silently).
+pub fn embedded_migration_count() -> usize {
+    embedded::migrations::runner().get_migrations().len()
+}
+
+/// One dedicated connection (not pooled), its driver task spawned on the current runtime.
+pub async fn connect(cfg: &DbConfig) -> Result<Client, DbError> {
+    let (client, connection) = cfg.pg.connect(NoTls).await.map_err(DbError::Connect)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "dedicated database connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies every pending migration under an advisory lock; returns the versions applied.
+pub async fn migrate(cfg: &DbConfig) -> Result<Vec<(i32, String)>, DbError> {
+    let mut client = connect(cfg).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    let result = embedded::migrations::runner().run_async(&mut client).await;
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await;
+    let report = result?;
+    unlock?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| (m.version(), m.name().to_owned()))
+        .collect())
+}
+
+/// The schema version recorded in the database (0 when never migrated).
+pub async fn schema_version(client: &Client) -> Result<i32, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    if !row.get::<_, bool>(0) {
+        return Ok(0);
+    }
+    let row = client
+        .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+        .await?;
+    Ok(row.get::<_, Option<i32>>(0).unwrap_or(0))
+}
+
+/// Refuses a schema older than this build needs. A newer one is accepted (rolling back a binary
+/// must not take the service down), since migrations only ever add.
+pub async fn check_schema(client: &Client) -> Result<i32, DbError> {
+    let have = schema_version(client).await?;
+    let need = required_schema_version();
+    if have < need {
+        return Err(DbError::SchemaOutdated { have, need });
+    }
+    Ok(have)
+}
+
+/// The request pool. Statements are prepared once per connection (`prepare_cached`).
+pub fn pool(cfg: &DbConfig) -> Result<Pool, DbError> {
+    let manager = Manager::from_config(
+        cfg.pg.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(cfg.pool_size)
+        .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Pool(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_embedded() {
+        assert_eq!(super::embedded_migration_count(), 1);
+        assert_eq!(super::required_schema_version(), 1);
+    }
+}

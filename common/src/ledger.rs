@@ -1,0 +1,518 @@
+//! The ledger: the one function that applies a verified Stripe event. It writes the event to
+//! `payment_events` and the order's new state in the same transaction. The edge (source `webhook`),
+//! the reconciler (`reconciler`) and a manual session reconcile (`manual`) all go through it.
+//!
+//! The state machine (`decide`) is a pure function; `apply` does the I/O in two statements: one
+//! that locks the order and inserts the event (`ON CONFLICT DO NOTHING`), and, only when the event
+//! was new and the order must change, one `UPDATE`.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Pool, PoolError, Transaction};
+use uuid::Uuid;
+
+use crate::stripe::event::{StripeEvent, types};
+
+/// Who delivered the event (`payment_events.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Webhook,
+    Reconciler,
+    Manual,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Reconciler => "reconciler",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+/// `orders.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Failed,
+    Expired,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 5] = [
+        Self::Pending,
+        Self::Paid,
+        Self::Failed,
+        Self::Expired,
+        Self::Refunded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Paid => "paid",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every transition the state machine can make (metric labels are registered from this).
+pub const TRANSITIONS: [(OrderStatus, OrderStatus); 6] = [
+    (OrderStatus::Pending, OrderStatus::Paid),
+    (OrderStatus::Failed, OrderStatus::Paid),
+    (OrderStatus::Expired, OrderStatus::Paid),
+    (OrderStatus::Pending, OrderStatus::Failed),
+    (OrderStatus::Pending, OrderStatus::Expired),
+    (OrderStatus::Paid, OrderStatus::Refunded),
+];
+
+/// Something wrong with an event that is kept but must not move the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalyKind {
+    /// The session's amount or currency differs from what the order expects.
+    AmountMismatch,
+    /// A test-mode event reached a live edge, or the reverse (`STRIPE_EXPECT_LIVEMODE`).
+    LivemodeMismatch,
+}
+
+impl AnomalyKind {
+    pub const ALL: [AnomalyKind; 2] = [Self::AmountMismatch, Self::LivemodeMismatch];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AmountMismatch => "amount_mismatch",
+            Self::LivemodeMismatch => "livemode_mismatch",
+        }
+    }
+}
+
+/// How the caller asks for an event to be recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordMeta<'a> {
+    pub source: Source,
+    pub request_id: Option<&'a str>,
+    /// `STRIPE_EXPECT_LIVEMODE`: events of the other mode are kept but change nothing.
+    pub expect_livemode: Option<bool>,
+}
+
+/// What applying one event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The event was already in the ledger; nothing changed.
+    pub duplicate: bool,
+    pub order_id: Option<Uuid>,
+    pub transition: Option<(OrderStatus, OrderStatus)>,
+    /// An order-moving event with no matching order (kept with `order_id` NULL).
+    pub orphan: bool,
+    pub anomaly: Option<AnomalyKind>,
+}
+
+/// The order as locked for the decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub status: OrderStatus,
+    pub amount_total: Option<i64>,
+    pub currency: Option<String>,
+    pub payment_intent: Option<String>,
+}
+
+/// What the state machine wants done to the order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub to: Option<OrderStatus>,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// Recorded on the order when it has none yet (a later refund finds the order by it).
+    pub payment_intent: Option<String>,
+    pub anomaly: Option<AnomalyKind>,
+    /// Text stored in `orders.anomaly` (only for anomalies that concern the order itself).
+    pub order_anomaly: Option<String>,
+}
+
+impl Decision {
+    fn changes_order(&self) -> bool {
+        self.to.is_some() || self.payment_intent.is_some() || self.order_anomaly.is_some()
+    }
+}
+
+/// The state machine of DESIGN.md. `paid` is never downgraded; only the listed moves exist.
+pub fn decide(event: &StripeEvent, order: &OrderRow, expect_livemode: Option<bool>) -> Decision {
+    use OrderStatus::*;
+    if expect_livemode.is_some_and(|want| want != event.livemode) {
+        return Decision {
+            anomaly: Some(AnomalyKind::LivemodeMismatch),
+            ..Decision::default()
+        };
+    }
+    let o = &event.object;
+    let from = order.status;
+    let to = match event.event_type.as_str() {
+        types::SESSION_COMPLETED
+            if matches!(
+                o.payment_status.as_deref(),
+                Some("paid" | "no_payment_required")
+            ) && matches!(from, Pending | Failed | Expired) =>
+        {
+            Some(Paid)
+        }
+        types::SESSION_ASYNC_SUCCEEDED if matches!(from, Pending | Failed) => Some(Paid),
+        types::SESSION_ASYNC_FAILED if from == Pending => Some(Failed),
+        types::SESSION_EXPIRED if from == Pending => Some(Expired),
+        types::CHARGE_REFUNDED if o.fully_refunded && from == Paid => Some(Refunded),
+        _ => None,
+    };
+    let payment_intent = match (event.session_id(), &o.payment_intent, &order.payment_intent) {
+        (Some(_), Some(pi), None) => Some(pi.clone()),
+        _ => None,
+    };
+    if to == Some(Paid)
+        && let Some(problem) = amount_problem(event, order)
+    {
+        return Decision {
+            payment_intent,
+            anomaly: Some(AnomalyKind::AmountMismatch),
+            order_anomaly: Some(problem),
+            ..Decision::default()
+        };
+    }
+    Decision {
+        to,
+        paid_at: (to == Some(Paid)).then_some(event.created),
+        payment_intent,
+        ..Decision::default()
+    }
+}
+
+/// Describes how the session's amount or currency differs from the order's expectation.
+fn amount_problem(event: &StripeEvent, order: &OrderRow) -> Option<String> {
+    let o = &event.object;
+    let amount_ok = order
+        .amount_total
+        .is_none_or(|want| o.amount_total == Some(want));
+    let currency_ok = order
+        .currency
+        .as_deref()
+        .is_none_or(|want| o.currency.as_deref() == Some(want.to_ascii_lowercase().as_str()));
+    if amount_ok && currency_ok {
+        return None;
+    }
+    let show = |a: Option<i64>, c: Option<&str>| {
+        format!(
+            "{} {}",
+            a.map_or_else(|| "?".into(), |a| a.to_string()),
+            c.unwrap_or("?")
+        )
+    };
+    Some(format!(
+        "amount_mismatch: order expects {}, {} event {} has {}",
+        show(order.amount_total, order.currency.as_deref()),
+        event.event_type,
+        event.id,
+        show(o.amount_total, o.currency.as_deref()),
+    ))
+}
+
+/// Why the ledger could not record an event. The edge maps these to 5xx so that Stripe retries.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("timed out waiting for a database connection")]
+    PoolTimeout,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database write failed: {0}")]
+    Write(#[from] tokio_postgres::Error),
+}
+
+impl From<PoolError> for LedgerError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Timeout(_) => Self::PoolTimeout,
+            PoolError::Backend(e) => Self::Unavailable(e.to_string()),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+const LOCK_AND_INSERT: &str = "\
+WITH target AS (
+    SELECT id, status, amount_total, currency, stripe_payment_intent_id
+    FROM orders
+    WHERE stripe_session_id = $1 OR id = $2 OR id = $3 OR stripe_payment_intent_id = $4
+    ORDER BY CASE WHEN stripe_session_id = $1 THEN 0 WHEN id = $2 THEN 1 WHEN id = $3 THEN 2 ELSE 3 END
+    LIMIT 1
+    FOR UPDATE
+), inserted AS (
+    INSERT INTO payment_events (stripe_event_id, event_type, stripe_object_id, stripe_session_id,
+        order_id, livemode, api_version, stripe_created_at, payload, source, request_id)
+    SELECT $5, $6, $7, $1, (SELECT id FROM target), $8, $9, $10, $11::text::jsonb, $12, $13
+    ON CONFLICT (stripe_event_id) DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM inserted) AS inserted,
+       t.id, t.status, t.amount_total, t.currency, t.stripe_payment_intent_id
+FROM (VALUES (1)) AS one (x) LEFT JOIN target AS t ON true";
+
+const UPDATE_ORDER: &str = "\
+UPDATE orders
+SET status = $2,
+    paid_at = COALESCE($3, paid_at),
+    stripe_payment_intent_id = COALESCE(stripe_payment_intent_id, $4),
+    anomaly = COALESCE($5, anomaly),
+    updated_at = now()
+WHERE id = $1";
+
+/// Records one event in its own transaction; returns only after `COMMIT`.
+pub async fn record(
+    pool: &Pool,
+    event: &StripeEvent,
+    payload: &str,
+    meta: &RecordMeta<'_>,
+) -> Result<Applied, LedgerError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let applied = apply(&tx, event, payload, meta).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// Applies one event inside the caller's transaction (the caller commits).
+pub async fn apply(
+    tx: &Transaction<'_>,
+    event: &StripeEvent,
+    payload: &str,
+    meta: &RecordMeta<'_>,
+) -> Result<Applied, tokio_postgres::Error> {
+    let o = &event.object;
+    let session_id = event.session_id();
+    let client_ref = o
+        .client_reference_id
+        .as_deref()
+        .and_then(|s| Uuid::parse_str(s).ok());
+    let metadata_ref = o
+        .metadata_order_id
+        .as_deref()
+        .and_then(|s| Uuid::parse_str(s).ok());
+    // Only non-session objects (charges) are matched by payment intent.
+    let by_payment_intent = if session_id.is_none() {
+        o.payment_intent.as_deref()
+    } else {
+        None
+    };
+
+    let stmt = tx.prepare_cached(LOCK_AND_INSERT).await?;
+    let row = tx
+        .query_one(
+            &stmt,
+            &[
+                &session_id,
+                &client_ref,
+                &metadata_ref,
+                &by_payment_intent,
+                &event.id,
+                &event.event_type,
+                &o.id,
+                &event.livemode,
+                &event.api_version,
+                &event.created,
+                &payload,
+                &meta.source.as_str(),
+                &meta.request_id,
+            ],
+        )
+        .await?;
+    let inserted: i64 = row.get(0);
+    let order = row.get::<_, Option<Uuid>>(1).map(|id| OrderRow {
+        id,
+        status: OrderStatus::parse(row.get::<_, &str>(2)).unwrap_or(OrderStatus::Pending),
+        amount_total: row.get(3),
+        currency: row.get(4),
+        payment_intent: row.get(5),
+    });
+    let mut applied = Applied {
+        duplicate: inserted == 0,
+        order_id: order.as_ref().map(|o| o.id),
+        transition: None,
+        orphan: false,
+        anomaly: None,
+    };
+    if applied.duplicate {
+        return Ok(applied);
+    }
+    let Some(order) = order else {
+        applied.orphan = event.moves_orders();
+        if meta
+            .expect_livemode
+            .is_some_and(|want| want != event.livemode)
+        {
+            applied.anomaly = Some(AnomalyKind::LivemodeMismatch);
+        }
+        return Ok(applied);
+    };
+    let decision = decide(event, &order, meta.expect_livemode);
+    applied.anomaly = decision.anomaly;
+    if decision.changes_order() {
+        let to = decision.to.unwrap_or(order.status);
+        let stmt = tx.prepare_cached(UPDATE_ORDER).await?;
+        tx.execute(
+            &stmt,
+            &[
+                &order.id,
+                &to.as_str(),
+                &decision.paid_at,
+                &decision.payment_intent,
+                &decision.order_anomaly,
+            ],
+        )
+        .await?;
+        if let Some(to) = decision.to {
+            applied.transition = Some((order.status, to));
+        }
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stripe::event::EventObject;
+    use OrderStatus::*;
+
+    fn event(kind: &str, payment_status: Option<&str>) -> StripeEvent {
+        StripeEvent {
+            id: "evt_1".into(),
+            event_type: kind.into(),
+            created: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+            livemode: false,
+            api_version: None,
+            object: EventObject {
+                kind: Some(
+                    if kind.starts_with("charge") {
+                        "charge"
+                    } else {
+                        "checkout.session"
+                    }
+                    .into(),
+                ),
+                id: Some("cs_1".into()),
+                payment_status: payment_status.map(Into::into),
+                amount_total: Some(1000),
+                currency: Some("eur".into()),
+                payment_intent: Some("pi_1".into()),
+                fully_refunded: true,
+                ..EventObject::default()
+            },
+        }
+    }
+
+    fn order(status: OrderStatus) -> OrderRow {
+        OrderRow {
+            id: Uuid::nil(),
+            status,
+            amount_total: None,
+            currency: None,
+            payment_intent: None,
+        }
+    }
+
+    #[test]
+    fn state_machine_table() {
+        let cases: &[(&str, Option<&str>, OrderStatus, Option<OrderStatus>)] = &[
+            (types::SESSION_COMPLETED, Some("paid"), Pending, Some(Paid)),
+            (
+                types::SESSION_COMPLETED,
+                Some("no_payment_required"),
+                Pending,
+                Some(Paid),
+            ),
+            (types::SESSION_COMPLETED, Some("paid"), Failed, Some(Paid)),
+            (types::SESSION_COMPLETED, Some("paid"), Expired, Some(Paid)),
+            (types::SESSION_COMPLETED, Some("paid"), Paid, None),
+            (types::SESSION_COMPLETED, Some("paid"), Refunded, None),
+            (types::SESSION_COMPLETED, Some("unpaid"), Pending, None),
+            (types::SESSION_ASYNC_SUCCEEDED, None, Pending, Some(Paid)),
+            (types::SESSION_ASYNC_SUCCEEDED, None, Failed, Some(Paid)),
+            (types::SESSION_ASYNC_SUCCEEDED, None, Expired, None),
+            (types::SESSION_ASYNC_FAILED, None, Pending, Some(Failed)),
+            (types::SESSION_ASYNC_FAILED, None, Paid, None),
+            (types::SESSION_EXPIRED, None, Pending, Some(Expired)),
+            (types::SESSION_EXPIRED, None, Paid, None),
+            (types::CHARGE_REFUNDED, None, Paid, Some(Refunded)),
+            (types::CHARGE_REFUNDED, None, Pending, None),
+            ("customer.created", None, Pending, None),
+        ];
+        for (kind, ps, from, want) in cases {
+            let d = decide(&event(kind, *ps), &order(*from), None);
+            assert_eq!(d.to, *want, "{kind} {ps:?} from {from}");
+            assert_eq!(d.paid_at.is_some(), *want == Some(Paid));
+        }
+    }
+
+    #[test]
+    fn partial_refund_does_not_refund_the_order() {
+        let mut e = event(types::CHARGE_REFUNDED, None);
+        e.object.fully_refunded = false;
+        assert_eq!(decide(&e, &order(Paid), None).to, None);
+    }
+
+    #[test]
+    fn amount_and_currency_are_guarded() {
+        let e = event(types::SESSION_COMPLETED, Some("paid"));
+        let mut o = order(Pending);
+        o.amount_total = Some(1000);
+        o.currency = Some("EUR".into());
+        assert_eq!(decide(&e, &o, None).to, Some(Paid));
+        o.amount_total = Some(999);
+        let d = decide(&e, &o, None);
+        assert_eq!(d.to, None);
+        assert_eq!(d.anomaly, Some(AnomalyKind::AmountMismatch));
+        assert!(
+            d.order_anomaly
+                .as_deref()
+                .is_some_and(|t| t.contains("999 EUR"))
+        );
+        o.amount_total = Some(1000);
+        o.currency = Some("usd".into());
+        assert_eq!(
+            decide(&e, &o, None).anomaly,
+            Some(AnomalyKind::AmountMismatch)
+        );
+    }
+
+    #[test]
+    fn other_mode_changes_nothing() {
+        let e = event(types::SESSION_COMPLETED, Some("paid"));
+        let d = decide(&e, &order(Pending), Some(true));
+        assert_eq!(d.to, None);
+        assert_eq!(d.anomaly, Some(AnomalyKind::LivemodeMismatch));
+        assert!(!d.changes_order());
+        assert_eq!(decide(&e, &order(Pending), Some(false)).to, Some(Paid));
+    }
+
+    #[test]
+    fn payment_intent_is_recorded_once() {
+        let e = event(types::SESSION_COMPLETED, Some("unpaid"));
+        assert_eq!(
+            decide(&e, &order(Pending), None).payment_intent.as_deref(),
+            Some("pi_1")
+        );
+        let mut o = order(Pending);
+        o.payment_intent = Some("pi_0".into());
+        assert_eq!(decide(&e, &o, None).payment_intent, None);
+    }
+}

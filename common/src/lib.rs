@@ -1,0 +1,25 @@
+//! The ground floor shared by `edge` and `reconciler`; neither depends on the other.
+//!
+//! # Layout
+//! - [`config`]: every environment variable, parsed once into types.
+//! - [`db`]: the connection pool, embedded migrations and the schema check.
+//! - [`ledger`]: the one function that applies a Stripe event (ledger row + order state).
+//! - [`stripe`]: the event envelope and `Stripe-Signature` signing/verification.
+//! - [`telemetry`]: JSON logs and the request id.
+//! - [`metrics`]: every metric name, declared once.
+//! - [`shutdown`]: the SIGTERM/SIGINT future.
+
+pub mod config;
+pub mod db;
+pub mod ledger;
+pub mod metrics;
+pub mod shutdown;
+pub mod stripe;
+pub mod telemetry;
+
+/// Exit status for a bad or missing setting (sysexits `EX_USAGE`).
+pub const EXIT_CONFIG: i32 = 64;
+/// Exit status when the database cannot be reached at start-up (`EX_UNAVAILABLE`).
+pub const EXIT_UNAVAILABLE: i32 = 69;
+/// Exit status when the schema is older than the build (`EX_CONFIG`): run `edge migrate`.
+pub const EXIT_SCHEMA: i32 = 78;

@@ -1,0 +1,221 @@
+//! Every metric name, its help text, its label values and the histogram buckets, declared once.
+//! Dashboards and alert rules may only use names from this file. Known label values are
+//! registered at zero at start-up so that every series exists before its first event.
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::ledger::{AnomalyKind, TRANSITIONS};
+
+/// Latency buckets in seconds: 1 ms to 10 s, dense where webhook latencies live (1–50 ms).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Edge metric names.
+pub mod edge {
+    pub const WEBHOOK_REQUESTS_TOTAL: &str = "edge_webhook_requests_total";
+    pub const WEBHOOK_REQUEST_DURATION_SECONDS: &str = "edge_webhook_request_duration_seconds";
+    pub const WEBHOOK_REQUESTS_IN_FLIGHT: &str = "edge_webhook_requests_in_flight";
+    pub const WEBHOOK_SECRET_MATCHES_TOTAL: &str = "edge_webhook_secret_matches_total";
+    pub const ORDER_TRANSITIONS_TOTAL: &str = "edge_order_transitions_total";
+    pub const ORPHAN_EVENTS_TOTAL: &str = "edge_orphan_events_total";
+    pub const ORDER_ANOMALIES_TOTAL: &str = "edge_order_anomalies_total";
+    pub const DB_POOL_CONNECTIONS: &str = "edge_db_pool_connections";
+    pub const PROXY_REQUESTS_TOTAL: &str = "edge_proxy_requests_total";
+    pub const PROXY_REQUEST_DURATION_SECONDS: &str = "edge_proxy_request_duration_seconds";
+}
+
+/// Reconciler metric names.
+pub mod reconciler {
+    pub const RUNS_TOTAL: &str = "reconciler_runs_total";
+    pub const RUN_DURATION_SECONDS: &str = "reconciler_run_duration_seconds";
+    pub const LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "reconciler_last_success_timestamp_seconds";
+    pub const EVENTS_SEEN_TOTAL: &str = "reconciler_events_seen_total";
+    pub const EVENTS_MISSING_TOTAL: &str = "reconciler_events_missing_total";
+    pub const EVENTS_BACKFILLED_TOTAL: &str = "reconciler_events_backfilled_total";
+    pub const MISSING_EVENT_AGE_SECONDS: &str = "reconciler_missing_event_age_seconds";
+    pub const STRIPE_REQUESTS_TOTAL: &str = "reconciler_stripe_requests_total";
+    pub const STRIPE_REQUEST_DURATION_SECONDS: &str = "reconciler_stripe_request_duration_seconds";
+}
+
+/// `outcome` of `edge_webhook_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Processed,
+    Duplicate,
+    InvalidSignature,
+    InvalidPayload,
+    TooLarge,
+    StorageError,
+}
+
+impl WebhookOutcome {
+    pub const ALL: [WebhookOutcome; 6] = [
+        Self::Processed,
+        Self::Duplicate,
+        Self::InvalidSignature,
+        Self::InvalidPayload,
+        Self::TooLarge,
+        Self::StorageError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processed => "processed",
+            Self::Duplicate => "duplicate",
+            Self::InvalidSignature => "invalid_signature",
+            Self::InvalidPayload => "invalid_payload",
+            Self::TooLarge => "too_large",
+            Self::StorageError => "storage_error",
+        }
+    }
+}
+
+/// `state` of `edge_db_pool_connections`.
+pub const POOL_STATES: [&str; 4] = ["max", "open", "idle", "waiting"];
+/// `status_class` of `edge_proxy_requests_total` (`error`: no answer from the app at all).
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+/// The HTTP status class label of a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The process-wide Prometheus recorder (installed on first use; one per process).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        match builder.install_recorder() {
+            Ok(handle) => handle,
+            // Another recorder is already global: render an empty registry rather than fail.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+/// Describes every edge metric and registers its known label values at zero.
+pub fn register_edge(secret_count: usize) {
+    use edge::*;
+    handle();
+    describe_counter!(
+        WEBHOOK_REQUESTS_TOTAL,
+        Unit::Count,
+        "Webhook requests by outcome."
+    );
+    describe_histogram!(
+        WEBHOOK_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Webhook request latency, from first byte to answer, by outcome."
+    );
+    describe_gauge!(
+        WEBHOOK_REQUESTS_IN_FLIGHT,
+        Unit::Count,
+        "Webhook requests being processed now."
+    );
+    describe_counter!(
+        WEBHOOK_SECRET_MATCHES_TOTAL,
+        Unit::Count,
+        "Verified webhooks by the index of the secret (in STRIPE_WEBHOOK_SECRET) that matched."
+    );
+    describe_counter!(
+        ORDER_TRANSITIONS_TOTAL,
+        Unit::Count,
+        "Order status changes made by webhooks."
+    );
+    describe_counter!(
+        ORPHAN_EVENTS_TOTAL,
+        Unit::Count,
+        "Order events stored with no matching order."
+    );
+    describe_counter!(
+        ORDER_ANOMALIES_TOTAL,
+        Unit::Count,
+        "Events kept but not applied: amount/currency mismatch or the wrong livemode."
+    );
+    describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        Unit::Count,
+        "Database pool connections by state."
+    );
+    describe_counter!(
+        PROXY_REQUESTS_TOTAL,
+        Unit::Count,
+        "Proxied requests by upstream status class."
+    );
+    describe_histogram!(
+        PROXY_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time until the upstream app's response headers arrived."
+    );
+    for o in WebhookOutcome::ALL {
+        metrics::counter!(WEBHOOK_REQUESTS_TOTAL, "outcome" => o.as_str()).increment(0);
+    }
+    for i in 0..secret_count {
+        metrics::counter!(WEBHOOK_SECRET_MATCHES_TOTAL, "secret_index" => i.to_string())
+            .increment(0);
+    }
+    for (from, to) in TRANSITIONS {
+        metrics::counter!(ORDER_TRANSITIONS_TOTAL, "from" => from.as_str(), "to" => to.as_str())
+            .increment(0);
+    }
+    metrics::counter!(ORPHAN_EVENTS_TOTAL).increment(0);
+    for kind in AnomalyKind::ALL {
+        metrics::counter!(ORDER_ANOMALIES_TOTAL, "kind" => kind.as_str()).increment(0);
+    }
+    for class in STATUS_CLASSES {
+        metrics::counter!(PROXY_REQUESTS_TOTAL, "status_class" => class).increment(0);
+    }
+    metrics::gauge!(WEBHOOK_REQUESTS_IN_FLIGHT).set(0.0);
+}
+
+/// Renders the Prometheus text exposition.
+pub fn render() -> String {
+    handle().render()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_carry_their_binary_prefix() {
+        use super::{edge::*, reconciler::*};
+        for n in [
+            WEBHOOK_REQUESTS_TOTAL,
+            WEBHOOK_REQUEST_DURATION_SECONDS,
+            WEBHOOK_REQUESTS_IN_FLIGHT,
+            WEBHOOK_SECRET_MATCHES_TOTAL,
+            ORDER_TRANSITIONS_TOTAL,
+            ORPHAN_EVENTS_TOTAL,
+            ORDER_ANOMALIES_TOTAL,
+            DB_POOL_CONNECTIONS,
+            PROXY_REQUESTS_TOTAL,
+            PROXY_REQUEST_DURATION_SECONDS,
+        ] {
+            assert!(n.starts_with("edge_"), "{n}");
+        }
+        for n in [
+            RUNS_TOTAL,
+            RUN_DURATION_SECONDS,
+            LAST_SUCCESS_TIMESTAMP_SECONDS,
+            EVENTS_SEEN_TOTAL,
+            EVENTS_MISSING_TOTAL,
+            EVENTS_BACKFILLED_TOTAL,
+            MISSING_EVENT_AGE_SECONDS,
+            STRIPE_REQUESTS_TOTAL,
+            STRIPE_REQUEST_DURATION_SECONDS,
+        ] {
+            assert!(n.starts_with("reconciler_"), "{n}");
+        }
+    }
+}

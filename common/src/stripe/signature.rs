@@ -1,0 +1,368 @@
+//! `Stripe-Signature`: parsing the header, verifying it against one or more secrets, and signing.
+//!
+//! The scheme (see `stripe-facts.md` §1): the header is `t=<unix seconds>,v1=<hex>[,v1=<hex>…]`,
+//! the signature is HMAC-SHA256 over `"{t}.{raw body}"` keyed by the whole secret string (including
+//! `whsec_`). Any matching `v1` passes (several are sent during secret rotation), every other scheme
+//! (`v0` included) is ignored, and a timestamp older than the tolerance is refused. A timestamp in the
+//! future is accepted, as all of Stripe's official libraries do.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::config::Secret;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Longest header we are willing to parse. A real one is about 220 bytes (t, two v1, one v0).
+pub const MAX_HEADER_LEN: usize = 4096;
+/// Most `v1` candidates we compare. Stripe sends one per active secret (two during a rotation).
+pub const MAX_V1_CANDIDATES: usize = 8;
+
+/// Why a `Stripe-Signature` was refused. Every variant maps to 400 `invalid_signature`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("the Stripe-Signature header is missing")]
+    Missing,
+    #[error("more than one Stripe-Signature header was sent")]
+    Duplicated,
+    #[error("the Stripe-Signature header is malformed")]
+    Malformed,
+    #[error("the Stripe-Signature header has no v1 signature")]
+    NoV1,
+    #[error("the signed timestamp is older than the tolerance")]
+    TooOld,
+    #[error("no v1 signature matches any configured secret")]
+    NoMatch,
+}
+
+/// A parsed header: the timestamp exactly as sent (it is part of the signed bytes) and the decoded
+/// `v1` signatures. Values that are not 32 bytes of hex are skipped, as stripe-go does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedHeader<'a> {
+    pub timestamp_raw: &'a str,
+    pub timestamp: i64,
+    pub v1: Vec<[u8; 32]>,
+}
+
+/// Parses a `Stripe-Signature` header value.
+pub fn parse_header(header: &str) -> Result<ParsedHeader<'_>, SignatureError> {
+    if header.is_empty() || header.len() > MAX_HEADER_LEN {
+        return Err(SignatureError::Malformed);
+    }
+    let mut timestamp: Option<(&str, i64)> = None;
+    let mut v1 = Vec::new();
+    let mut v1_seen = 0usize;
+    for item in header.split(',') {
+        let (key, value) = item
+            .trim()
+            .split_once('=')
+            .ok_or(SignatureError::Malformed)?;
+        match key {
+            "t" => {
+                if timestamp.is_some() || value.is_empty() || value.len() > 19 {
+                    return Err(SignatureError::Malformed);
+                }
+                if !value.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(SignatureError::Malformed);
+                }
+                let parsed = value
+                    .parse::<i64>()
+                    .map_err(|_| SignatureError::Malformed)?;
+                timestamp = Some((value, parsed));
+            }
+            "v1" => {
+                v1_seen += 1;
+                if v1_seen > MAX_V1_CANDIDATES {
+                    return Err(SignatureError::Malformed);
+                }
+                let mut decoded = [0u8; 32];
+                if value.len() == 64 && hex::decode_to_slice(value, &mut decoded).is_ok() {
+                    v1.push(decoded);
+                }
+            }
+            // v0 and any future scheme are ignored, so a downgrade is impossible.
+            _ => {}
+        }
+    }
+    let (timestamp_raw, timestamp) = timestamp.ok_or(SignatureError::Malformed)?;
+    if v1.is_empty() {
+        return Err(SignatureError::NoV1);
+    }
+    Ok(ParsedHeader {
+        timestamp_raw,
+        timestamp,
+        v1,
+    })
+}
+
+/// Verifies `header` for `payload` against every secret. Returns the index of the secret that
+/// matched (for the rotation metric). `now` is unix seconds; `tolerance_secs` must be at least 1.
+pub fn verify(
+    header: &str,
+    payload: &[u8],
+    secrets: &[Secret],
+    tolerance_secs: u64,
+    now: i64,
+) -> Result<usize, SignatureError> {
+    let parsed = parse_header(header)?;
+    let age = now.saturating_sub(parsed.timestamp);
+    if age > 0 && age.unsigned_abs() > tolerance_secs {
+        return Err(SignatureError::TooOld);
+    }
+    for (index, secret) in secrets.iter().enumerate() {
+        let mac = keyed_mac(secret.expose(), parsed.timestamp_raw, payload);
+        for candidate in &parsed.v1 {
+            if mac.clone().verify_slice(candidate).is_ok() {
+                return Ok(index);
+            }
+        }
+    }
+    Err(SignatureError::NoMatch)
+}
+
+/// The hex `v1` signature of `payload` at `timestamp` under `secret`.
+pub fn compute_v1(secret: &str, timestamp: i64, payload: &[u8]) -> String {
+    let ts = timestamp.to_string();
+    hex::encode(keyed_mac(secret, &ts, payload).finalize().into_bytes())
+}
+
+/// A complete `Stripe-Signature` value for one secret, as Stripe would send it.
+pub fn sign(secret: &str, timestamp: i64, payload: &[u8]) -> String {
+    format!(
+        "t={timestamp},v1={}",
+        compute_v1(secret, timestamp, payload)
+    )
+}
+
+/// A header carrying one `v1` per secret, as Stripe sends during a rotation.
+pub fn sign_rotating(secrets: &[&str], timestamp: i64, payload: &[u8]) -> String {
+    let mut header = format!("t={timestamp}");
+    for secret in secrets {
+        header.push_str(",v1=");
+        header.push_str(&compute_v1(secret, timestamp, payload));
+    }
+    header
+}
+
+fn keyed_mac(secret: &str, timestamp_raw: &str, payload: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(timestamp_raw.as_bytes());
+    mac.update(b".");
+    mac.update(payload);
+    mac
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every vector of `stripe-fixtures/signature-vectors.json`, plus rotation in both orders.
+    use super::*;
+    use serde_json::Value;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/stripe");
+
+    fn vectors() -> Value {
+        let text = std::fs::read_to_string(format!("{FIXTURES}/signature-vectors.json"))
+            .expect("signature vectors are readable");
+        serde_json::from_str(&text).expect("signature vectors are JSON")
+    }
+
+    fn payload() -> Vec<u8> {
+        std::fs::read(format!("{FIXTURES}/sigvec_dotnet_event_payload.json")).expect("payload")
+    }
+
+    fn secrets(names: &[&str]) -> Vec<Secret> {
+        names.iter().map(|s| Secret::new((*s).to_owned())).collect()
+    }
+
+    #[test]
+    fn official_payload_is_the_exact_484_bytes() {
+        let v = vectors();
+        let official = &v["official_vectors"][0];
+        let body = payload();
+        assert_eq!(
+            body.len() as u64,
+            official["payload_bytes_len"].as_u64().expect("len")
+        );
+        assert_eq!(
+            body,
+            official["payload_utf8"].as_str().expect("utf8").as_bytes()
+        );
+    }
+
+    #[test]
+    fn official_vector_and_its_checks() {
+        let v = vectors();
+        let official = &v["official_vectors"][0];
+        let header = official["header"].as_str().expect("header");
+        let ts = official["timestamp"].as_i64().expect("ts");
+        let secret = official["secret"].as_str().expect("secret");
+        let body = payload();
+        assert_eq!(
+            compute_v1(secret, ts, &body),
+            official["expected_v1"].as_str().expect("v1")
+        );
+        for check in official["checks_from_official_test"]
+            .as_array()
+            .expect("checks")
+        {
+            let expect = check["expect"].as_str().expect("expect");
+            if let Some(now) = check["now"].as_i64() {
+                let tol = check["tolerance"].as_u64().expect("tolerance");
+                let got = verify(header, &body, &secrets(&[secret]), tol, now);
+                if expect == "valid" {
+                    assert_eq!(got, Ok(0));
+                } else {
+                    assert_eq!(got, Err(SignatureError::TooOld), "{expect}");
+                }
+            } else {
+                let mut changed = body.clone();
+                changed.extend_from_slice(b"this_changes_the_json");
+                let got = verify(header, &changed, &secrets(&[secret]), 300, ts);
+                assert_eq!(got, Err(SignatureError::NoMatch));
+            }
+        }
+    }
+
+    #[test]
+    fn node_raw_hmac_vectors() {
+        let v = vectors();
+        let node = &v["official_vectors"][1];
+        let secret = node["secret"].as_str().expect("secret");
+        for case in node["cases"].as_array().expect("cases") {
+            let message = case["message"].as_str().expect("message");
+            let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
+            mac.update(message.as_bytes());
+            let got = hex::encode(mac.finalize().into_bytes());
+            assert_eq!(
+                got,
+                case["expected_hex"].as_str().expect("hex"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn official_malformed_headers_are_all_rejected() {
+        let v = vectors();
+        let m = &v["official_malformed_headers"];
+        for header in m["headers"].as_array().expect("headers") {
+            let header = header.as_str().expect("header");
+            let got = verify(
+                header,
+                b"{}",
+                &secrets(&["webhook_secret"]),
+                300,
+                1_533_204_620,
+            );
+            assert!(got.is_err(), "{header:?} must be rejected, got {got:?}");
+        }
+    }
+
+    #[test]
+    fn derived_vectors() {
+        let v = vectors();
+        let d = &v["derived_vectors"];
+        let ts = d["timestamp"].as_i64().expect("ts");
+        let default_secret = d["secret"].as_str().expect("secret");
+        let body = payload();
+        for case in d["cases"].as_array().expect("cases") {
+            let id = case["id"].as_str().expect("id");
+            let header = case["header"].as_str().expect("header");
+            let now = case["now"].as_i64().unwrap_or(ts);
+            let mut body = body.clone();
+            if case["payload_mutation"].as_str() == Some("strip final 0x0A") {
+                body.pop();
+                let secret = default_secret;
+                assert_eq!(
+                    compute_v1(secret, ts, &body),
+                    case["mutated_payload_hmac"].as_str().expect("hmac")
+                );
+            }
+            let names: Vec<&str> = match case["secrets_accepting"].as_array() {
+                Some(list) => list.iter().map(|s| s.as_str().expect("secret")).collect(),
+                None => vec![case["secret"].as_str().unwrap_or(default_secret)],
+            };
+            let expect = case["expect"].as_str().expect("expect");
+            let got = verify(header, &body, &secrets(&names), 300, now);
+            match id {
+                "rotation-valid-first"
+                | "rotation-valid-last"
+                | "bad-hex-v1-plus-valid"
+                | "whsec-prefixed-secret"
+                | "future-timestamp" => {
+                    assert!(got.is_ok(), "{id}: {expect}: {got:?}");
+                }
+                "v0-only" => assert_eq!(got, Err(SignatureError::NoV1), "{id}"),
+                "payload-without-trailing-newline" => {
+                    assert_eq!(got, Err(SignatureError::NoMatch), "{id}")
+                }
+                other => panic!("unknown derived vector {other}: add it here"),
+            }
+        }
+    }
+
+    #[test]
+    fn rotation_in_both_orders_and_with_the_secret_order_swapped() {
+        let body = payload();
+        let ts = 1_533_204_620;
+        let old = "whsec_old";
+        let new = "whsec_new";
+        for header in [
+            sign_rotating(&[old, new], ts, &body),
+            sign_rotating(&[new, old], ts, &body),
+        ] {
+            assert_eq!(
+                verify(&header, &body, &secrets(&[new, old]), 300, ts),
+                Ok(0)
+            );
+            assert_eq!(
+                verify(&header, &body, &secrets(&[old, new]), 300, ts),
+                Ok(0)
+            );
+            assert_eq!(verify(&header, &body, &secrets(&[old]), 300, ts), Ok(0));
+            assert_eq!(
+                verify(&header, &body, &secrets(&["other", new]), 300, ts),
+                Ok(1)
+            );
+        }
+        let only_new = sign(new, ts, &body);
+        assert_eq!(
+            verify(&only_new, &body, &secrets(&[old, new]), 300, ts),
+            Ok(1)
+        );
+        assert_eq!(
+            verify(&only_new, &body, &secrets(&[old]), 300, ts),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn hostile_headers() {
+        let body = b"{}";
+        let s = secrets(&["whsec_x"]);
+        let good = compute_v1("whsec_x", 10, body);
+        let cases = [
+            String::new(),
+            "t=".into(),
+            "t=-5,v1=00".into(),
+            "t=+5,v1=00".into(),
+            "t=abc,v1=00".into(),
+            "t=99999999999999999999999,v1=00".into(),
+            format!("t=10,t=10,v1={good}"),
+            format!("t=10,v1={}", "a".repeat(1 << 20)),
+            format!("t=10{}", ",v1=00".repeat(1000)),
+            format!("t=10,v1={good},junk"),
+            "v1=00".into(),
+        ];
+        for header in &cases {
+            assert!(verify(header, body, &s, 300, 10).is_err(), "{:.60}", header);
+        }
+        assert_eq!(verify(&format!("t=10,v1={good}"), body, &s, 300, 10), Ok(0));
+        assert_eq!(
+            verify(&format!("t=10, v1={good}"), body, &s, 300, 10),
+            Ok(0)
+        );
+    }
+}
