@@ -1,0 +1,159 @@
+//! The edge's one error enum and its one mapping to HTTP status, code and JSON body. Causes go to
+//! the logs; clients get a stable code and a short message, never database internals.
+
+use bytes::Bytes;
+use common::ledger::LedgerError;
+use common::metrics::WebhookOutcome;
+use common::stripe::event::EventError;
+use common::stripe::signature::SignatureError;
+use common::telemetry::RequestId;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::routes::{Body, full};
+
+/// Everything that can go wrong while answering a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid signature: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("invalid payload: {0}")]
+    Payload(#[from] EventError),
+    #[error("the body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("no such route")]
+    NotFound,
+    #[error("storage failed: {0}")]
+    Storage(#[from] LedgerError),
+    #[error("the upstream app could not be reached: {0}")]
+    UpstreamConnect(String),
+    #[error("the upstream app did not answer within {0} s")]
+    UpstreamTimeout(u64),
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Signature(_) | Self::Payload(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Storage(LedgerError::PoolTimeout) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UpstreamConnect(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The stable machine-readable code in the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Signature(_) => "invalid_signature",
+            Self::Payload(_) => "invalid_payload",
+            Self::BodyRead(_) => "bad_request",
+            Self::TooLarge { .. } => "payload_too_large",
+            Self::BodyTimeout => "request_timeout",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::NotFound => "not_found",
+            Self::Storage(_) => "storage_unavailable",
+            Self::UpstreamConnect(_) => "upstream_unavailable",
+            Self::UpstreamTimeout(_) => "upstream_timeout",
+        }
+    }
+
+    /// What the client is told. Storage details stay in the logs.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Storage(_) => {
+                "the event could not be stored; it was not recorded, retry later".into()
+            }
+            Self::UpstreamConnect(_) => "the upstream app could not be reached".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The `outcome` label this error counts under on the webhook route.
+    pub fn webhook_outcome(&self) -> Option<WebhookOutcome> {
+        match self {
+            Self::Signature(_) => Some(WebhookOutcome::InvalidSignature),
+            Self::Payload(_) | Self::BodyRead(_) | Self::BodyTimeout => {
+                Some(WebhookOutcome::InvalidPayload)
+            }
+            Self::TooLarge { .. } => Some(WebhookOutcome::TooLarge),
+            Self::Storage(_) => Some(WebhookOutcome::StorageError),
+            _ => None,
+        }
+    }
+
+    /// The JSON error response: `{"error":{"code","message"},"requestId"}`.
+    pub fn into_response(self, request_id: &RequestId) -> Response<Body> {
+        let body = serde_json::json!({
+            "error": { "code": self.code(), "message": self.public_message() },
+            "requestId": request_id.as_str(),
+        });
+        let mut resp = Response::new(full(Bytes::from(body.to_string())));
+        *resp.status_mut() = self.status();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Self::MethodNotAllowed { allow } = self {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        let cases = [
+            (
+                Error::Signature(SignatureError::NoMatch),
+                400,
+                "invalid_signature",
+            ),
+            (
+                Error::Payload(EventError::NotAnEvent("x")),
+                400,
+                "invalid_payload",
+            ),
+            (Error::TooLarge { limit: 1 }, 413, "payload_too_large"),
+            (
+                Error::Storage(LedgerError::PoolTimeout),
+                503,
+                "storage_unavailable",
+            ),
+            (
+                Error::Storage(LedgerError::Unavailable("x".into())),
+                500,
+                "storage_unavailable",
+            ),
+            (
+                Error::MethodNotAllowed { allow: "POST" },
+                405,
+                "method_not_allowed",
+            ),
+            (
+                Error::UpstreamConnect("x".into()),
+                502,
+                "upstream_unavailable",
+            ),
+            (Error::UpstreamTimeout(1), 504, "upstream_timeout"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!(e.status().as_u16(), status);
+            assert_eq!(e.code(), code);
+        }
+    }
+}

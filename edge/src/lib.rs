@@ -1,0 +1,157 @@
+//! The Stripe webhook edge: a hyper 1.x server that verifies `Stripe-Signature`, records each event
+//! and its order transition in one Postgres transaction before answering 200, and proxies every
+//! other route to the app.
+//!
+//! # Layout
+//! - [`App`]: build (schema check, pool, bind) and run until a shutdown signal.
+//! - [`server`]: the accept loop with time-outs and graceful drain, shared by both listeners.
+//! - [`routes`]: the one routing `match`; `webhook`, `proxy` and `admin` handlers.
+//! - [`error`]: the one error enum and its mapping to HTTP.
+//! - [`state`]: what handlers share.
+
+pub mod error;
+pub mod routes;
+pub mod server;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::config::EdgeConfig;
+use common::db::{self, DbError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use crate::server::Limits;
+use crate::state::State;
+
+/// How often histogram and idle-series housekeeping runs for the exporter.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// The admin listener's own drain (scrapes and probes are short).
+const ADMIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the database is unreachable: {0}")]
+    DbUnavailable(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl StartError {
+    /// The process exit status for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::DbUnavailable(_) | Self::Db(DbError::Connect(_)) => common::EXIT_UNAVAILABLE,
+            Self::Db(DbError::SchemaOutdated { .. }) => common::EXIT_SCHEMA,
+            _ => 1,
+        }
+    }
+}
+
+/// A built edge: listeners bound, database checked, ready to run.
+pub struct App {
+    state: Arc<State>,
+    public: TcpListener,
+    admin: TcpListener,
+    grace: Duration,
+}
+
+impl App {
+    /// Checks the schema, opens the pool and binds both listeners.
+    pub async fn build(config: EdgeConfig) -> Result<Self, StartError> {
+        Self::build_with_limits(config, Limits::default()).await
+    }
+
+    /// [`App::build`] with other client time-outs (tests use short ones).
+    pub async fn build_with_limits(config: EdgeConfig, limits: Limits) -> Result<Self, StartError> {
+        common::metrics::register_edge(config.webhook_secrets.len());
+        let pool = db::pool(&config.db)?;
+        {
+            let client = pool
+                .get()
+                .await
+                .map_err(|e| StartError::DbUnavailable(e.to_string()))?;
+            db::check_schema(&client).await?;
+        }
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let public = bind(config.listen).await?;
+        let admin = bind(config.admin_listen).await?;
+        let grace = config.shutdown_grace;
+        Ok(Self {
+            state: Arc::new(State::new(&config, pool, limits)),
+            public,
+            admin,
+            grace,
+        })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` resolves, then: `/ready` turns 503, the public listener stops
+    /// accepting and drains (bounded by `SHUTDOWN_GRACE_SECS`), then the admin listener stops.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
+        let public_addr = self.public_addr();
+        let admin_addr = self.admin_addr();
+        let (stop_public, public_stopped) = watch::channel(false);
+        let (stop_admin, admin_stopped) = watch::channel(false);
+        let upkeep = tokio::spawn(async {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
+            loop {
+                tick.tick().await;
+                common::metrics::handle().run_upkeep();
+            }
+        });
+        let state = self.state.clone();
+        let public = tokio::spawn(server::serve(
+            "public",
+            self.public,
+            move |req, peer| routes::public(req, state.clone(), peer),
+            public_stopped,
+            self.grace,
+            self.state.limits,
+        ));
+        let state = self.state.clone();
+        let admin = tokio::spawn(server::serve(
+            "admin",
+            self.admin,
+            move |req, _peer| routes::admin(req, state.clone()),
+            admin_stopped,
+            ADMIN_GRACE,
+            self.state.limits,
+        ));
+        tracing::info!(public = %public_addr, admin = %admin_addr, "edge listening");
+        shutdown.await;
+        tracing::info!("shutdown requested");
+        self.state.start_draining();
+        let _ = stop_public.send(true);
+        let _ = public.await;
+        let _ = stop_admin.send(true);
+        let _ = admin.await;
+        upkeep.abort();
+        self.state.pool.close();
+        tracing::info!("edge stopped");
+    }
+}

@@ -1,0 +1,69 @@
+//! The admin listener's handlers: `/metrics` (Prometheus text), `/live` and `/ready`.
+
+use std::time::Duration;
+
+use common::db;
+use common::metrics::{self as names, edge as m};
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::json as value;
+
+use crate::routes::{Body, full, json};
+use crate::state::State;
+
+/// `/ready` answers 503 when the database has not answered within this time.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Prometheus text exposition; pool gauges are refreshed at scrape time.
+pub fn metrics(state: &State) -> Response<Body> {
+    let status = state.pool.status();
+    for (label, value) in [
+        ("max", status.max_size),
+        ("open", status.size),
+        ("idle", status.available),
+        ("waiting", status.waiting),
+    ] {
+        metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => label).set(value as f64);
+    }
+    let mut resp = Response::new(full(names::render()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// The process is up.
+pub fn live() -> Response<Body> {
+    json(StatusCode::OK, &value!({ "status": "live" }))
+}
+
+/// Ready = not draining, the database answers, and its schema is current.
+pub async fn ready(state: &State) -> Response<Body> {
+    if state.is_draining() {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &value!({ "status": "draining" }),
+        );
+    }
+    let check = async {
+        let client = state.pool.get().await.map_err(|e| e.to_string())?;
+        db::check_schema(&client).await.map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(READY_TIMEOUT, check).await {
+        Ok(Ok(version)) => json(
+            StatusCode::OK,
+            &value!({ "status": "ready", "schemaVersion": version }),
+        ),
+        Ok(Err(reason)) => {
+            tracing::warn!(%reason, "not ready");
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &value!({ "status": "unavailable", "reason": "database" }),
+            )
+        }
+        Err(_) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &value!({ "status": "unavailable", "reason": "database_timeout" }),
+        ),
+    }
+}

@@ -1,0 +1,194 @@
+//! Hand-written routing: one `match` turns a request into a [`Route`] (public listener) or an
+//! [`AdminRoute`], then each route's handler answers. Also owns the request id and the body helpers.
+
+pub mod admin;
+pub mod proxy;
+pub mod webhook;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::telemetry::RequestId;
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::error::Error;
+use crate::state::State;
+
+/// Errors a response body can fail with (proxied bodies can).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every response.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const WEBHOOK_PATH: &str = "/stripe/webhook";
+
+/// A complete in-memory body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// Routes of the public listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    StripeWebhook,
+    WebhookMethodNotAllowed,
+    Proxy,
+    NotFound,
+}
+
+impl Route {
+    pub fn of(method: &Method, path: &str, proxying: bool) -> Self {
+        match (method, path) {
+            (&Method::POST, WEBHOOK_PATH) => Self::StripeWebhook,
+            (_, WEBHOOK_PATH) => Self::WebhookMethodNotAllowed,
+            _ if proxying => Self::Proxy,
+            _ => Self::NotFound,
+        }
+    }
+}
+
+/// Routes of the admin listener (never reachable on the public one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRoute {
+    Metrics,
+    Live,
+    Ready,
+    MethodNotAllowed,
+    NotFound,
+}
+
+impl AdminRoute {
+    pub fn of(method: &Method, path: &str) -> Self {
+        let readable = matches!(*method, Method::GET | Method::HEAD);
+        match path {
+            "/metrics" if readable => Self::Metrics,
+            "/live" if readable => Self::Live,
+            "/ready" if readable => Self::Ready,
+            "/metrics" | "/live" | "/ready" => Self::MethodNotAllowed,
+            _ => Self::NotFound,
+        }
+    }
+}
+
+/// Entry point of the public listener.
+pub async fn public(
+    req: Request<Incoming>,
+    state: Arc<State>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    let rid = request_id(&req);
+    let span = tracing::info_span!("request", requestId = %rid);
+    let route = Route::of(req.method(), req.uri().path(), state.proxy.is_some());
+    let resp = async {
+        match route {
+            Route::StripeWebhook => webhook::handle(req, &state, &rid).await,
+            Route::WebhookMethodNotAllowed => {
+                Error::MethodNotAllowed { allow: "POST" }.into_response(&rid)
+            }
+            Route::Proxy => match &state.proxy {
+                Some(proxy) => proxy.forward(req, peer, &rid).await,
+                None => Error::NotFound.into_response(&rid),
+            },
+            Route::NotFound => Error::NotFound.into_response(&rid),
+        }
+    }
+    .instrument(span)
+    .await;
+    Ok(with_request_id(resp, &rid))
+}
+
+/// Entry point of the admin listener.
+pub async fn admin(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Body>, Infallible> {
+    let rid = request_id(&req);
+    let resp = match AdminRoute::of(req.method(), req.uri().path()) {
+        AdminRoute::Metrics => admin::metrics(&state),
+        AdminRoute::Live => admin::live(),
+        AdminRoute::Ready => admin::ready(&state).await,
+        AdminRoute::MethodNotAllowed => {
+            Error::MethodNotAllowed { allow: "GET" }.into_response(&rid)
+        }
+        AdminRoute::NotFound => Error::NotFound.into_response(&rid),
+    };
+    Ok(with_request_id(resp, &rid))
+}
+
+fn request_id<B>(req: &Request<B>) -> RequestId {
+    let mut values = req.headers().get_all(&X_REQUEST_ID).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => RequestId::from_header(Some(v.as_bytes())),
+        _ => RequestId::generate(),
+    }
+}
+
+fn with_request_id(mut resp: Response<Body>, rid: &RequestId) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
+        resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    resp
+}
+
+/// A JSON response with the given status.
+pub fn json(status: http::StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(full(value.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_routes() {
+        assert_eq!(
+            Route::of(&Method::POST, "/stripe/webhook", false),
+            Route::StripeWebhook
+        );
+        assert_eq!(
+            Route::of(&Method::POST, "/stripe/webhook", true),
+            Route::StripeWebhook
+        );
+        assert_eq!(
+            Route::of(&Method::GET, "/stripe/webhook", true),
+            Route::WebhookMethodNotAllowed
+        );
+        assert_eq!(
+            Route::of(&Method::POST, "/stripe/webhook/", false),
+            Route::NotFound
+        );
+        assert_eq!(Route::of(&Method::GET, "/metrics", false), Route::NotFound);
+        assert_eq!(Route::of(&Method::GET, "/metrics", true), Route::Proxy);
+        assert_eq!(Route::of(&Method::GET, "/", true), Route::Proxy);
+    }
+
+    #[test]
+    fn admin_routes() {
+        assert_eq!(
+            AdminRoute::of(&Method::GET, "/metrics"),
+            AdminRoute::Metrics
+        );
+        assert_eq!(AdminRoute::of(&Method::HEAD, "/ready"), AdminRoute::Ready);
+        assert_eq!(
+            AdminRoute::of(&Method::POST, "/live"),
+            AdminRoute::MethodNotAllowed
+        );
+        assert_eq!(
+            AdminRoute::of(&Method::GET, "/stripe/webhook"),
+            AdminRoute::NotFound
+        );
+    }
+}

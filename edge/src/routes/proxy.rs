@@ -1,0 +1,193 @@
+//! The reverse proxy to the app (`UPSTREAM_URL`): every route except the webhook, bodies streamed
+//! both ways, hop-by-hop headers removed, `X-Forwarded-*` and `X-Request-Id` added; an unreachable
+//! app gives 502 and a slow one 504.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::metrics::{edge as m, status_class};
+use common::telemetry::RequestId;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::Error;
+use crate::routes::{Body, BoxError, X_REQUEST_ID};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The pooled HTTP/1.1 client toward the app.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    client: Client<HttpConnector, Incoming>,
+    /// `http://host:port`
+    base: String,
+    timeout: Duration,
+}
+
+impl Proxy {
+    pub fn new(base: String, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Self {
+            client,
+            base,
+            timeout,
+        }
+    }
+
+    /// Forwards one request and streams the answer back.
+    pub async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        rid: &RequestId,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let result = self.send(req, peer, rid).await;
+        metrics::histogram!(m::PROXY_REQUEST_DURATION_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(resp) => {
+                metrics::counter!(m::PROXY_REQUESTS_TOTAL, "status_class" => status_class(resp.status().as_u16()))
+                    .increment(1);
+                resp
+            }
+            Err(e) => {
+                metrics::counter!(m::PROXY_REQUESTS_TOTAL, "status_class" => "error").increment(1);
+                tracing::warn!(error = %e, "proxy failed");
+                e.into_response(rid)
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        rid: &RequestId,
+    ) -> Result<Response<Body>, Error> {
+        let (mut parts, body) = req.into_parts();
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = format!("{}{}", self.base, path)
+            .parse::<Uri>()
+            .map_err(|e| Error::BodyRead(format!("bad request target: {e}")))?;
+        parts.version = Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        // The client sets Host to the app's authority; the caller's Host travels in X-Forwarded-Host.
+        parts.headers.remove(header::HOST);
+        append(
+            &mut parts.headers,
+            "x-forwarded-for",
+            &peer.ip().to_string(),
+        );
+        append(&mut parts.headers, "x-forwarded-proto", "http");
+        if let Some(host) = original_host.as_ref().and_then(|h| h.to_str().ok()) {
+            append(&mut parts.headers, "x-forwarded-host", host);
+        }
+        if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
+            parts.headers.insert(X_REQUEST_ID, v);
+        }
+        let call = self.client.request(Request::from_parts(parts, body));
+        let resp = match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => return Err(Error::UpstreamTimeout(self.timeout.as_secs())),
+            Ok(Err(e)) => return Err(Error::UpstreamConnect(e.to_string())),
+            Ok(Ok(resp)) => resp,
+        };
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(|e| Box::new(e) as BoxError).boxed(),
+        ))
+    }
+}
+
+/// Removes the hop-by-hop headers and every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Appends `value` to a comma-separated header, keeping what the client sent.
+fn append(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {value}"),
+        _ => value.to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("proxy-authorization", HeaderValue::from_static("x"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        append(&mut h, "x-forwarded-for", "10.0.0.1");
+        append(&mut h, "x-forwarded-for", "127.0.0.1");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    }
+}

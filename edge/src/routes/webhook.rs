@@ -1,0 +1,157 @@
+//! `POST /stripe/webhook`: size-limited raw body → signature → event → one ledger transaction →
+//! 200 after `COMMIT`. Every answer is counted by outcome and timed.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use common::ledger::{self, Applied, RecordMeta, Source};
+use common::metrics::{WebhookOutcome, edge as m};
+use common::stripe::event::{StripeEvent, storable_payload};
+use common::stripe::signature::{self, SignatureError};
+use common::telemetry::RequestId;
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::error::Error;
+use crate::routes::{Body, json};
+use crate::state::State;
+
+const STRIPE_SIGNATURE: &str = "stripe-signature";
+
+/// Answers one webhook delivery.
+pub async fn handle(req: Request<Incoming>, state: &State, rid: &RequestId) -> Response<Body> {
+    let started = Instant::now();
+    let in_flight = metrics::gauge!(m::WEBHOOK_REQUESTS_IN_FLIGHT);
+    in_flight.increment(1.0);
+    let result = receive(req, state, rid).await;
+    in_flight.decrement(1.0);
+    let outcome = match &result {
+        Ok((_, applied)) if applied.duplicate => WebhookOutcome::Duplicate,
+        Ok(_) => WebhookOutcome::Processed,
+        Err(e) => e
+            .webhook_outcome()
+            .unwrap_or(WebhookOutcome::InvalidPayload),
+    };
+    metrics::counter!(m::WEBHOOK_REQUESTS_TOTAL, "outcome" => outcome.as_str()).increment(1);
+    metrics::histogram!(m::WEBHOOK_REQUEST_DURATION_SECONDS, "outcome" => outcome.as_str())
+        .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok((event, applied)) => {
+            observe(&applied);
+            tracing::info!(
+                eventId = %event.id,
+                eventType = %event.event_type,
+                duplicate = applied.duplicate,
+                orderId = applied.order_id.map(|id| id.to_string()),
+                transition = applied.transition.map(|(f, t)| format!("{f}->{t}")),
+                orphan = applied.orphan,
+                anomaly = applied.anomaly.map(|a| a.as_str()),
+                "webhook recorded"
+            );
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "received": true,
+                    "duplicate": applied.duplicate,
+                    "eventId": event.id,
+                    "requestId": rid.as_str(),
+                }),
+            )
+        }
+        Err(e) => {
+            match &e {
+                Error::Storage(cause) => {
+                    tracing::error!(error = %cause, "webhook not recorded: storage failed; Stripe will retry")
+                }
+                other => tracing::warn!(error = %other, code = other.code(), "webhook refused"),
+            }
+            e.into_response(rid)
+        }
+    }
+}
+
+async fn receive(
+    req: Request<Incoming>,
+    state: &State,
+    rid: &RequestId,
+) -> Result<(StripeEvent, Applied), Error> {
+    let limit = state.max_body_bytes;
+    if declared_length(req.headers()).is_some_and(|len| len > limit as u64) {
+        return Err(Error::TooLarge { limit });
+    }
+    let header = signature_header(req.headers())?;
+    let body = read_body(req.into_body(), limit, state.limits.body_read_timeout).await?;
+    let index = signature::verify(
+        &header,
+        &body,
+        &state.webhook_secrets,
+        state.tolerance_secs,
+        unix_now(),
+    )?;
+    metrics::counter!(m::WEBHOOK_SECRET_MATCHES_TOTAL, "secret_index" => index.to_string())
+        .increment(1);
+    let event = StripeEvent::parse(&body)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| common::stripe::event::EventError::Json("not UTF-8".into()))?;
+    let meta = RecordMeta {
+        source: Source::Webhook,
+        request_id: Some(rid.as_str()),
+        expect_livemode: state.expect_livemode,
+    };
+    let applied = ledger::record(&state.pool, &event, &storable_payload(text), &meta).await?;
+    Ok((event, applied))
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Exactly one `Stripe-Signature` header, as visible ASCII.
+fn signature_header(headers: &HeaderMap) -> Result<String, SignatureError> {
+    let mut values = headers.get_all(STRIPE_SIGNATURE).iter();
+    let first = values.next().ok_or(SignatureError::Missing)?;
+    if values.next().is_some() {
+        return Err(SignatureError::Duplicated);
+    }
+    let text = first.to_str().map_err(|_| SignatureError::Malformed)?;
+    if text.len() > signature::MAX_HEADER_LEN {
+        return Err(SignatureError::Malformed);
+    }
+    Ok(text.to_owned())
+}
+
+async fn read_body(body: Incoming, limit: usize, within: Duration) -> Result<Bytes, Error> {
+    match tokio::time::timeout(within, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(Error::BodyTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge { limit }),
+        Ok(Err(e)) => Err(Error::BodyRead(e.to_string())),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Counts what the ledger did to orders.
+fn observe(applied: &Applied) {
+    if let Some((from, to)) = applied.transition {
+        metrics::counter!(m::ORDER_TRANSITIONS_TOTAL, "from" => from.as_str(), "to" => to.as_str())
+            .increment(1);
+    }
+    if applied.orphan {
+        metrics::counter!(m::ORPHAN_EVENTS_TOTAL).increment(1);
+    }
+    if let Some(kind) = applied.anomaly {
+        metrics::counter!(m::ORDER_ANOMALIES_TOTAL, "kind" => kind.as_str()).increment(1);
+    }
+}

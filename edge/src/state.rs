@@ -1,0 +1,50 @@
+//! What every request handler shares: the pool, the verification settings, the proxy and the
+//! draining flag that `/ready` reports.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::config::{EdgeConfig, Secret};
+use deadpool_postgres::Pool;
+
+use crate::routes::proxy::Proxy;
+use crate::server::Limits;
+
+/// Shared, read-mostly state of one edge process.
+#[derive(Debug)]
+pub struct State {
+    pub pool: Pool,
+    pub webhook_secrets: Vec<Secret>,
+    pub tolerance_secs: u64,
+    pub max_body_bytes: usize,
+    pub expect_livemode: Option<bool>,
+    pub proxy: Option<Proxy>,
+    pub limits: Limits,
+    draining: AtomicBool,
+}
+
+impl State {
+    pub fn new(config: &EdgeConfig, pool: Pool, limits: Limits) -> Self {
+        Self {
+            pool,
+            webhook_secrets: config.webhook_secrets.clone(),
+            tolerance_secs: config.webhook_tolerance_secs,
+            max_body_bytes: config.max_body_bytes,
+            expect_livemode: config.expect_livemode,
+            proxy: config
+                .upstream_url
+                .clone()
+                .map(|base| Proxy::new(base, config.upstream_timeout)),
+            limits,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// From now on `/ready` answers 503.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
