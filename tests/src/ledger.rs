@@ -1,0 +1,95 @@
+//! Reads and writes of `orders` and `payment_events` that tests use to arrange and check state.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+/// An order as the app would create it before redirecting to Checkout.
+#[derive(Debug, Clone, Default)]
+pub struct NewOrder {
+    pub session_id: Option<String>,
+    pub amount_total: Option<i64>,
+    pub currency: Option<String>,
+    pub status: Option<&'static str>,
+    pub payment_intent: Option<String>,
+}
+
+/// Inserts an order; returns its id.
+pub async fn insert_order(db: &Client, order: NewOrder) -> Uuid {
+    let id = Uuid::new_v4();
+    db.execute(
+        "INSERT INTO orders (id, stripe_session_id, amount_total, currency, status, stripe_payment_intent_id)
+         VALUES ($1, $2, $3, $4, COALESCE($5, 'pending'), $6)",
+        &[&id, &order.session_id, &order.amount_total, &order.currency, &order.status, &order.payment_intent],
+    )
+    .await
+    .expect("insert order");
+    id
+}
+
+/// An order's current state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderView {
+    pub status: String,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub payment_intent: Option<String>,
+    pub anomaly: Option<String>,
+}
+
+pub async fn order(db: &Client, id: Uuid) -> OrderView {
+    let row = db
+        .query_one(
+            "SELECT status, paid_at, stripe_payment_intent_id, anomaly FROM orders WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("order row");
+    OrderView {
+        status: row.get(0),
+        paid_at: row.get(1),
+        payment_intent: row.get(2),
+        anomaly: row.get(3),
+    }
+}
+
+/// A ledger row, as support would look at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub event_type: String,
+    pub order_id: Option<Uuid>,
+    pub session_id: Option<String>,
+    pub source: String,
+    pub request_id: Option<String>,
+    pub livemode: bool,
+    pub payload: serde_json::Value,
+}
+
+/// The ledger rows of one Stripe event id (0 or 1 of them).
+pub async fn event_rows(db: &Client, event_id: &str) -> Vec<EventRow> {
+    db.query(
+        "SELECT event_type, order_id, stripe_session_id, source, request_id, livemode, payload
+         FROM payment_events WHERE stripe_event_id = $1",
+        &[&event_id],
+    )
+    .await
+    .expect("ledger rows")
+    .iter()
+    .map(|r| EventRow {
+        event_type: r.get(0),
+        order_id: r.get(1),
+        session_id: r.get(2),
+        source: r.get(3),
+        request_id: r.get(4),
+        livemode: r.get(5),
+        payload: r.get(6),
+    })
+    .collect()
+}
+
+/// Total ledger rows.
+pub async fn event_count(db: &Client) -> i64 {
+    db.query_one("SELECT count(*) FROM payment_events", &[])
+        .await
+        .expect("count")
+        .get(0)
+}

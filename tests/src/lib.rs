@@ -1,0 +1,17 @@
+//! Test harness shared by the integration suites and the benchmark programs.
+//!
+//! # Layout
+//! - [`pg`]: the Postgres cluster (throwaway when `DATABASE_URL` is unset), the migrated template
+//!   and a fresh database per test.
+//! - [`edge`]: a real edge in-process on port 0.
+//! - [`fault_proxy`]: a TCP proxy that can cut the database link.
+//! - [`http`]: a small HTTP/1.1 client.
+//! - [`ledger`]: arranging and reading orders and ledger rows.
+//! - [`stripe`]: Stripe payloads built from the real fixtures.
+
+pub mod edge;
+pub mod fault_proxy;
+pub mod http;
+pub mod ledger;
+pub mod pg;
+pub mod stripe;

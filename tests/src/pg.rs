@@ -1,0 +1,471 @@
+//! Postgres for tests: the cluster (a throwaway one when `DATABASE_URL` is unset), a migrated
+//! template database created once, and a fresh database per test cloned from it.
+//!
+//! The throwaway cluster listens only on a Unix socket in a temporary directory, so tests need no
+//! port. It runs under a small shell that holds our stdin: when the test process exits, however it
+//! exits, the pipe closes and the shell stops Postgres and removes the directory.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::config::DbConfig;
+use tokio_postgres::{Client, NoTls};
+
+/// How the harness reaches the server that holds the test databases.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Connection settings without a database name.
+    pub base: tokio_postgres::Config,
+    /// The Unix socket directory of a throwaway cluster (None for an external `DATABASE_URL`).
+    pub socket_dir: Option<PathBuf>,
+    pub port: u16,
+    /// The template database every test database is cloned from.
+    pub template: String,
+}
+
+/// A throwaway cluster's keeper process (kept alive for the whole test process).
+struct Keeper {
+    _child: Child,
+}
+
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+static KEEPER: Mutex<Option<Keeper>> = Mutex::new(None);
+
+/// The shared server, started and templated on first use.
+pub fn server() -> &'static Server {
+    let result = SERVER.get_or_init(|| {
+        // A thread of its own: the template is built on a runtime that is not the test's.
+        std::thread::spawn(|| {
+            let server = match std::env::var("DATABASE_URL") {
+                Ok(url) if !url.trim().is_empty() => external(&url)?,
+                _ => throwaway()?,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| pg_error(&e))?;
+            rt.block_on(ensure_template(&server))?;
+            Ok(server)
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the Postgres set-up thread panicked".into()))
+    });
+    match result {
+        Ok(server) => server,
+        Err(e) => panic!("test Postgres is unavailable: {e}"),
+    }
+}
+
+fn external(url: &str) -> Result<Server, String> {
+    let base: tokio_postgres::Config = url.parse().map_err(|e| format!("DATABASE_URL: {e}"))?;
+    let port = base.get_ports().first().copied().unwrap_or(5432);
+    Ok(Server {
+        base,
+        socket_dir: None,
+        port,
+        template: template_name(),
+    })
+}
+
+/// Where Debian keeps the server binaries; `PG_BIN` overrides.
+pub fn pg_bin() -> Result<PathBuf, String> {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<u32> = std::fs::read_dir(root)
+        .map_err(|e| format!("no PostgreSQL server under {}: {e}", root.display()))?
+        .filter_map(|d| d.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|v: &u32| root.join(v.to_string()).join("bin/postgres").exists())
+        .collect();
+    versions.sort_unstable();
+    let v = versions
+        .last()
+        .ok_or("no PostgreSQL server binaries found (install postgresql)")?;
+    Ok(root.join(v.to_string()).join("bin"))
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `cmd` run as the `postgres` user when we are root (initdb refuses root).
+fn as_db_user(root: bool, program: &Path) -> Command {
+    if root {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ])
+        .arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn throwaway() -> Result<Server, String> {
+    let bin = pg_bin()?;
+    let root = running_as_root();
+    let dir = tempfile::Builder::new()
+        .prefix("edge-test-pg-")
+        .tempdir()
+        .map_err(|e| pg_error(&e))?
+        .keep();
+    let data = dir.join("data");
+    if root {
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .map_err(|e| pg_error(&e))?;
+        if !ok.success() {
+            return Err("chown to postgres failed".into());
+        }
+    }
+    let out = as_db_user(root, &bin.join("initdb"))
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ])
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let port = 5432u16;
+    let postgres = as_db_user(root, &bin.join("postgres"));
+    let mut argv: Vec<String> = std::iter::once(postgres.get_program())
+        .chain(postgres.get_args())
+        .map(|a| shell_quote(&a.to_string_lossy()))
+        .collect();
+    for arg in [
+        "-D".into(),
+        data.display().to_string(),
+        "-p".into(),
+        port.to_string(),
+        "-k".into(),
+        dir.display().to_string(),
+        "-c".into(),
+        "listen_addresses=".into(),
+        "-c".into(),
+        "max_connections=400".into(),
+        "-c".into(),
+        "fsync=off".into(),
+        "-c".into(),
+        "full_page_writes=off".into(),
+        "-c".into(),
+        "shared_buffers=64MB".into(),
+    ] {
+        argv.push(shell_quote(&arg));
+    }
+    // The shell stops Postgres when our end of its stdin closes (we exited), then cleans up.
+    let script = format!(
+        "{cmd} >{log} 2>&1 & pid=$!; cat >/dev/null; kill -QUIT $pid 2>/dev/null; wait $pid; rm -rf {dir}",
+        cmd = argv.join(" "),
+        log = shell_quote(&dir.join("postgres.log").display().to_string()),
+        dir = shell_quote(&dir.display().to_string()),
+    );
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start postgres: {e}"))?;
+    if let Ok(mut keeper) = KEEPER.lock() {
+        *keeper = Some(Keeper { _child: child });
+    }
+    let mut base = tokio_postgres::Config::new();
+    base.host_path(&dir).port(port).user("postgres");
+    wait_until_accepting(&base, &dir)?;
+    Ok(Server {
+        base,
+        socket_dir: Some(dir),
+        port,
+        template: template_name(),
+    })
+}
+
+/// Polls (with a deadline) until the new cluster accepts connections.
+fn wait_until_accepting(base: &tokio_postgres::Config, dir: &Path) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| pg_error(&e))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut cfg = base.clone();
+    cfg.dbname("postgres");
+    loop {
+        match rt.block_on(cfg.connect(NoTls)) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                let log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
+                return Err(format!("postgres did not start: {e}\n{log}"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The template's name changes whenever a migration file changes.
+fn template_name() -> String {
+    let mut hasher = DefaultHasher::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in files {
+        f.file_name().hash(&mut hasher);
+        std::fs::read(&f).unwrap_or_default().hash(&mut hasher);
+    }
+    format!(
+        "edge_test_template_{:012x}",
+        hasher.finish() & 0xffff_ffff_ffff
+    )
+}
+
+/// Settings for one database of the server.
+pub fn db_config(server: &Server, dbname: &str) -> tokio_postgres::Config {
+    let mut c = server.base.clone();
+    c.dbname(dbname);
+    c
+}
+
+/// The same database reached over TCP at `addr` (a fault proxy) instead of its own host.
+pub fn via(config: &tokio_postgres::Config, addr: std::net::SocketAddr) -> tokio_postgres::Config {
+    let mut c = tokio_postgres::Config::new();
+    c.host(addr.ip().to_string()).port(addr.port());
+    if let Some(user) = config.get_user() {
+        c.user(user);
+    }
+    if let Some(pw) = config.get_password() {
+        c.password(pw);
+    }
+    if let Some(db) = config.get_dbname() {
+        c.dbname(db);
+    }
+    c
+}
+
+/// A libpq key=value string (what `DATABASE_URL` accepts) for `config`.
+pub fn conninfo(config: &tokio_postgres::Config) -> String {
+    let q = |s: &str| format!("'{}'", s.replace('\\', r"\\").replace('\'', r"\'"));
+    let mut parts = Vec::new();
+    for host in config.get_hosts() {
+        match host {
+            tokio_postgres::config::Host::Tcp(h) => parts.push(format!("host={}", q(h))),
+            tokio_postgres::config::Host::Unix(p) => {
+                parts.push(format!("host={}", q(&p.display().to_string())))
+            }
+        }
+    }
+    if let Some(port) = config.get_ports().first() {
+        parts.push(format!("port={port}"));
+    }
+    if let Some(user) = config.get_user() {
+        parts.push(format!("user={}", q(user)));
+    }
+    if let Some(pw) = config.get_password() {
+        parts.push(format!("password={}", q(&String::from_utf8_lossy(pw))));
+    }
+    if let Some(db) = config.get_dbname() {
+        parts.push(format!("dbname={}", q(db)));
+    }
+    parts.join(" ")
+}
+
+/// One connection, its driver spawned on the current runtime.
+pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+async fn ensure_template(server: &Server) -> Result<(), String> {
+    let admin = connect(&db_config(server, "postgres"))
+        .await
+        .map_err(|e| pg_error(&e))?;
+    // Serialises template creation across concurrent test processes (nextest, parallel CI).
+    admin
+        .execute("SELECT pg_advisory_lock(727274)", &[])
+        .await
+        .map_err(|e| pg_error(&e))?;
+    let exists = admin
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&server.template],
+        )
+        .await
+        .map_err(|e| pg_error(&e))?
+        .is_some();
+    let result = if exists {
+        Ok(())
+    } else {
+        build_template(server, &admin).await
+    };
+    let _ = admin
+        .execute("SELECT pg_advisory_unlock(727274)", &[])
+        .await;
+    result
+}
+
+async fn build_template(server: &Server, admin: &Client) -> Result<(), String> {
+    let building = format!("{}_building", server.template);
+    for sql in [
+        format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"),
+        format!("CREATE DATABASE \"{building}\""),
+    ] {
+        admin.batch_execute(&sql).await.map_err(|e| pg_error(&e))?;
+    }
+    let cfg = DbConfig {
+        pg: db_config(server, &building),
+        pool_size: 1,
+    };
+    common::db::migrate(&cfg).await.map_err(|e| pg_error(&e))?;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{building}\" RENAME TO \"{}\"",
+            server.template
+        ))
+        .await
+        .map_err(|e| format!("renaming the template: {}", pg_error(&e)))
+}
+
+/// A fresh database for one test, cloned from the migrated template.
+#[derive(Debug)]
+pub struct TestDb {
+    pub name: String,
+    pub config: tokio_postgres::Config,
+    server: &'static Server,
+}
+
+impl TestDb {
+    /// A migrated database.
+    pub async fn new() -> Self {
+        Self::create(true).await
+    }
+
+    /// An empty database (no schema at all).
+    pub async fn empty() -> Self {
+        Self::create(false).await
+    }
+
+    async fn create(migrated: bool) -> Self {
+        let server = server();
+        let name = format!("edge_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&db_config(server, "postgres"))
+            .await
+            .expect("admin connection");
+        let sql = if migrated {
+            format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
+                server.template
+            )
+        } else {
+            format!("CREATE DATABASE \"{name}\"")
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match admin.batch_execute(&sql).await {
+                Ok(()) => break,
+                // Another test may be cloning the template this very moment.
+                Err(e) if Instant::now() < deadline && pg_error(&e).contains("being accessed") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot create test database: {}", pg_error(&e)),
+            }
+        }
+        let config = db_config(server, &name);
+        Self {
+            name,
+            config,
+            server,
+        }
+    }
+
+    /// `DATABASE_URL` for this database.
+    pub fn url(&self) -> String {
+        conninfo(&self.config)
+    }
+
+    pub fn db_config(&self) -> DbConfig {
+        DbConfig {
+            pg: self.config.clone(),
+            pool_size: 4,
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(&self.config)
+            .await
+            .expect("test database connection")
+    }
+
+    pub fn server(&self) -> &'static Server {
+        self.server
+    }
+}
+
+impl Drop for TestDb {
+    /// Databases on an external server are dropped; a throwaway cluster is deleted whole at exit.
+    fn drop(&mut self) {
+        if self.server.socket_dir.is_some() {
+            return;
+        }
+        let name = self.name.clone();
+        let admin = db_config(self.server, "postgres");
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let client = connect(&admin).await.ok()?;
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// A tokio-postgres error with the server's own message (its `Display` says only "db error").
+pub fn pg_error(e: &(dyn std::error::Error + 'static)) -> String {
+    match e
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(|e| e.as_db_error())
+    {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration suites: a real edge on port 0, real Postgres (a fresh database per test), real HTTP.
+//! One test binary so the Postgres cluster and its template are set up once.
+
+mod admin;
+mod bad_input;
+mod orders;
+mod outage;
+mod startup;
+mod webhook;
