@@ -253,9 +253,11 @@ const LOCK_AND_INSERT: &str = "\
 WITH target AS (
     SELECT id, status, amount_total, currency, stripe_payment_intent_id
     FROM orders
-    WHERE stripe_session_id = $1 OR id = $2 OR id = $3 OR stripe_payment_intent_id = $4
-    ORDER BY CASE WHEN stripe_session_id = $1 THEN 0 WHEN id = $2 THEN 1 WHEN id = $3 THEN 2 ELSE 3 END
-    LIMIT 1
+    WHERE id = COALESCE(
+        (SELECT o.id FROM orders AS o WHERE o.stripe_session_id = $1),
+        (SELECT o.id FROM orders AS o WHERE o.id = $2),
+        (SELECT o.id FROM orders AS o WHERE o.id = $3),
+        (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = $4 LIMIT 1))
     FOR UPDATE
 ), inserted AS (
     INSERT INTO payment_events (stripe_event_id, event_type, stripe_object_id, stripe_session_id,
@@ -277,65 +279,51 @@ SET status = $2,
     updated_at = now()
 WHERE id = $1";
 
-/// Records one event in its own transaction; returns only after `COMMIT`.
-pub async fn record(
-    pool: &Pool,
-    event: &StripeEvent,
-    payload: &str,
-    meta: &RecordMeta<'_>,
-) -> Result<Applied, LedgerError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let applied = apply(&tx, event, payload, meta).await?;
-    tx.commit().await?;
-    Ok(applied)
+/// The order change a new event asks for (parameters of `UPDATE_ORDER`).
+struct OrderUpdate {
+    id: Uuid,
+    to: OrderStatus,
+    paid_at: Option<DateTime<Utc>>,
+    payment_intent: Option<String>,
+    anomaly: Option<String>,
 }
 
-/// Applies one event inside the caller's transaction (the caller commits).
-pub async fn apply(
-    tx: &Transaction<'_>,
-    event: &StripeEvent,
-    payload: &str,
-    meta: &RecordMeta<'_>,
-) -> Result<Applied, tokio_postgres::Error> {
+/// The lookup keys of an event, in precedence order (parameters 1–4 of `LOCK_AND_INSERT`).
+struct Keys<'a> {
+    session_id: Option<&'a str>,
+    client_ref: Option<Uuid>,
+    metadata_ref: Option<Uuid>,
+    payment_intent: Option<&'a str>,
+}
+
+fn keys(event: &StripeEvent) -> Keys<'_> {
     let o = &event.object;
     let session_id = event.session_id();
-    let client_ref = o
-        .client_reference_id
-        .as_deref()
-        .and_then(|s| Uuid::parse_str(s).ok());
-    let metadata_ref = o
-        .metadata_order_id
-        .as_deref()
-        .and_then(|s| Uuid::parse_str(s).ok());
-    // Only non-session objects (charges) are matched by payment intent.
-    let by_payment_intent = if session_id.is_none() {
-        o.payment_intent.as_deref()
-    } else {
-        None
-    };
+    Keys {
+        session_id,
+        client_ref: o
+            .client_reference_id
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok()),
+        metadata_ref: o
+            .metadata_order_id
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok()),
+        // Only non-session objects (charges) are matched by payment intent.
+        payment_intent: if session_id.is_none() {
+            o.payment_intent.as_deref()
+        } else {
+            None
+        },
+    }
+}
 
-    let stmt = tx.prepare_cached(LOCK_AND_INSERT).await?;
-    let row = tx
-        .query_one(
-            &stmt,
-            &[
-                &session_id,
-                &client_ref,
-                &metadata_ref,
-                &by_payment_intent,
-                &event.id,
-                &event.event_type,
-                &o.id,
-                &event.livemode,
-                &event.api_version,
-                &event.created,
-                &payload,
-                &meta.source.as_str(),
-                &meta.request_id,
-            ],
-        )
-        .await?;
+/// Turns the row of `LOCK_AND_INSERT` into what happened and the order change to make.
+fn outcome(
+    row: &tokio_postgres::Row,
+    event: &StripeEvent,
+    meta: &RecordMeta<'_>,
+) -> (Applied, Option<OrderUpdate>) {
     let inserted: i64 = row.get(0);
     let order = row.get::<_, Option<Uuid>>(1).map(|id| OrderRow {
         id,
@@ -352,7 +340,7 @@ pub async fn apply(
         anomaly: None,
     };
     if applied.duplicate {
-        return Ok(applied);
+        return (applied, None);
     }
     let Some(order) = order else {
         applied.orphan = event.moves_orders();
@@ -362,27 +350,155 @@ pub async fn apply(
         {
             applied.anomaly = Some(AnomalyKind::LivemodeMismatch);
         }
-        return Ok(applied);
+        return (applied, None);
     };
     let decision = decide(event, &order, meta.expect_livemode);
     applied.anomaly = decision.anomaly;
-    if decision.changes_order() {
-        let to = decision.to.unwrap_or(order.status);
+    if !decision.changes_order() {
+        return (applied, None);
+    }
+    applied.transition = decision.to.map(|to| (order.status, to));
+    let update = OrderUpdate {
+        id: order.id,
+        to: decision.to.unwrap_or(order.status),
+        paid_at: decision.paid_at,
+        payment_intent: decision.payment_intent,
+        anomaly: decision.order_anomaly,
+    };
+    (applied, Some(update))
+}
+
+/// Records one event in its own transaction; returns only after `COMMIT`.
+///
+/// Two round trips: `BEGIN` is pipelined with the lock-and-insert statement, and the order
+/// `UPDATE` (when there is one) with `COMMIT`. If this future is dropped or fails while the
+/// transaction is open, the connection is discarded rather than returned to the pool.
+pub async fn record(
+    pool: &Pool,
+    event: &StripeEvent,
+    payload: &str,
+    meta: &RecordMeta<'_>,
+) -> Result<Applied, LedgerError> {
+    let conn = OpenTransaction {
+        client: Some(pool.get().await?),
+    };
+    let client = conn.client()?;
+    let insert = client.prepare_cached(LOCK_AND_INSERT).await?;
+    let k = keys(event);
+    let o = &event.object;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
+        &k.session_id,
+        &k.client_ref,
+        &k.metadata_ref,
+        &k.payment_intent,
+        &event.id,
+        &event.event_type,
+        &o.id,
+        &event.livemode,
+        &event.api_version,
+        &event.created,
+        &payload,
+        &meta.source.as_str(),
+        &meta.request_id,
+    ];
+    let (begin, row) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.query_one(&insert, &params)
+    );
+    begin?;
+    let (applied, update) = outcome(&row?, event, meta);
+    match update {
+        None => client.batch_execute("COMMIT").await?,
+        Some(u) => {
+            let stmt = client.prepare_cached(UPDATE_ORDER).await?;
+            let to = u.to.as_str();
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                [&u.id, &to, &u.paid_at, &u.payment_intent, &u.anomaly];
+            let (updated, commit) = tokio::join!(
+                client.execute(&stmt, &params),
+                client.batch_execute("COMMIT")
+            );
+            // A failed UPDATE turns the pipelined COMMIT into a rollback: report the UPDATE's error.
+            updated?;
+            commit?;
+        }
+    }
+    conn.committed();
+    Ok(applied)
+}
+
+/// A pooled connection with a transaction that may be open. Unless [`OpenTransaction::committed`]
+/// is called, dropping it discards the connection so that an unfinished transaction never goes back
+/// to the pool.
+struct OpenTransaction {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl OpenTransaction {
+    fn client(&self) -> Result<&deadpool_postgres::Object, LedgerError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| LedgerError::Unavailable("connection already released".into()))
+    }
+
+    fn committed(mut self) {
+        // Back to the pool, clean.
+        drop(self.client.take());
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+/// Applies one event inside the caller's transaction (the caller commits).
+pub async fn apply(
+    tx: &Transaction<'_>,
+    event: &StripeEvent,
+    payload: &str,
+    meta: &RecordMeta<'_>,
+) -> Result<Applied, tokio_postgres::Error> {
+    let k = keys(event);
+    let o = &event.object;
+    let stmt = tx.prepare_cached(LOCK_AND_INSERT).await?;
+    let row = tx
+        .query_one(
+            &stmt,
+            &[
+                &k.session_id,
+                &k.client_ref,
+                &k.metadata_ref,
+                &k.payment_intent,
+                &event.id,
+                &event.event_type,
+                &o.id,
+                &event.livemode,
+                &event.api_version,
+                &event.created,
+                &payload,
+                &meta.source.as_str(),
+                &meta.request_id,
+            ],
+        )
+        .await?;
+    let (applied, update) = outcome(&row, event, meta);
+    if let Some(u) = update {
         let stmt = tx.prepare_cached(UPDATE_ORDER).await?;
         tx.execute(
             &stmt,
             &[
-                &order.id,
-                &to.as_str(),
-                &decision.paid_at,
-                &decision.payment_intent,
-                &decision.order_anomaly,
+                &u.id,
+                &u.to.as_str(),
+                &u.paid_at,
+                &u.payment_intent,
+                &u.anomaly,
             ],
         )
         .await?;
-        if let Some(to) = decision.to {
-            applied.transition = Some((order.status, to));
-        }
     }
     Ok(applied)
 }

@@ -192,9 +192,7 @@ impl Drop for TestEdge {
     }
 }
 
-/// Logs to stderr when `TEST_LOG` is set (e.g. `TEST_LOG=1 cargo test`).
+/// Captures the JSON logs (shown on stderr when `TEST_LOG` is set, e.g. `TEST_LOG=1 scripts/test.sh`).
 pub fn init_test_logging() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        common::telemetry::init(common::config::LogFormat::Json);
-    }
+    crate::logs::capture();
 }

@@ -7,11 +7,13 @@
 //! - [`fault_proxy`]: a TCP proxy that can cut the database link.
 //! - [`http`]: a small HTTP/1.1 client.
 //! - [`ledger`]: arranging and reading orders and ledger rows.
+//! - [`logs`]: the process's JSON logs, captured for assertions.
 //! - [`stripe`]: Stripe payloads built from the real fixtures.
 
 pub mod edge;
 pub mod fault_proxy;
 pub mod http;
 pub mod ledger;
+pub mod logs;
 pub mod pg;
 pub mod stripe;

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The longest Stripe object id (`stripe-facts.md` §3: up to 255 characters).
 pub const MAX_ID_LEN: usize = 255;
@@ -83,7 +83,51 @@ struct Envelope {
 
 #[derive(Deserialize)]
 struct Data {
-    object: Map<String, Value>,
+    #[serde(deserialize_with = "json_object")]
+    object: RawObject,
+}
+
+/// `data.object` must be a JSON object (a derived struct would also accept an array).
+fn json_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RawObject, D::Error> {
+    struct ObjectOnly;
+    impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+        type Value = RawObject;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawObject, A::Error> {
+            RawObject::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(ObjectOnly)
+}
+
+/// Only the fields the state machine reads; every other field of `data.object` is skipped without
+/// being allocated. Each is a `Value` so that an unexpected type is ignored, not fatal.
+#[derive(Deserialize)]
+struct RawObject {
+    #[serde(default)]
+    object: Value,
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    client_reference_id: Value,
+    #[serde(default)]
+    metadata: Value,
+    #[serde(default)]
+    payment_status: Value,
+    #[serde(default)]
+    amount_total: Value,
+    #[serde(default)]
+    currency: Value,
+    #[serde(default)]
+    payment_intent: Value,
+    #[serde(default)]
+    refunded: Value,
+    #[serde(default)]
+    amount_refunded: Value,
+    #[serde(default)]
+    amount: Value,
 }
 
 impl StripeEvent {
@@ -116,24 +160,20 @@ impl StripeEvent {
             .ok_or(EventError::NotAnEvent("`created` is not a valid unix time"))?;
         let obj = &e.data.object;
         let object = EventObject {
-            kind: text(obj.get("object")),
-            id: text(obj.get("id")),
-            client_reference_id: text(obj.get("client_reference_id")),
-            metadata_order_id: obj
-                .get("metadata")
-                .and_then(Value::as_object)
-                .and_then(|m| text(m.get("order_id"))),
-            payment_status: text(obj.get("payment_status")),
-            amount_total: obj.get("amount_total").and_then(Value::as_i64),
-            currency: text(obj.get("currency")).map(|c| c.to_ascii_lowercase()),
-            payment_intent: match obj.get("payment_intent") {
-                Some(Value::Object(pi)) => text(pi.get("id")),
+            kind: text(&obj.object),
+            id: text(&obj.id),
+            client_reference_id: text(&obj.client_reference_id),
+            metadata_order_id: text(&obj.metadata["order_id"]),
+            payment_status: text(&obj.payment_status),
+            amount_total: obj.amount_total.as_i64(),
+            currency: text(&obj.currency).map(|c| c.to_ascii_lowercase()),
+            payment_intent: match &obj.payment_intent {
+                Value::Object(pi) => pi.get("id").and_then(text),
                 other => text(other),
             },
-            fully_refunded: obj.get("refunded").and_then(Value::as_bool) == Some(true)
+            fully_refunded: obj.refunded.as_bool() == Some(true)
                 || matches!(
-                    (obj.get("amount_refunded").and_then(Value::as_i64),
-                     obj.get("amount").and_then(Value::as_i64)),
+                    (obj.amount_refunded.as_i64(), obj.amount.as_i64()),
                     (Some(r), Some(a)) if a > 0 && r >= a
                 ),
         };
@@ -173,8 +213,8 @@ fn is_printable(s: &str) -> bool {
 }
 
 /// A string field that Postgres can store as `text`: present, short enough, no control characters.
-fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str)
+fn text(v: &Value) -> Option<String> {
+    v.as_str()
         .filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN && is_printable(s))
         .map(str::to_owned)
 }

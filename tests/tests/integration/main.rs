@@ -3,6 +3,7 @@
 
 mod admin;
 mod bad_input;
+mod ledger;
 mod orders;
 mod outage;
 mod startup;

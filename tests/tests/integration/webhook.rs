@@ -310,3 +310,57 @@ async fn count_order_updates(db: &tokio_postgres::Client) {
     .await
     .expect("trigger");
 }
+
+#[tokio::test]
+async fn every_log_line_of_a_request_carries_its_id_and_no_secret() {
+    let edge = TestEdge::spawn().await;
+    let capture = tests::logs::capture();
+    let event = session_event("checkout.session.completed", &Session::new("cs_test_logs"));
+    let body = event.to_string();
+    let now = chrono::Utc::now().timestamp();
+    let good = signature::sign(&edge.secrets[0], now, body.as_bytes());
+    let bad = signature::sign("whsec_wrong_secret", now, body.as_bytes());
+    let ok_id = format!("logs-ok-{}", uuid::Uuid::new_v4().simple());
+    let bad_id = format!("logs-bad-{}", uuid::Uuid::new_v4().simple());
+    let reply = edge
+        .webhook_with(
+            body.as_bytes(),
+            &[("stripe-signature", &good), ("x-request-id", &ok_id)],
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let reply = edge
+        .webhook_with(
+            body.as_bytes(),
+            &[("stripe-signature", &bad), ("x-request-id", &bad_id)],
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+
+    let ok_lines = capture.lines_where("requestId", &ok_id);
+    assert!(
+        !ok_lines.is_empty(),
+        "the recorded webhook is logged with its request id"
+    );
+    assert!(
+        ok_lines
+            .iter()
+            .any(|l| l["eventId"] == event["id"] && l["level"] == "INFO")
+    );
+    let bad_lines = capture.lines_where("requestId", &bad_id);
+    assert!(bad_lines.iter().any(|l| l["code"] == "invalid_signature"));
+    let text = capture.text();
+    for line in text.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+    assert!(
+        !text.contains(&edge.secrets[0]),
+        "a webhook secret reached the logs"
+    );
+    assert!(!text.contains("whsec_wrong_secret"));
+    let good_v1 = good.split("v1=").nth(1).expect("v1");
+    assert!(!text.contains(good_v1), "a signature reached the logs");
+}

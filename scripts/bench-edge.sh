@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Webhook ingestion benchmark, in one run on this machine:
+#   1. pgbench running the ledger's own transaction (lock order + insert event, update order),
+#      prepared, at 32 clients: the Postgres ceiling for one transaction per event;
+#   2. the release edge under the load generator at 8, 32 and 64 connections (unique signed
+#      checkout.session.completed events for pre-created orders; the ledger is checked after).
+# Prints a table and the edge/pgbench ratio, and writes target/bench/edge.json.
+#
+# Env: BENCH_REQUESTS (30000 per edge run), BENCH_PGBENCH_TX (1500 per pgbench client),
+#      EDGE_LOG (info: the edge logs one JSON line per event, as in production),
+#      BENCH_PERF=1 (profile the edge with `perf record -e cpu-clock` during the 32-connection run;
+#      the report goes to target/bench/edge-perf.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+requests=${BENCH_REQUESTS:-30000}
+pgbench_tx=${BENCH_PGBENCH_TX:-1500}
+out=target/bench
+mkdir -p "$out"
+pg_bin=$(pg_bin_dir)
+work=$(mktemp -d -t edge-bench-XXXXXX)
+pg_owned_dir "$work"
+edge_pid=
+cleanup() {
+  [ -n "$edge_pid" ] && kill -TERM "$edge_pid" 2>/dev/null && wait "$edge_pid" 2>/dev/null
+  as_pg "$pg_bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "==> building release binaries"
+cargo build --release --locked -q -p edge -p tests --bin edge --bin loadgen
+
+echo "==> starting a throwaway PostgreSQL (durable defaults: fsync and synchronous_commit on)"
+as_pg "$pg_bin/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
+as_pg "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
+  -o "-k $work -c listen_addresses= -c max_connections=200 -c shared_buffers=256MB" start >/dev/null
+# CPU ticks used so far by Postgres (the postmaster, its reaped children, its live children) and by
+# one process.
+pg_ticks() {
+  local pm t c
+  pm=$(head -n 1 "$work/data/postmaster.pid")
+  t=$(sed 's/.*) //' "/proc/$pm/stat" | awk '{print $12+$13+$14+$15}')
+  for c in $(pgrep -P "$pm"); do
+    t=$((t + $(sed 's/.*) //' "/proc/$c/stat" 2>/dev/null | awk '{print $12+$13}' || echo 0)))
+  done
+  echo "$t"
+}
+proc_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12+$13}'; }
+tck=$(getconf CLK_TCK)
+psql() { "$pg_bin/psql" -h "$work" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+psql -c "CREATE DATABASE bench" postgres
+export DATABASE_URL="host=$work user=postgres dbname=bench"
+./target/release/edge migrate >/dev/null
+
+echo "==> pgbench: the ledger transaction, 32 clients x $pgbench_tx"
+clients=32
+psql -d bench -c "INSERT INTO orders (id, stripe_session_id, amount_total, currency)
+  SELECT gen_random_uuid(), 'cs_test_pgb_' || c || '_' || i, 2000, 'eur'
+  FROM generate_series(0, $clients - 1) c, generate_series(1, $pgbench_tx) i"
+python3 - "$work/ledger.sql" <<'PY'
+# The pgbench script: the ledger's own two statements (from common/src/ledger.rs), with the
+# parameters bound to per-client values and a real Checkout Session payload.
+import json, re, sys
+src = open("common/src/ledger.rs").read()
+def const(name):
+    return re.search(r'const %s: &str = "\\\n(.*?)";' % name, src, re.S).group(1)
+session = json.load(open("tests/fixtures/stripe/checkout_session.json"))
+payload = json.dumps({"id": "evt_x", "object": "event", "type": "checkout.session.completed",
+                      "created": 1, "livemode": False, "data": {"object": session}})
+sid = "('cs_test_pgb_' || :client_id || '_' || :i)"
+params = {1: sid, 2: "NULL::uuid", 3: "NULL::uuid", 4: "NULL::text",
+          5: "('evt_pgb_' || :client_id || '_' || :i)", 6: "'checkout.session.completed'",
+          7: sid, 8: "false", 9: "'2025-06-30.basil'", 10: "now()",
+          11: ":payload", 12: "'webhook'", 13: "NULL::text"}
+lock_and_insert = re.sub(r"\$(\d+)", lambda m: params[int(m.group(1))], const("LOCK_AND_INSERT"))
+update = re.sub(r"\$(\d+)", lambda m: {1: ":id",
+                                        2: "'paid'", 3: "now()", 4: "('pi_pgb_' || :client_id || '_' || :i)", 5: "NULL::text"}[int(m.group(1))],
+                const("UPDATE_ORDER"))
+# The payload is a variable (bound per execution, like the edge's), not a literal that the
+# planner would parse into jsonb once.
+open(sys.argv[1] + ".payload", "w").write(payload)
+with open(sys.argv[1], "w") as f:
+    f.write("\\set i :i + 1\nBEGIN;\n")
+    f.write(" ".join(lock_and_insert.split()) + " \\gset\n")
+    f.write(" ".join(update.split()) + ";\n")
+    f.write("COMMIT;\n")
+PY
+pg0=$(pg_ticks)
+pgbench_out=$("$pg_bin/pgbench" -h "$work" -U postgres -n -M prepared -c $clients -j 2 -t "$pgbench_tx" -D i=0 -D "payload=$(cat "$work/ledger.sql.payload")" -f "$work/ledger.sql" bench 2>&1)
+pgbench_tps=$(echo "$pgbench_out" | sed -n 's/^tps = \([0-9.]*\) (without.*/\1/p')
+pgbench_lat=$(echo "$pgbench_out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
+pgbench_failed=$(echo "$pgbench_out" | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p')
+pg1=$(pg_ticks)
+paid=$(psql -d bench -c "SELECT count(*) FROM orders WHERE stripe_session_id LIKE 'cs_test_pgb_%' AND status = 'paid'")
+pgbench_pg_us=$(( (pg1 - pg0) * 1000000 / tck / (clients * pgbench_tx) ))
+echo "    pgbench: $pgbench_tps tx/s, latency avg $pgbench_lat ms, failed ${pgbench_failed:-0}, orders paid $paid of $((clients * pgbench_tx)), Postgres CPU $pgbench_pg_us us/tx"
+[ "$paid" = $((clients * pgbench_tx)) ] || { echo "pgbench did not pay every order:"; echo "$pgbench_out"; exit 1; }
+psql -d bench -c "VACUUM ANALYZE"
+
+echo "==> edge (release, pool 32, log level ${EDGE_LOG:-info})"
+secret=whsec_bench_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+RUST_LOG=${EDGE_LOG:-info} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin \
+  STRIPE_WEBHOOK_SECRET=$secret DATABASE_POOL_SIZE=32 ./target/release/edge serve >"$work/edge.log" 2>&1 &
+edge_pid=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+
+results=()
+cpu_split=()
+for c in 8 32 64; do
+  pg0=$(pg_ticks); e0=$(proc_ticks "$edge_pid")
+  perf_pid=
+  if [ "${BENCH_PERF:-}" = 1 ] && [ $c = 32 ]; then
+    perf record -q -e cpu-clock -F 2000 -g -p "$edge_pid" -o "$work/perf.data" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
+  ./target/release/loadgen --addr 127.0.0.1:$port --secret "$secret" --database-url "$DATABASE_URL" \
+    --connections $c --requests "$requests" --label c$c --json "$work/c$c.json"
+  results+=("$work/c$c.json")
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+    perf report -i "$work/perf.data" --no-children --percent-limit 1.5 --stdio -g none 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | head -60 > "$out/edge-perf.txt"
+    echo "    perf profile of the edge: $out/edge-perf.txt"
+  fi
+  pg1=$(pg_ticks); e1=$(proc_ticks "$edge_pid")
+  cpu_split+=("$(( (e1 - e0) * 1000000 / tck / requests )):$(( (pg1 - pg0) * 1000000 / tck / requests ))")
+done
+rss_kb=$(sed -n 's/^VmHWM:\s*\([0-9]*\) kB/\1/p' /proc/$edge_pid/status)
+
+python3 - "$pgbench_tps" "$rss_kb" "$out/edge.json" "$pgbench_pg_us" "${cpu_split[*]}" "${results[@]}" <<'PY'
+import json, sys
+pgbench, rss_kb, dest, pgbench_pg_us, split, files = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5].split(), sys.argv[6:]
+runs = [json.load(open(f)) for f in files]
+for r, s in zip(runs, split):
+    r["edge_cpu_us_per_req"], r["pg_cpu_us_per_req"] = (int(x) for x in s.split(":"))
+print()
+print("| run | req/s | p50 ms | p99 ms | edge CPU us/req | Postgres CPU us/req | rows checked |")
+print("|---|---:|---:|---:|---:|---:|---|")
+print(f"| pgbench, ledger transaction, 32 clients | {pgbench:,.0f} | | | | {pgbench_pg_us} | every order paid |")
+for r in runs:
+    print(f"| edge, {r['connections']} connections | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['edge_cpu_us_per_req']} | {r['pg_cpu_us_per_req']} | {'ok' if r['rows_checked'] else 'MISMATCH'} ({r['ledger_rows']} rows) |")
+at32 = next(r for r in runs if r["connections"] == 32)
+ratio = at32["rps"] / pgbench
+print()
+print(f"edge / pgbench at 32 connections: {ratio:.2f} (target >= 0.90)")
+print(f"edge peak RSS: {rss_kb / 1024:.1f} MB (target < 50 MB)")
+json.dump({"pgbench_tps_32": pgbench, "pgbench_pg_cpu_us_per_tx": pgbench_pg_us, "edge": runs, "ratio_32": ratio, "edge_peak_rss_mb": rss_kb / 1024}, open(dest, "w"), indent=2)
+print(f"written: {dest}")
+PY

@@ -1,0 +1,236 @@
+//! Load generator: sends unique signed `checkout.session.completed` events for pre-created orders
+//! over N keep-alive connections, prints req/s and p50/p99, and checks that the ledger holds
+//! exactly one row per 2xx (and that every such order is paid).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use common::stripe::signature;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tests::stripe::{Session, envelope};
+use tokio::net::TcpStream;
+
+#[derive(Parser, Debug)]
+#[command(about = "Sends unique signed checkout.session.completed events and checks the ledger")]
+struct Args {
+    /// The edge's public address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Webhook secret (the first one the edge accepts).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET")]
+    secret: String,
+    /// Database of the edge, to create orders and check the ledger.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Total requests (one unique event each).
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Distinguishes this run's ids from other runs in the same database.
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+struct Totals {
+    ok: usize,
+    failed: usize,
+    latencies_us: Vec<u32>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), String> {
+    let args = Args::parse();
+    let pg: tokio_postgres::Config = args.database_url.parse().map_err(|e| format!("{e}"))?;
+    let db = tests::pg::connect(&pg)
+        .await
+        .map_err(|e| tests::pg::pg_error(&e))?;
+    let prefix = format!("load_{}_{}", args.label, uuid::Uuid::new_v4().simple());
+    db.execute(
+        "INSERT INTO orders (id, stripe_session_id, amount_total, currency)
+         SELECT gen_random_uuid(), 'cs_test_' || $1 || '_' || g, 2000, 'eur'
+         FROM generate_series(1, $2::int) AS g",
+        &[&prefix, &(args.requests as i32)],
+    )
+    .await
+    .map_err(|e| tests::pg::pg_error(&e))?;
+
+    // Every body is built and signed before the clock starts.
+    let now = chrono::Utc::now().timestamp();
+    let requests: Vec<(Bytes, String)> = (1..=args.requests)
+        .map(|i| {
+            let mut session = Session::new(format!("cs_test_{prefix}_{i}"));
+            session.created = now - 30;
+            let event = envelope(
+                &format!("evt_{prefix}_{i}"),
+                "checkout.session.completed",
+                now - 5,
+                false,
+                session.object(),
+            );
+            let body = Bytes::from(event.to_string());
+            let header = signature::sign(&args.secret, now, &body);
+            (body, header)
+        })
+        .collect();
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.connections)
+        .map(|_| tokio::spawn(worker(args.addr, requests.clone(), next.clone())))
+        .collect();
+    let mut totals = Totals {
+        ok: 0,
+        failed: 0,
+        latencies_us: Vec::with_capacity(args.requests),
+    };
+    for w in workers {
+        let t = w.await.map_err(|e| e.to_string())??;
+        totals.ok += t.ok;
+        totals.failed += t.failed;
+        totals.latencies_us.extend(t.latencies_us);
+    }
+    let elapsed = started.elapsed();
+    totals.latencies_us.sort_unstable();
+    let pct = |p: f64| {
+        let l = &totals.latencies_us;
+        if l.is_empty() {
+            0.0
+        } else {
+            l[((l.len() - 1) as f64 * p) as usize] as f64 / 1000.0
+        }
+    };
+    let rows: i64 = db
+        .query_one(
+            "SELECT count(*) FROM payment_events WHERE stripe_event_id LIKE 'evt_' || $1 || '\\_%'",
+            &[&prefix],
+        )
+        .await
+        .map_err(|e| tests::pg::pg_error(&e))?
+        .get(0);
+    let paid: i64 = db
+        .query_one(
+            "SELECT count(*) FROM orders WHERE stripe_session_id LIKE 'cs_test_' || $1 || '\\_%' AND status = 'paid'",
+            &[&prefix],
+        )
+        .await
+        .map_err(|e| tests::pg::pg_error(&e))?
+        .get(0);
+    let rps = totals.ok as f64 / elapsed.as_secs_f64();
+    let rows_ok = rows as usize == totals.ok && paid as usize == totals.ok;
+    let result = json!({
+        "connections": args.connections,
+        "requests": args.requests,
+        "ok": totals.ok,
+        "failed": totals.failed,
+        "seconds": elapsed.as_secs_f64(),
+        "rps": rps,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "ledger_rows": rows,
+        "orders_paid": paid,
+        "rows_checked": rows_ok,
+    });
+    println!(
+        "loadgen c={:<3} requests={} ok={} failed={} {:.0} req/s p50={:.2} ms p99={:.2} ms ledger_rows={} paid={} rows_checked={}",
+        args.connections,
+        args.requests,
+        totals.ok,
+        totals.failed,
+        rps,
+        pct(0.50),
+        pct(0.99),
+        rows,
+        paid,
+        if rows_ok { "ok" } else { "MISMATCH" }
+    );
+    if let Some(path) = args.json {
+        std::fs::write(path, result.to_string()).map_err(|e| e.to_string())?;
+    }
+    if rows_ok && totals.failed == 0 {
+        Ok(())
+    } else {
+        Err("ledger check failed".into())
+    }
+}
+
+async fn worker(
+    addr: SocketAddr,
+    requests: Arc<Vec<(Bytes, String)>>,
+    next: Arc<AtomicUsize>,
+) -> Result<Totals, String> {
+    let mut totals = Totals {
+        ok: 0,
+        failed: 0,
+        latencies_us: Vec::new(),
+    };
+    let mut sender = connect(addr).await?;
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some((body, header)) = requests.get(i) else {
+            break;
+        };
+        let req = Request::post("/stripe/webhook")
+            .header("host", addr.to_string())
+            .header("content-type", "application/json; charset=utf-8")
+            .header("stripe-signature", header.as_str())
+            .body(Full::new(body.clone()))
+            .map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        if sender.ready().await.is_err() {
+            sender = connect(addr).await?;
+        }
+        match sender.send_request(req).await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                let _ = resp.into_body().collect().await;
+                totals
+                    .latencies_us
+                    .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                if ok {
+                    totals.ok += 1
+                } else {
+                    totals.failed += 1
+                }
+            }
+            Err(_) => {
+                totals.failed += 1;
+                sender = connect(addr).await?;
+            }
+        }
+    }
+    Ok(totals)
+}
+
+async fn connect(
+    addr: SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                return Ok(sender);
+            }
+            Err(e) if Instant::now() > deadline => return Err(format!("connect {addr}: {e}")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
