@@ -4,10 +4,12 @@
 
 use std::sync::OnceLock;
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::{
+    Counter, Gauge, Histogram, Unit, describe_counter, describe_gauge, describe_histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::ledger::{AnomalyKind, TRANSITIONS};
+use crate::ledger::{AnomalyKind, OrderStatus, TRANSITIONS};
 
 /// Latency buckets in seconds: 1 ms to 10 s, dense where webhook latencies live (1–50 ms).
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -105,79 +107,165 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Describes every edge metric and registers its known label values at zero.
-pub fn register_edge(secret_count: usize) {
-    use edge::*;
-    handle();
-    describe_counter!(
-        WEBHOOK_REQUESTS_TOTAL,
-        Unit::Count,
-        "Webhook requests by outcome."
-    );
-    describe_histogram!(
-        WEBHOOK_REQUEST_DURATION_SECONDS,
-        Unit::Seconds,
-        "Webhook request latency, from first byte to answer, by outcome."
-    );
-    describe_gauge!(
-        WEBHOOK_REQUESTS_IN_FLIGHT,
-        Unit::Count,
-        "Webhook requests being processed now."
-    );
-    describe_counter!(
-        WEBHOOK_SECRET_MATCHES_TOTAL,
-        Unit::Count,
-        "Verified webhooks by the index of the secret (in STRIPE_WEBHOOK_SECRET) that matched."
-    );
-    describe_counter!(
-        ORDER_TRANSITIONS_TOTAL,
-        Unit::Count,
-        "Order status changes made by webhooks."
-    );
-    describe_counter!(
-        ORPHAN_EVENTS_TOTAL,
-        Unit::Count,
-        "Order events stored with no matching order."
-    );
-    describe_counter!(
-        ORDER_ANOMALIES_TOTAL,
-        Unit::Count,
-        "Events kept but not applied: amount/currency mismatch or the wrong livemode."
-    );
-    describe_gauge!(
-        DB_POOL_CONNECTIONS,
-        Unit::Count,
-        "Database pool connections by state."
-    );
-    describe_counter!(
-        PROXY_REQUESTS_TOTAL,
-        Unit::Count,
-        "Proxied requests by upstream status class."
-    );
-    describe_histogram!(
-        PROXY_REQUEST_DURATION_SECONDS,
-        Unit::Seconds,
-        "Time until the upstream app's response headers arrived."
-    );
-    for o in WebhookOutcome::ALL {
-        metrics::counter!(WEBHOOK_REQUESTS_TOTAL, "outcome" => o.as_str()).increment(0);
+/// Handles to every edge series, created once at start-up (known label values start at zero) and
+/// shared by the handlers, so recording is a lookup-free atomic add.
+#[derive(Debug, Clone)]
+pub struct EdgeMetrics {
+    webhook_requests: Vec<Counter>,
+    webhook_duration: Vec<Histogram>,
+    pub webhook_in_flight: Gauge,
+    secret_matches: Vec<Counter>,
+    transitions: Vec<((OrderStatus, OrderStatus), Counter)>,
+    pub orphans: Counter,
+    anomalies: Vec<Counter>,
+    pool: Vec<Gauge>,
+    proxy_requests: Vec<Counter>,
+    pub proxy_duration: Histogram,
+}
+
+impl EdgeMetrics {
+    /// Describes every edge metric and registers its series.
+    pub fn register(secret_count: usize) -> Self {
+        use edge::*;
+        handle();
+        describe_counter!(
+            WEBHOOK_REQUESTS_TOTAL,
+            Unit::Count,
+            "Webhook requests by outcome."
+        );
+        describe_histogram!(
+            WEBHOOK_REQUEST_DURATION_SECONDS,
+            Unit::Seconds,
+            "Webhook request latency, from first byte to answer, by outcome."
+        );
+        describe_gauge!(
+            WEBHOOK_REQUESTS_IN_FLIGHT,
+            Unit::Count,
+            "Webhook requests being processed now."
+        );
+        describe_counter!(
+            WEBHOOK_SECRET_MATCHES_TOTAL,
+            Unit::Count,
+            "Verified webhooks by the index of the secret (in STRIPE_WEBHOOK_SECRET) that matched."
+        );
+        describe_counter!(
+            ORDER_TRANSITIONS_TOTAL,
+            Unit::Count,
+            "Order status changes made by webhooks."
+        );
+        describe_counter!(
+            ORPHAN_EVENTS_TOTAL,
+            Unit::Count,
+            "Order events stored with no matching order."
+        );
+        describe_counter!(
+            ORDER_ANOMALIES_TOTAL,
+            Unit::Count,
+            "Events kept but not applied: amount/currency mismatch or the wrong livemode."
+        );
+        describe_gauge!(
+            DB_POOL_CONNECTIONS,
+            Unit::Count,
+            "Database pool connections by state."
+        );
+        describe_counter!(
+            PROXY_REQUESTS_TOTAL,
+            Unit::Count,
+            "Proxied requests by upstream status class (error: the app did not answer)."
+        );
+        describe_histogram!(
+            PROXY_REQUEST_DURATION_SECONDS,
+            Unit::Seconds,
+            "Time until the upstream app's response headers arrived."
+        );
+        let zero = |c: Counter| {
+            c.increment(0);
+            c
+        };
+        let m = Self {
+            webhook_requests: WebhookOutcome::ALL
+                .iter()
+                .map(|o| zero(metrics::counter!(WEBHOOK_REQUESTS_TOTAL, "outcome" => o.as_str())))
+                .collect(),
+            webhook_duration: WebhookOutcome::ALL
+                .iter()
+                .map(|o| metrics::histogram!(WEBHOOK_REQUEST_DURATION_SECONDS, "outcome" => o.as_str()))
+                .collect(),
+            webhook_in_flight: metrics::gauge!(WEBHOOK_REQUESTS_IN_FLIGHT),
+            secret_matches: (0..secret_count)
+                .map(|i| {
+                    zero(metrics::counter!(WEBHOOK_SECRET_MATCHES_TOTAL, "secret_index" => i.to_string()))
+                })
+                .collect(),
+            transitions: TRANSITIONS
+                .iter()
+                .map(|&(from, to)| {
+                    let c = metrics::counter!(ORDER_TRANSITIONS_TOTAL, "from" => from.as_str(), "to" => to.as_str());
+                    ((from, to), zero(c))
+                })
+                .collect(),
+            orphans: zero(metrics::counter!(ORPHAN_EVENTS_TOTAL)),
+            anomalies: AnomalyKind::ALL
+                .iter()
+                .map(|k| zero(metrics::counter!(ORDER_ANOMALIES_TOTAL, "kind" => k.as_str())))
+                .collect(),
+            pool: POOL_STATES
+                .iter()
+                .map(|s| metrics::gauge!(DB_POOL_CONNECTIONS, "state" => *s))
+                .collect(),
+            proxy_requests: STATUS_CLASSES
+                .iter()
+                .map(|c| zero(metrics::counter!(PROXY_REQUESTS_TOTAL, "status_class" => *c)))
+                .collect(),
+            proxy_duration: metrics::histogram!(PROXY_REQUEST_DURATION_SECONDS),
+        };
+        m.webhook_in_flight.set(0.0);
+        m
     }
-    for i in 0..secret_count {
-        metrics::counter!(WEBHOOK_SECRET_MATCHES_TOTAL, "secret_index" => i.to_string())
-            .increment(0);
+
+    /// Counts and times one webhook answer.
+    pub fn webhook(&self, outcome: WebhookOutcome, seconds: f64) {
+        let i = WebhookOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        self.webhook_requests[i].increment(1);
+        self.webhook_duration[i].record(seconds);
     }
-    for (from, to) in TRANSITIONS {
-        metrics::counter!(ORDER_TRANSITIONS_TOTAL, "from" => from.as_str(), "to" => to.as_str())
-            .increment(0);
+
+    pub fn secret_matched(&self, index: usize) {
+        if let Some(c) = self.secret_matches.get(index) {
+            c.increment(1);
+        }
     }
-    metrics::counter!(ORPHAN_EVENTS_TOTAL).increment(0);
-    for kind in AnomalyKind::ALL {
-        metrics::counter!(ORDER_ANOMALIES_TOTAL, "kind" => kind.as_str()).increment(0);
+
+    pub fn transition(&self, from: OrderStatus, to: OrderStatus) {
+        if let Some((_, c)) = self.transitions.iter().find(|(k, _)| *k == (from, to)) {
+            c.increment(1);
+        }
     }
-    for class in STATUS_CLASSES {
-        metrics::counter!(PROXY_REQUESTS_TOTAL, "status_class" => class).increment(0);
+
+    pub fn anomaly(&self, kind: AnomalyKind) {
+        let i = AnomalyKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        self.anomalies[i].increment(1);
     }
-    metrics::gauge!(WEBHOOK_REQUESTS_IN_FLIGHT).set(0.0);
+
+    /// Sets the pool gauges, in the order of [`POOL_STATES`].
+    pub fn pool(&self, values: [usize; 4]) {
+        for (gauge, v) in self.pool.iter().zip(values) {
+            gauge.set(v as f64);
+        }
+    }
+
+    /// Counts one proxied request by its status class label.
+    pub fn proxied(&self, class: &str) {
+        if let Some(i) = STATUS_CLASSES.iter().position(|c| *c == class) {
+            self.proxy_requests[i].increment(1);
+        }
+    }
 }
 
 /// Renders the Prometheus text exposition.

@@ -73,7 +73,7 @@ impl App {
 
     /// [`App::build`] with other client time-outs (tests use short ones).
     pub async fn build_with_limits(config: EdgeConfig, limits: Limits) -> Result<Self, StartError> {
-        common::metrics::register_edge(config.webhook_secrets.len());
+        let metrics = common::metrics::EdgeMetrics::register(config.webhook_secrets.len());
         let pool = db::pool(&config.db)?;
         {
             let client = pool
@@ -91,7 +91,7 @@ impl App {
         let admin = bind(config.admin_listen).await?;
         let grace = config.shutdown_grace;
         Ok(Self {
-            state: Arc::new(State::new(&config, pool, limits)),
+            state: Arc::new(State::new(&config, pool, limits, metrics)),
             public,
             admin,
             grace,

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::config::{EdgeConfig, Secret};
+use common::metrics::EdgeMetrics;
 use deadpool_postgres::Pool;
 
 use crate::routes::proxy::Proxy;
@@ -19,11 +20,12 @@ pub struct State {
     pub expect_livemode: Option<bool>,
     pub proxy: Option<Proxy>,
     pub limits: Limits,
+    pub metrics: EdgeMetrics,
     draining: AtomicBool,
 }
 
 impl State {
-    pub fn new(config: &EdgeConfig, pool: Pool, limits: Limits) -> Self {
+    pub fn new(config: &EdgeConfig, pool: Pool, limits: Limits, metrics: EdgeMetrics) -> Self {
         Self {
             pool,
             webhook_secrets: config.webhook_secrets.clone(),
@@ -33,8 +35,9 @@ impl State {
             proxy: config
                 .upstream_url
                 .clone()
-                .map(|base| Proxy::new(base, config.upstream_timeout)),
+                .map(|base| Proxy::new(base, config.upstream_timeout, metrics.clone())),
             limits,
+            metrics,
             draining: AtomicBool::new(false),
         }
     }

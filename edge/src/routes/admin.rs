@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use common::db;
-use common::metrics::{self as names, edge as m};
+use common::metrics as names;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json as value;
 
@@ -16,14 +16,13 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Prometheus text exposition; pool gauges are refreshed at scrape time.
 pub fn metrics(state: &State) -> Response<Body> {
     let status = state.pool.status();
-    for (label, value) in [
-        ("max", status.max_size),
-        ("open", status.size),
-        ("idle", status.available),
-        ("waiting", status.waiting),
-    ] {
-        metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => label).set(value as f64);
-    }
+    // In the order of `POOL_STATES`: max, open, idle, waiting.
+    state.metrics.pool([
+        status.max_size,
+        status.size,
+        status.available,
+        status.waiting,
+    ]);
     let mut resp = Response::new(full(names::render()));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

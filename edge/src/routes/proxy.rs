@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::metrics::{edge as m, status_class};
+use common::metrics::{EdgeMetrics, status_class};
 use common::telemetry::RequestId;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
@@ -40,10 +40,11 @@ pub struct Proxy {
     /// `http://host:port`
     base: String,
     timeout: Duration,
+    metrics: EdgeMetrics,
 }
 
 impl Proxy {
-    pub fn new(base: String, timeout: Duration) -> Self {
+    pub fn new(base: String, timeout: Duration, metrics: EdgeMetrics) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -55,6 +56,7 @@ impl Proxy {
             client,
             base,
             timeout,
+            metrics,
         }
     }
 
@@ -67,16 +69,16 @@ impl Proxy {
     ) -> Response<Body> {
         let started = Instant::now();
         let result = self.send(req, peer, rid).await;
-        metrics::histogram!(m::PROXY_REQUEST_DURATION_SECONDS)
+        self.metrics
+            .proxy_duration
             .record(started.elapsed().as_secs_f64());
         match result {
             Ok(resp) => {
-                metrics::counter!(m::PROXY_REQUESTS_TOTAL, "status_class" => status_class(resp.status().as_u16()))
-                    .increment(1);
+                self.metrics.proxied(status_class(resp.status().as_u16()));
                 resp
             }
             Err(e) => {
-                metrics::counter!(m::PROXY_REQUESTS_TOTAL, "status_class" => "error").increment(1);
+                self.metrics.proxied("error");
                 tracing::warn!(error = %e, "proxy failed");
                 e.into_response(rid)
             }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::ledger::{self, Applied, RecordMeta, Source};
-use common::metrics::{WebhookOutcome, edge as m};
+use common::metrics::{EdgeMetrics, WebhookOutcome};
 use common::stripe::event::{StripeEvent, storable_payload};
 use common::stripe::signature::{self, SignatureError};
 use common::telemetry::RequestId;
@@ -22,10 +22,9 @@ const STRIPE_SIGNATURE: &str = "stripe-signature";
 /// Answers one webhook delivery.
 pub async fn handle(req: Request<Incoming>, state: &State, rid: &RequestId) -> Response<Body> {
     let started = Instant::now();
-    let in_flight = metrics::gauge!(m::WEBHOOK_REQUESTS_IN_FLIGHT);
-    in_flight.increment(1.0);
+    state.metrics.webhook_in_flight.increment(1.0);
     let result = receive(req, state, rid).await;
-    in_flight.decrement(1.0);
+    state.metrics.webhook_in_flight.decrement(1.0);
     let outcome = match &result {
         Ok((_, applied)) if applied.duplicate => WebhookOutcome::Duplicate,
         Ok(_) => WebhookOutcome::Processed,
@@ -33,12 +32,12 @@ pub async fn handle(req: Request<Incoming>, state: &State, rid: &RequestId) -> R
             .webhook_outcome()
             .unwrap_or(WebhookOutcome::InvalidPayload),
     };
-    metrics::counter!(m::WEBHOOK_REQUESTS_TOTAL, "outcome" => outcome.as_str()).increment(1);
-    metrics::histogram!(m::WEBHOOK_REQUEST_DURATION_SECONDS, "outcome" => outcome.as_str())
-        .record(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .webhook(outcome, started.elapsed().as_secs_f64());
     match result {
         Ok((event, applied)) => {
-            observe(&applied);
+            observe(&state.metrics, &applied);
             tracing::info!(
                 eventId = %event.id,
                 eventType = %event.event_type,
@@ -89,8 +88,7 @@ async fn receive(
         state.tolerance_secs,
         unix_now(),
     )?;
-    metrics::counter!(m::WEBHOOK_SECRET_MATCHES_TOTAL, "secret_index" => index.to_string())
-        .increment(1);
+    state.metrics.secret_matched(index);
     let event = StripeEvent::parse(&body)?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| common::stripe::event::EventError::Json("not UTF-8".into()))?;
@@ -143,15 +141,14 @@ fn unix_now() -> i64 {
 }
 
 /// Counts what the ledger did to orders.
-fn observe(applied: &Applied) {
+fn observe(metrics: &EdgeMetrics, applied: &Applied) {
     if let Some((from, to)) = applied.transition {
-        metrics::counter!(m::ORDER_TRANSITIONS_TOTAL, "from" => from.as_str(), "to" => to.as_str())
-            .increment(1);
+        metrics.transition(from, to);
     }
     if applied.orphan {
-        metrics::counter!(m::ORPHAN_EVENTS_TOTAL).increment(1);
+        metrics.orphans.increment(1);
     }
     if let Some(kind) = applied.anomaly {
-        metrics::counter!(m::ORDER_ANOMALIES_TOTAL, "kind" => kind.as_str()).increment(1);
+        metrics.anomaly(kind);
     }
 }
