@@ -3,8 +3,7 @@
 
 use std::fmt;
 
-use chrono::{SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use chrono::Utc;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber, span};
 use tracing_subscriber::fmt::format::Writer;
@@ -52,16 +51,16 @@ where
     };
 }
 
-/// Fields of a span, kept as JSON in the span's extensions.
-struct SpanFields(Map<String, Value>);
+/// The fields of a span, rendered once as a JSON fragment (`,"k":v,...`) in its extensions.
+struct SpanFields(String);
 
-/// Records span fields so that `JsonLines` can copy them onto every event.
+/// Renders span fields when a span is created or recorded, so that `JsonLines` only copies them.
 struct SpanFieldsLayer;
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanFieldsLayer {
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        let mut fields = Map::new();
-        attrs.record(&mut JsonVisitor(&mut fields));
+        let mut fields = String::new();
+        attrs.record(&mut JsonFields(&mut fields));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(fields));
         }
@@ -71,43 +70,89 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanFieldsLayer {
         if let Some(span) = ctx.span(id) {
             let mut ext = span.extensions_mut();
             if let Some(SpanFields(fields)) = ext.get_mut::<SpanFields>() {
-                values.record(&mut JsonVisitor(fields));
+                values.record(&mut JsonFields(fields));
             }
         }
     }
 }
 
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+/// Appends `,"name":value` for each field it visits.
+struct JsonFields<'a>(&'a mut String);
 
-impl Visit for JsonVisitor<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(format!("{value:?}")));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(value.to_owned()));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), value.into());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.into());
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), value.into());
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), value.into());
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(value.to_string()));
+impl JsonFields<'_> {
+    fn key(&mut self, field: &Field) {
+        self.0.push(',');
+        push_json_str(self.0, field.name());
+        self.0.push(':');
     }
 }
 
+impl Visit for JsonFields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.key(field);
+        self.0.push('"');
+        let _ = fmt::write(&mut Escaped(self.0), format_args!("{value:?}"));
+        self.0.push('"');
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        push_json_str(self.0, value);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        let _ = fmt::write(self.0, format_args!("{value}"));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        let _ = fmt::write(self.0, format_args!("{value}"));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        if value.is_finite() {
+            let _ = fmt::write(self.0, format_args!("{value}"));
+        } else {
+            self.0.push_str("null");
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        self.0.push_str(if value { "true" } else { "false" });
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+}
+
+/// Writes text as the inside of a JSON string: quotes, backslashes and every control character
+/// are escaped, so no logged value can break a line or forge another entry.
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            match c {
+                '"' => self.0.push_str("\\\""),
+                '\\' => self.0.push_str("\\\\"),
+                '\n' => self.0.push_str("\\n"),
+                '\r' => self.0.push_str("\\r"),
+                '\t' => self.0.push_str("\\t"),
+                c if c.is_control() => {
+                    let _ = fmt::write(self.0, format_args!("\\u{:04x}", c as u32));
+                }
+                c => self.0.push(c),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let _ = fmt::Write::write_str(&mut Escaped(out), s);
+    out.push('"');
+}
+
 /// One JSON object per line: timestamp, level, target, the spans' fields, then the event's fields.
-/// Control characters in any value are escaped by JSON, so no input can forge a log line.
 struct JsonLines;
 
 impl<S, N> FormatEvent<S, N> for JsonLines
@@ -122,24 +167,26 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
-            Utc::now()
-                .to_rfc3339_opts(SecondsFormat::Micros, true)
-                .into(),
+        let mut line = String::with_capacity(256);
+        line.push_str("{\"timestamp\":\"");
+        let _ = fmt::write(
+            &mut line,
+            format_args!("{}", Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ")),
         );
-        line.insert("level".into(), meta.level().as_str().into());
-        line.insert("target".into(), meta.target().into());
+        line.push_str("\",\"level\":\"");
+        line.push_str(meta.level().as_str());
+        line.push_str("\",\"target\":");
+        push_json_str(&mut line, meta.target());
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
-                    line.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    line.push_str(fields);
                 }
             }
         }
-        event.record(&mut JsonVisitor(&mut line));
-        writeln!(writer, "{}", Value::Object(line))
+        event.record(&mut JsonFields(&mut line));
+        line.push_str("}\n");
+        writer.write_str(&line)
     }
 }
 
@@ -184,6 +231,15 @@ fn is_sane(v: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaping_keeps_every_value_on_one_line() {
+        let mut out = String::new();
+        push_json_str(&mut out, "a\"b\\c\nd\re\u{1b}[31m\u{0}");
+        assert_eq!(out, r#""a\"b\\c\nd\re\u001b[31m\u0000""#);
+        let parsed: String = serde_json::from_str(&out).expect("valid JSON string");
+        assert_eq!(parsed, "a\"b\\c\nd\re\u{1b}[31m\u{0}");
+    }
 
     #[test]
     fn request_ids() {
