@@ -54,11 +54,7 @@ psql -c "CREATE DATABASE bench" postgres
 export DATABASE_URL="host=$work user=postgres dbname=bench"
 ./target/release/edge migrate >/dev/null
 
-echo "==> pgbench: the ledger transaction, 32 clients x $pgbench_tx"
 clients=32
-psql -d bench -c "INSERT INTO orders (id, stripe_session_id, amount_total, currency)
-  SELECT gen_random_uuid(), 'cs_test_pgb_' || c || '_' || i, 2000, 'eur'
-  FROM generate_series(0, $clients - 1) c, generate_series(1, $pgbench_tx) i"
 python3 - "$work/ledger.sql" <<'PY'
 # The pgbench script: the ledger's own two statements (from common/src/ledger.rs), with the
 # parameters bound to per-client values and a real Checkout Session payload.
@@ -69,14 +65,14 @@ def const(name):
 session = json.load(open("tests/fixtures/stripe/checkout_session.json"))
 payload = json.dumps({"id": "evt_x", "object": "event", "type": "checkout.session.completed",
                       "created": 1, "livemode": False, "data": {"object": session}})
-sid = "('cs_test_pgb_' || :client_id || '_' || :i)"
+sid = "('cs_test_pgb_' || :r || '_' || :client_id || '_' || :i)"
 params = {1: sid, 2: "NULL::uuid", 3: "NULL::uuid", 4: "NULL::text",
-          5: "('evt_pgb_' || :client_id || '_' || :i)", 6: "'checkout.session.completed'",
+          5: "('evt_pgb_' || :r || '_' || :client_id || '_' || :i)", 6: "'checkout.session.completed'",
           7: sid, 8: "false", 9: "'2025-06-30.basil'", 10: "now()",
           11: ":payload", 12: "'webhook'", 13: "NULL::text"}
 lock_and_insert = re.sub(r"\$(\d+)", lambda m: params[int(m.group(1))], const("LOCK_AND_INSERT"))
 update = re.sub(r"\$(\d+)", lambda m: {1: ":id",
-                                        2: "'paid'", 3: "now()", 4: "('pi_pgb_' || :client_id || '_' || :i)", 5: "NULL::text"}[int(m.group(1))],
+                                        2: "'paid'", 3: "now()", 4: "('pi_pgb_' || :r || '_' || :client_id || '_' || :i)", 5: "NULL::text"}[int(m.group(1))],
                 const("UPDATE_ORDER"))
 # The payload is a variable (bound per execution, like the edge's), not a literal that the
 # planner would parse into jsonb once.
@@ -87,17 +83,24 @@ with open(sys.argv[1], "w") as f:
     f.write(" ".join(update.split()) + ";\n")
     f.write("COMMIT;\n")
 PY
-pg0=$(pg_ticks)
-pgbench_out=$("$pg_bin/pgbench" -h "$work" -U postgres -n -M prepared -c $clients -j 2 -t "$pgbench_tx" -D i=0 -D "payload=$(cat "$work/ledger.sql.payload")" -f "$work/ledger.sql" bench 2>&1)
-pgbench_tps=$(echo "$pgbench_out" | sed -n 's/^tps = \([0-9.]*\) (without.*/\1/p')
-pgbench_lat=$(echo "$pgbench_out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
-pgbench_failed=$(echo "$pgbench_out" | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p')
-pg1=$(pg_ticks)
-paid=$(psql -d bench -c "SELECT count(*) FROM orders WHERE stripe_session_id LIKE 'cs_test_pgb_%' AND status = 'paid'")
-pgbench_pg_us=$(( (pg1 - pg0) * 1000000 / tck / (clients * pgbench_tx) ))
-echo "    pgbench: $pgbench_tps tx/s, latency avg $pgbench_lat ms, failed ${pgbench_failed:-0}, orders paid $paid of $((clients * pgbench_tx)), Postgres CPU $pgbench_pg_us us/tx"
-[ "$paid" = $((clients * pgbench_tx)) ] || { echo "pgbench did not pay every order:"; echo "$pgbench_out"; exit 1; }
-psql -d bench -c "VACUUM ANALYZE"
+# One pgbench run of the ledger transaction (round $1): prints "tps:pg_us_per_tx".
+pgbench_round() {
+  local r=$1 out pg0 pg1 tps paid
+  psql -d bench -c "INSERT INTO orders (id, stripe_session_id, amount_total, currency)
+    SELECT gen_random_uuid(), 'cs_test_pgb_$r' || '_' || c || '_' || i, 2000, 'eur'
+    FROM generate_series(0, $clients - 1) c, generate_series(1, $pgbench_tx) i"
+  psql -d bench -c "VACUUM ANALYZE orders"
+  pg0=$(pg_ticks)
+  out=$("$pg_bin/pgbench" -h "$work" -U postgres -n -M prepared -c $clients -j 2 -t "$pgbench_tx" \
+    -D i=0 -D r="$r" -D "payload=$(cat "$work/ledger.sql.payload")" -f "$work/ledger.sql" bench 2>&1)
+  pg1=$(pg_ticks)
+  tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) (without.*/\1/p')
+  paid=$(psql -d bench -c "SELECT count(*) FROM orders WHERE stripe_session_id LIKE 'cs_test_pgb\\_$r\\_%' AND status = 'paid'")
+  if [ "$paid" != $((clients * pgbench_tx)) ]; then
+    echo "pgbench did not pay every order ($paid):" >&2; echo "$out" >&2; return 1
+  fi
+  echo "$tps:$(( (pg1 - pg0) * 1000000 / tck / (clients * pgbench_tx) ))"
+}
 
 echo "==> edge (release, pool 32, log level ${EDGE_LOG:-info})"
 secret=whsec_bench_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
@@ -108,46 +111,72 @@ RUST_LOG=${EDGE_LOG:-info} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0
 edge_pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 
-results=()
-cpu_split=()
-for c in 8 32 64; do
+# One edge run under the load generator: writes $work/<label>.json with the CPU split added.
+edge_round() {
+  local c=$1 label=$2 pg0 e0 pg1 e1 perf_pid=
   pg0=$(pg_ticks); e0=$(proc_ticks "$edge_pid")
-  perf_pid=
-  if [ "${BENCH_PERF:-}" = 1 ] && [ $c = 32 ]; then
+  if [ "${BENCH_PERF:-}" = 1 ] && [ "$label" = r1_c32 ]; then
     perf record -q -e cpu-clock -F 2000 -g -p "$edge_pid" -o "$work/perf.data" >/dev/null 2>&1 &
     perf_pid=$!
   fi
   ./target/release/loadgen --addr 127.0.0.1:$port --secret "$secret" --database-url "$DATABASE_URL" \
-    --connections $c --requests "$requests" --label c$c --json "$work/c$c.json"
-  results+=("$work/c$c.json")
+    --connections "$c" --requests "$requests" --label "$label" --json "$work/$label.json" | sed 's/^/    /'
+  pg1=$(pg_ticks); e1=$(proc_ticks "$edge_pid")
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
     perf report -i "$work/perf.data" --no-children --percent-limit 1.5 --stdio -g none 2>/dev/null \
       | grep -v '^#' | grep -v '^$' | head -60 > "$out/edge-perf.txt"
+    perf report -i "$work/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | head -12 >> "$out/edge-perf.txt"
     echo "    perf profile of the edge: $out/edge-perf.txt"
   fi
-  pg1=$(pg_ticks); e1=$(proc_ticks "$edge_pid")
-  cpu_split+=("$(( (e1 - e0) * 1000000 / tck / requests )):$(( (pg1 - pg0) * 1000000 / tck / requests ))")
+  python3 - "$work/$label.json" "$(( (e1 - e0) * 1000000 / tck / requests ))" "$(( (pg1 - pg0) * 1000000 / tck / requests ))" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); r["edge_cpu_us_per_req"] = int(sys.argv[2]); r["pg_cpu_us_per_req"] = int(sys.argv[3])
+json.dump(r, open(sys.argv[1], "w"))
+PY
+}
+
+# Alternate the two at 32 connections (this machine's neighbours make single runs noisy), then the
+# edge at 8 and 64.
+pgbench_runs=()
+for r in 1 2 3; do
+  echo "==> round $r: pgbench, 32 clients x $pgbench_tx"
+  result=$(pgbench_round $r)
+  echo "    pgbench ${result%%:*} tx/s, Postgres CPU ${result##*:} us/tx"
+  pgbench_runs+=("$result")
+  echo "==> round $r: edge, 32 connections"
+  edge_round 32 r${r}_c32
+done
+for c in 8 64; do
+  echo "==> edge, $c connections"
+  edge_round $c c$c
 done
 rss_kb=$(sed -n 's/^VmHWM:\s*\([0-9]*\) kB/\1/p' /proc/$edge_pid/status)
 
-python3 - "$pgbench_tps" "$rss_kb" "$out/edge.json" "$pgbench_pg_us" "${cpu_split[*]}" "${results[@]}" <<'PY'
-import json, sys
-pgbench, rss_kb, dest, pgbench_pg_us, split, files = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5].split(), sys.argv[6:]
-runs = [json.load(open(f)) for f in files]
-for r, s in zip(runs, split):
-    r["edge_cpu_us_per_req"], r["pg_cpu_us_per_req"] = (int(x) for x in s.split(":"))
+python3 - "$rss_kb" "$out/edge.json" "${pgbench_runs[*]}" "$work" <<'PY'
+import json, statistics, sys
+rss_kb, dest, pgb, work = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(), sys.argv[4]
+pgbench = [{"round": i + 1, "tps": float(x.split(":")[0]), "pg_cpu_us_per_tx": int(x.split(":")[1])} for i, x in enumerate(pgb)]
+load = lambda label: json.load(open(f"{work}/{label}.json"))
+rounds = [load(f"r{i}_c32") for i in (1, 2, 3)]
+others = [load("c8"), load("c64")]
 print()
 print("| run | req/s | p50 ms | p99 ms | edge CPU us/req | Postgres CPU us/req | rows checked |")
 print("|---|---:|---:|---:|---:|---:|---|")
-print(f"| pgbench, ledger transaction, 32 clients | {pgbench:,.0f} | | | | {pgbench_pg_us} | every order paid |")
-for r in runs:
-    print(f"| edge, {r['connections']} connections | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['edge_cpu_us_per_req']} | {r['pg_cpu_us_per_req']} | {'ok' if r['rows_checked'] else 'MISMATCH'} ({r['ledger_rows']} rows) |")
-at32 = next(r for r in runs if r["connections"] == 32)
-ratio = at32["rps"] / pgbench
+for p, e in zip(pgbench, rounds):
+    print(f"| round {p['round']}: pgbench, ledger transaction, 32 clients | {p['tps']:,.0f} | | | | {p['pg_cpu_us_per_tx']} | every order paid |")
+    print(f"| round {p['round']}: edge, 32 connections | {e['rps']:,.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['edge_cpu_us_per_req']} | {e['pg_cpu_us_per_req']} | {'ok' if e['rows_checked'] else 'MISMATCH'} |")
+for e in others:
+    print(f"| edge, {e['connections']} connections | {e['rps']:,.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['edge_cpu_us_per_req']} | {e['pg_cpu_us_per_req']} | {'ok' if e['rows_checked'] else 'MISMATCH'} |")
+pg_median = statistics.median(p["tps"] for p in pgbench)
+edge_median = statistics.median(e["rps"] for e in rounds)
+ratios = [e["rps"] / p["tps"] for p, e in zip(pgbench, rounds)]
 print()
-print(f"edge / pgbench at 32 connections: {ratio:.2f} (target >= 0.90)")
+print(f"edge / pgbench at 32 connections: {edge_median / pg_median:.2f} (medians; per round {', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.90)")
 print(f"edge peak RSS: {rss_kb / 1024:.1f} MB (target < 50 MB)")
-json.dump({"pgbench_tps_32": pgbench, "pgbench_pg_cpu_us_per_tx": pgbench_pg_us, "edge": runs, "ratio_32": ratio, "edge_peak_rss_mb": rss_kb / 1024}, open(dest, "w"), indent=2)
+json.dump({"pgbench_32": pgbench, "edge_32": rounds, "edge_other": others,
+           "ratio_32_medians": edge_median / pg_median, "ratios_32_per_round": ratios,
+           "edge_peak_rss_mb": rss_kb / 1024}, open(dest, "w"), indent=2)
 print(f"written: {dest}")
 PY
