@@ -9,6 +9,7 @@
 //! - [`ledger`]: arranging and reading orders and ledger rows.
 //! - [`logs`]: the process's JSON logs, captured for assertions.
 //! - [`stripe`]: Stripe payloads built from the real fixtures.
+//! - [`upstream`]: a fake app behind the proxy that records what it receives.
 
 pub mod edge;
 pub mod fault_proxy;
@@ -17,3 +18,4 @@ pub mod ledger;
 pub mod logs;
 pub mod pg;
 pub mod stripe;
+pub mod upstream;

@@ -5,17 +5,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use clap::Parser;
 use common::stripe::signature;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tests::stripe::{Session, envelope};
-use tokio::net::TcpStream;
 
 #[derive(Parser, Debug)]
 #[command(about = "Sends unique signed checkout.session.completed events and checks the ledger")]
@@ -175,7 +173,7 @@ async fn worker(
         failed: 0,
         latencies_us: Vec::new(),
     };
-    let mut sender = connect(addr).await?;
+    let mut sender = tests::http::keep_alive(addr).await?;
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some((body, header)) = requests.get(i) else {
@@ -189,7 +187,7 @@ async fn worker(
             .map_err(|e| e.to_string())?;
         let t = Instant::now();
         if sender.ready().await.is_err() {
-            sender = connect(addr).await?;
+            sender = tests::http::keep_alive(addr).await?;
         }
         match sender.send_request(req).await {
             Ok(resp) => {
@@ -206,31 +204,9 @@ async fn worker(
             }
             Err(_) => {
                 totals.failed += 1;
-                sender = connect(addr).await?;
+                sender = tests::http::keep_alive(addr).await?;
             }
         }
     }
     Ok(totals)
-}
-
-async fn connect(
-    addr: SocketAddr,
-) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                return Ok(sender);
-            }
-            Err(e) if Instant::now() > deadline => return Err(format!("connect {addr}: {e}")),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }

@@ -6,5 +6,6 @@ mod bad_input;
 mod ledger;
 mod orders;
 mod outage;
+mod proxy;
 mod startup;
 mod webhook;
