@@ -24,7 +24,7 @@ pg_owned_dir "$work"
 edge_pid=
 cleanup() {
   [ -n "$edge_pid" ] && kill -TERM "$edge_pid" 2>/dev/null && wait "$edge_pid" 2>/dev/null
-  as_pg "$pg_bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+  stop_throwaway_pg "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -33,9 +33,7 @@ echo "==> building release binaries"
 cargo build --release --locked -q -p edge -p tests --bin edge --bin loadgen
 
 echo "==> starting a throwaway PostgreSQL (durable defaults: fsync and synchronous_commit on)"
-as_pg "$pg_bin/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
-as_pg "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
-  -o "-k $work -c listen_addresses= -c max_connections=200 -c shared_buffers=256MB" start >/dev/null
+start_throwaway_pg "$work"
 # CPU ticks used so far by Postgres (the postmaster, its reaped children, its live children) and by
 # one process.
 pg_ticks() {
@@ -50,8 +48,6 @@ pg_ticks() {
 proc_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12+$13}'; }
 tck=$(getconf CLK_TCK)
 psql() { "$pg_bin/psql" -h "$work" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
-psql -c "CREATE DATABASE bench" postgres
-export DATABASE_URL="host=$work user=postgres dbname=bench"
 ./target/release/edge migrate >/dev/null
 
 clients=32
@@ -104,8 +100,8 @@ pgbench_round() {
 
 echo "==> edge (release, pool 32, log level ${EDGE_LOG:-info})"
 secret=whsec_bench_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
+admin=$(free_port)
 RUST_LOG=${EDGE_LOG:-info} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin \
   STRIPE_WEBHOOK_SECRET=$secret DATABASE_POOL_SIZE=32 ./target/release/edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!

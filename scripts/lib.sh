@@ -36,3 +36,25 @@ pg_owned_dir() {
   mkdir -p "$1"
   if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$1"; fi
 }
+
+# Starts a throwaway PostgreSQL in DIR (Unix socket in DIR only, durable defaults) with a database
+# `bench`, and exports DATABASE_URL for it. Stop it with stop_throwaway_pg DIR.
+start_throwaway_pg() {
+  local dir=$1 bin
+  bin=$(pg_bin_dir)
+  pg_owned_dir "$dir"
+  as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
+  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
+    -o "-k $dir -c listen_addresses= -c max_connections=200 -c shared_buffers=256MB" start >/dev/null
+  "$bin/psql" -h "$dir" -U postgres -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE bench" postgres
+  export DATABASE_URL="host=$dir user=postgres dbname=bench"
+}
+
+stop_throwaway_pg() {
+  as_pg "$(pg_bin_dir)/pg_ctl" -D "$1/data" -m immediate stop >/dev/null 2>&1 || true
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
