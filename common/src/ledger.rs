@@ -503,6 +503,104 @@ pub async fn apply(
     Ok(applied)
 }
 
+const ORPHANS: &str = "\
+SELECT id, payload::text FROM payment_events
+WHERE order_id IS NULL AND event_type = ANY($1) AND stripe_created_at > now() - interval '30 days'
+ORDER BY stripe_created_at, id
+LIMIT $2";
+
+const LOCK_ORDER: &str = "\
+SELECT id, status, amount_total, currency, stripe_payment_intent_id
+FROM orders
+WHERE id = COALESCE(
+    (SELECT o.id FROM orders AS o WHERE o.stripe_session_id = $1),
+    (SELECT o.id FROM orders AS o WHERE o.id = $2),
+    (SELECT o.id FROM orders AS o WHERE o.id = $3),
+    (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = $4 LIMIT 1))
+FOR UPDATE";
+
+const LINK_EVENT: &str = "UPDATE payment_events SET order_id = $2 WHERE id = $1";
+
+/// What adopting orphans did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adopted {
+    /// Orphan events now linked to an order.
+    pub linked: u64,
+    /// Order transitions those events made.
+    pub transitions: Vec<(OrderStatus, OrderStatus)>,
+}
+
+/// Links orphan events (stored before their order existed) to the order that now matches, oldest
+/// first, and applies the state machine to it, inside the caller's transaction.
+pub async fn adopt_orphans(
+    tx: &Transaction<'_>,
+    expect_livemode: Option<bool>,
+    limit: i64,
+) -> Result<Adopted, tokio_postgres::Error> {
+    let types: Vec<&str> = types::ORDER_TYPES.to_vec();
+    let orphans = tx
+        .query(&tx.prepare_cached(ORPHANS).await?, &[&types, &limit])
+        .await?;
+    let mut adopted = Adopted::default();
+    let meta = RecordMeta {
+        source: Source::Reconciler,
+        request_id: None,
+        expect_livemode,
+    };
+    for row in orphans {
+        let (row_id, payload): (i64, &str) = (row.get(0), row.get(1));
+        let Ok(event) = StripeEvent::parse(payload.as_bytes()) else {
+            continue;
+        };
+        let k = keys(&event);
+        let lock = tx.prepare_cached(LOCK_ORDER).await?;
+        let Some(found) = tx
+            .query_opt(
+                &lock,
+                &[
+                    &k.session_id,
+                    &k.client_ref,
+                    &k.metadata_ref,
+                    &k.payment_intent,
+                ],
+            )
+            .await?
+        else {
+            continue;
+        };
+        let order = OrderRow {
+            id: found.get(0),
+            status: OrderStatus::parse(found.get::<_, &str>(1)).unwrap_or(OrderStatus::Pending),
+            amount_total: found.get(2),
+            currency: found.get(3),
+            payment_intent: found.get(4),
+        };
+        let decision = decide(&event, &order, meta.expect_livemode);
+        if decision.changes_order() {
+            let to = decision.to.unwrap_or(order.status);
+            let stmt = tx.prepare_cached(UPDATE_ORDER).await?;
+            tx.execute(
+                &stmt,
+                &[
+                    &order.id,
+                    &to.as_str(),
+                    &decision.paid_at,
+                    &decision.payment_intent,
+                    &decision.order_anomaly,
+                ],
+            )
+            .await?;
+            if let Some(to) = decision.to {
+                adopted.transitions.push((order.status, to));
+            }
+        }
+        tx.execute(&tx.prepare_cached(LINK_EVENT).await?, &[&row_id, &order.id])
+            .await?;
+        adopted.linked += 1;
+    }
+    Ok(adopted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

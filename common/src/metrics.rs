@@ -268,6 +268,138 @@ impl EdgeMetrics {
     }
 }
 
+/// `trigger` of `reconciler_runs_total`.
+pub const RUN_TRIGGERS: [&str; 3] = ["schedule", "manual", "cli"];
+/// `outcome` of `reconciler_runs_total`.
+pub const RUN_OUTCOMES: [&str; 3] = ["ok", "failed", "skipped"];
+/// `endpoint` of the reconciler's Stripe request metrics.
+pub const STRIPE_ENDPOINTS: [&str; 3] = [
+    "events.list",
+    "events.retrieve",
+    "checkout.sessions.retrieve",
+];
+
+/// Handles to every reconciler series, created once at start-up.
+#[derive(Debug, Clone)]
+pub struct ReconcilerMetrics {
+    runs: Vec<((&'static str, &'static str), Counter)>,
+    pub run_duration: Histogram,
+    pub last_success: Gauge,
+    pub events_seen: Counter,
+    pub events_missing: Counter,
+    pub events_backfilled: Counter,
+    pub missing_event_age: Histogram,
+    stripe_requests: Vec<((&'static str, &'static str), Counter)>,
+    stripe_duration: Vec<(&'static str, Histogram)>,
+}
+
+impl ReconcilerMetrics {
+    pub fn register() -> Self {
+        use reconciler::*;
+        handle();
+        describe_counter!(
+            RUNS_TOTAL,
+            Unit::Count,
+            "Reconcile passes by trigger and outcome."
+        );
+        describe_histogram!(
+            RUN_DURATION_SECONDS,
+            Unit::Seconds,
+            "Duration of reconcile passes."
+        );
+        describe_gauge!(
+            LAST_SUCCESS_TIMESTAMP_SECONDS,
+            Unit::Seconds,
+            "Unix time of the end of the last successful window pass."
+        );
+        describe_counter!(EVENTS_SEEN_TOTAL, Unit::Count, "Events listed from Stripe.");
+        describe_counter!(
+            EVENTS_MISSING_TOTAL,
+            Unit::Count,
+            "Listed events the ledger lacked."
+        );
+        describe_counter!(
+            EVENTS_BACKFILLED_TOTAL,
+            Unit::Count,
+            "Missing events recorded by the reconciler."
+        );
+        describe_histogram!(
+            MISSING_EVENT_AGE_SECONDS,
+            Unit::Seconds,
+            "Age of each missing event when found: how late the webhook path was."
+        );
+        describe_counter!(
+            STRIPE_REQUESTS_TOTAL,
+            Unit::Count,
+            "Requests to Stripe by endpoint and status class (error: no answer)."
+        );
+        describe_histogram!(
+            STRIPE_REQUEST_DURATION_SECONDS,
+            Unit::Seconds,
+            "Stripe request latency by endpoint."
+        );
+        let zero = |c: Counter| {
+            c.increment(0);
+            c
+        };
+        let mut runs = Vec::new();
+        for t in RUN_TRIGGERS {
+            for o in RUN_OUTCOMES {
+                runs.push((
+                    (t, o),
+                    zero(metrics::counter!(RUNS_TOTAL, "trigger" => t, "outcome" => o)),
+                ));
+            }
+        }
+        let mut stripe_requests = Vec::new();
+        for e in STRIPE_ENDPOINTS {
+            for c in STATUS_CLASSES {
+                let counter =
+                    metrics::counter!(STRIPE_REQUESTS_TOTAL, "endpoint" => e, "status_class" => c);
+                stripe_requests.push(((e, c), zero(counter)));
+            }
+        }
+        Self {
+            runs,
+            run_duration: metrics::histogram!(RUN_DURATION_SECONDS),
+            last_success: metrics::gauge!(LAST_SUCCESS_TIMESTAMP_SECONDS),
+            events_seen: zero(metrics::counter!(EVENTS_SEEN_TOTAL)),
+            events_missing: zero(metrics::counter!(EVENTS_MISSING_TOTAL)),
+            events_backfilled: zero(metrics::counter!(EVENTS_BACKFILLED_TOTAL)),
+            missing_event_age: metrics::histogram!(MISSING_EVENT_AGE_SECONDS),
+            stripe_requests,
+            stripe_duration: STRIPE_ENDPOINTS
+                .iter()
+                .map(|e| {
+                    (
+                        *e,
+                        metrics::histogram!(STRIPE_REQUEST_DURATION_SECONDS, "endpoint" => *e),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub fn run(&self, trigger: &str, outcome: &str) {
+        if let Some((_, c)) = self.runs.iter().find(|(k, _)| *k == (trigger, outcome)) {
+            c.increment(1);
+        }
+    }
+
+    pub fn stripe_request(&self, endpoint: &str, class: &str, seconds: f64) {
+        if let Some((_, c)) = self
+            .stripe_requests
+            .iter()
+            .find(|(k, _)| *k == (endpoint, class))
+        {
+            c.increment(1);
+        }
+        if let Some((_, h)) = self.stripe_duration.iter().find(|(e, _)| *e == endpoint) {
+            h.record(seconds);
+        }
+    }
+}
+
 /// Renders the Prometheus text exposition.
 pub fn render() -> String {
     handle().render()

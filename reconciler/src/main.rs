@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use common::telemetry;
+use reconciler::Reconciler;
+use reconciler::pass::Trigger;
 use reconciler::startup::{self, CommandKind};
+use tokio::sync::watch;
 
 #[derive(Parser)]
 #[command(
@@ -47,11 +50,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (kind, name) = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => (CommandKind::Run, "run"),
-        Command::Once => (CommandKind::Once, "once"),
-        Command::Session { .. } => (CommandKind::Session, "session"),
-        Command::Inspect { .. } => (CommandKind::Inspect, "inspect"),
+    let command = cli.command.unwrap_or(Command::Run);
+    let kind = match &command {
+        Command::Run => CommandKind::Run,
+        Command::Once => CommandKind::Once,
+        Command::Session { .. } => CommandKind::Session,
+        Command::Inspect { .. } => CommandKind::Inspect,
     };
     let config = match startup::config(kind) {
         Ok(c) => c,
@@ -61,14 +65,52 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
-    if let Err(e) = startup::check_database(&config).await {
-        eprintln!("reconciler: {e}");
-        return code(e.exit_code());
+    if matches!(command, Command::Run | Command::Inspect { .. }) {
+        if let Err(e) = startup::check_database(&config).await {
+            eprintln!("reconciler: {e}");
+            return code(e.exit_code());
+        }
+        eprintln!(
+            "reconciler: this command is not available in this version (configuration and schema are valid)"
+        );
+        return code(common::EXIT_UNAVAILABLE);
     }
-    eprintln!(
-        "reconciler: `{name}` is not available in this version (configuration and schema are valid)"
-    );
-    code(common::EXIT_UNAVAILABLE)
+    let reconciler = match Reconciler::build(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("reconciler: {e}");
+            return code(e.exit_code());
+        }
+    };
+    match command {
+        Command::Once => {
+            let (_stop, stopped) = watch::channel(false);
+            let summary = reconciler.pass(Trigger::Cli, &stopped).await;
+            print_json(&summary);
+            code(if summary.status == "failed" { 1 } else { 0 })
+        }
+        Command::Session { session_id } => match reconciler
+            .reconcile_session(&session_id, Trigger::Cli)
+            .await
+        {
+            Ok(verdict) => {
+                print_json(&verdict);
+                code(if verdict.found_on_stripe { 0 } else { 1 })
+            }
+            Err(e) => {
+                print_json(&serde_json::json!({ "sessionId": session_id, "error": e.to_string() }));
+                code(1)
+            }
+        },
+        Command::Run | Command::Inspect { .. } => code(common::EXIT_UNAVAILABLE),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("reconciler: cannot print the result: {e}"),
+    }
 }
 
 fn code(c: i32) -> ExitCode {

@@ -30,6 +30,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Stripe(#[from] crate::stripe_api::StripeError),
 }
 
 impl StartError {
@@ -38,7 +40,7 @@ impl StartError {
             Self::Config(_) => common::EXIT_CONFIG,
             Self::Db(DbError::Connect(_)) => common::EXIT_UNAVAILABLE,
             Self::Db(DbError::SchemaOutdated { .. }) => common::EXIT_SCHEMA,
-            Self::Db(_) => 1,
+            Self::Db(_) | Self::Stripe(_) => 1,
         }
     }
 }

@@ -1,0 +1,313 @@
+//! Stripe's REST API as the reconciler uses it (`GET /v1/events`, `GET /v1/checkout/sessions/{id}`):
+//! a client-side rate limit (`STRIPE_MAX_RPS`), retries with exponential backoff and jitter on 429,
+//! 409, 5xx and connection errors (honouring `Stripe-Should-Retry`), per-request metrics, and an
+//! API key that never leaves the `Authorization` header.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::config::{ReconcilerConfig, Secret};
+use common::metrics::{ReconcilerMetrics, status_class};
+use common::stripe::event::is_stripe_id;
+use serde_json::Value;
+
+/// How failed requests are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// As Stripe's own libraries: from 0.5 s, doubling, capped at 5 s.
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a Stripe call failed (after retries where they apply).
+#[derive(Debug, thiserror::Error)]
+pub enum StripeError {
+    #[error("Stripe refused the API key (401): {0}")]
+    Unauthorized(String),
+    #[error("not found on Stripe: {0}")]
+    NotFound(String),
+    #[error("not a Stripe id: {0:?}")]
+    InvalidId(String),
+    #[error("Stripe answered {status}: {message}")]
+    Api { status: u16, message: String },
+    #[error("Stripe still answered {status} after {attempts} attempts")]
+    Exhausted { status: u16, attempts: u32 },
+    #[error("cannot reach Stripe after {attempts} attempts: {message}")]
+    Transport { attempts: u32, message: String },
+    #[error("unexpected answer from Stripe: {0}")]
+    Malformed(String),
+}
+
+/// One page of `GET /v1/events`.
+#[derive(Debug)]
+pub struct EventPage {
+    pub data: Vec<Value>,
+    pub has_more: bool,
+}
+
+/// The filters of one `GET /v1/events` request.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Exact types (`types[]`), or one `type` (which may end with `*`).
+    pub types: Vec<String>,
+    pub type_pattern: Option<String>,
+    pub created_gte: Option<i64>,
+    pub created_lte: Option<i64>,
+    pub starting_after: Option<String>,
+    pub limit: u8,
+}
+
+/// Spaces requests at least `1 / STRIPE_MAX_RPS` apart, across every task using the client.
+#[derive(Debug)]
+struct Limiter {
+    interval: Duration,
+    next: tokio::sync::Mutex<Instant>,
+}
+
+impl Limiter {
+    async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+}
+
+/// The Stripe client of one reconciler process.
+#[derive(Debug)]
+pub struct StripeClient {
+    http: reqwest::Client,
+    base: String,
+    key: Secret,
+    version: Option<String>,
+    limiter: Limiter,
+    retry: RetryPolicy,
+    metrics: ReconcilerMetrics,
+    requests: AtomicU64,
+}
+
+impl StripeClient {
+    pub fn new(config: &ReconcilerConfig, metrics: ReconcilerMetrics) -> Result<Self, StripeError> {
+        let key = config
+            .stripe_api_key
+            .clone()
+            .ok_or_else(|| StripeError::Unauthorized("STRIPE_API_KEY is not set".into()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!(
+                "stripe-edge-reconciler/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| StripeError::Transport {
+                attempts: 0,
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            base: config.stripe_api_base.clone(),
+            key,
+            version: config.stripe_api_version.clone(),
+            limiter: Limiter {
+                interval: Duration::from_secs(1) / config.max_rps.max(1),
+                next: tokio::sync::Mutex::new(Instant::now()),
+            },
+            retry: RetryPolicy::default(),
+            metrics,
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// Replaces the retry policy (tests use short pauses).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// HTTP requests sent so far, retries included.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// `GET /v1/events` with `query`.
+    pub async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StripeError> {
+        let mut q = vec![format!("limit={}", query.limit.clamp(1, 100))];
+        if let Some(t) = &query.type_pattern {
+            q.push(format!("type={t}"));
+        }
+        for t in &query.types {
+            q.push(format!("types%5B%5D={t}"));
+        }
+        if let Some(v) = query.created_gte {
+            q.push(format!("created%5Bgte%5D={v}"));
+        }
+        if let Some(v) = query.created_lte {
+            q.push(format!("created%5Blte%5D={v}"));
+        }
+        if let Some(after) = &query.starting_after {
+            if !is_stripe_id(after) {
+                return Err(StripeError::InvalidId(after.clone()));
+            }
+            q.push(format!("starting_after={after}"));
+        }
+        let body = self
+            .get("events.list", &format!("/v1/events?{}", q.join("&")))
+            .await?;
+        if body["object"] != "list" {
+            return Err(StripeError::Malformed(
+                "`object` of an event list is not \"list\"".into(),
+            ));
+        }
+        let data = match &body["data"] {
+            Value::Array(items) => items.clone(),
+            _ => {
+                return Err(StripeError::Malformed(
+                    "`data` of an event list is not an array".into(),
+                ));
+            }
+        };
+        let has_more = body["has_more"]
+            .as_bool()
+            .ok_or_else(|| StripeError::Malformed("`has_more` is not a boolean".into()))?;
+        Ok(EventPage { data, has_more })
+    }
+
+    /// `GET /v1/checkout/sessions/{id}`.
+    pub async fn session(&self, id: &str) -> Result<Value, StripeError> {
+        if !is_stripe_id(id) {
+            return Err(StripeError::InvalidId(id.to_owned()));
+        }
+        let body = self
+            .get(
+                "checkout.sessions.retrieve",
+                &format!("/v1/checkout/sessions/{id}"),
+            )
+            .await?;
+        if body["object"] != "checkout.session" {
+            return Err(StripeError::Malformed(
+                "not a checkout.session object".into(),
+            ));
+        }
+        Ok(body)
+    }
+
+    async fn get(&self, endpoint: &'static str, path: &str) -> Result<Value, StripeError> {
+        let url = format!("{}{path}", self.base);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.limiter.acquire().await;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let mut req = self.http.get(&url).bearer_auth(self.key.expose());
+            if let Some(v) = &self.version {
+                req = req.header("Stripe-Version", v);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.metrics
+                        .stripe_request(endpoint, "error", started.elapsed().as_secs_f64());
+                    if attempt >= self.retry.max_attempts {
+                        return Err(StripeError::Transport {
+                            attempts: attempt,
+                            message: e.to_string(),
+                        });
+                    }
+                    tracing::warn!(endpoint, attempt, error = %e, "Stripe unreachable; retrying");
+                    self.pause(attempt).await;
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let request_id = header(&resp, "request-id");
+            let should_retry = header(&resp, "stripe-should-retry").map(|v| v == "true");
+            let body = resp.bytes().await;
+            self.metrics.stripe_request(
+                endpoint,
+                status_class(status),
+                started.elapsed().as_secs_f64(),
+            );
+            let body = match body {
+                Ok(b) => b,
+                Err(e) if attempt < self.retry.max_attempts => {
+                    tracing::warn!(endpoint, attempt, error = %e, "Stripe answer cut off; retrying");
+                    self.pause(attempt).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(StripeError::Transport {
+                        attempts: attempt,
+                        message: e.to_string(),
+                    });
+                }
+            };
+            if (200..300).contains(&status) {
+                return serde_json::from_slice(&body).map_err(|e| {
+                    StripeError::Malformed(format!(
+                        "{endpoint} answered non-JSON ({e}), request {request_id:?}"
+                    ))
+                });
+            }
+            let message = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            let retryable = should_retry.unwrap_or(matches!(status, 409 | 429 | 500..=599));
+            match status {
+                401 => return Err(StripeError::Unauthorized(message)),
+                404 => return Err(StripeError::NotFound(message)),
+                _ if retryable && attempt < self.retry.max_attempts => {
+                    tracing::warn!(endpoint, status, attempt, requestId = ?request_id, "Stripe asked to retry");
+                    self.pause(attempt).await;
+                }
+                _ if retryable => {
+                    return Err(StripeError::Exhausted {
+                        status,
+                        attempts: attempt,
+                    });
+                }
+                _ => return Err(StripeError::Api { status, message }),
+            }
+        }
+    }
+
+    /// Exponential backoff with jitter in [d/2, d].
+    async fn pause(&self, attempt: u32) {
+        let d = self
+            .retry
+            .base
+            .saturating_mul(1 << attempt.min(16).saturating_sub(1))
+            .min(self.retry.cap);
+        let jitter = 0.5 + 0.5 * random_unit();
+        tokio::time::sleep(d.mul_f64(jitter)).await;
+    }
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A number in [0, 1) for jitter (not for anything secret).
+fn random_unit() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}
