@@ -7,5 +7,6 @@ mod ledger;
 mod orders;
 mod outage;
 mod proxy;
+mod reconcile;
 mod startup;
 mod webhook;

@@ -1,0 +1,483 @@
+//! A Stripe API simulator: a real HTTP server on port 0 that keeps events and Checkout Sessions and
+//! answers the way the fixtures show Stripe does:
+//! - `GET /v1/events`: newest first, `created[gt|gte|lt|lte]`, `type` (with `*` wildcards) or
+//!   `types[]` (never both), `limit` 1–100 (default 10), `starting_after` / `ending_before`;
+//!   a list object `{object, url, has_more, data}`;
+//! - `GET /v1/events/{id}`, `GET /v1/checkout/sessions/{id}`;
+//! - secret-key auth (Bearer or Basic), Stripe's error shape, a `Request-Id` on every answer;
+//! - faults switchable at run time: 429 with `Stripe-Rate-Limited-Reason` and `Stripe-Should-Retry`,
+//!   500s, latency and malformed bodies.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// Faults to inject into the next API answers.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// The next N requests get 429 (rate limited, `Stripe-Should-Retry: true`).
+    pub rate_limited: u32,
+    /// The next N requests get 500.
+    pub server_errors: u32,
+    /// The next N requests get a 200 with a body that is not JSON.
+    pub malformed: u32,
+    /// The next N list requests get a 200 list whose `data` is not an array.
+    pub wrong_shape: u32,
+    /// Added to every answer.
+    pub latency: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    /// Events in creation order (the list is answered newest first).
+    events: Vec<Value>,
+    index: HashMap<String, usize>,
+    sessions: HashMap<String, Value>,
+    faults: Faults,
+    /// API requests answered, faults included.
+    requests: u64,
+}
+
+/// A running simulator.
+pub struct StripeSim {
+    pub addr: SocketAddr,
+    pub api_key: String,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StripeSim {
+    /// Starts on `127.0.0.1:port` (0 for any) accepting `api_key`.
+    pub async fn start_on(port: u16, api_key: &str) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind simulator");
+        let addr = listener.local_addr().expect("simulator address");
+        let state = Arc::new(Mutex::new(State::default()));
+        let key = api_key.to_owned();
+        let task = tokio::spawn({
+            let state = state.clone();
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let state = state.clone();
+                    let key = key.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req| {
+                            let state = state.clone();
+                            let key = key.clone();
+                            async move { Ok::<_, Infallible>(answer(req, &state, &key).await) }
+                        });
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }
+        });
+        Self {
+            addr,
+            api_key: api_key.to_owned(),
+            state,
+            task,
+        }
+    }
+
+    pub async fn start(api_key: &str) -> Self {
+        Self::start_on(0, api_key).await
+    }
+
+    /// `STRIPE_API_BASE` for this simulator.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Records an event (Stripe creates it; whether it is delivered is the driver's business).
+    pub fn add_event(&self, event: Value) {
+        if let Ok(mut s) = self.state.lock() {
+            let id = event["id"].as_str().unwrap_or_default().to_owned();
+            let at = s.events.len();
+            s.events.push(event);
+            s.index.insert(id, at);
+        }
+    }
+
+    /// Stores (or replaces) a Checkout Session object.
+    pub fn put_session(&self, session: Value) {
+        if let Ok(mut s) = self.state.lock() {
+            let id = session["id"].as_str().unwrap_or_default().to_owned();
+            s.sessions.insert(id, session);
+        }
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        if let Ok(mut s) = self.state.lock() {
+            s.faults = faults;
+        }
+    }
+
+    /// API requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.state.lock().map(|s| s.requests).unwrap_or(0)
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.state.lock().map(|s| s.events.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for StripeSim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn request_id() -> String {
+    format!("req_{}", &uuid::Uuid::new_v4().simple().to_string()[..14])
+}
+
+fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert("content-type", "application/json".parse().expect("header"));
+    if let Ok(v) = request_id().parse() {
+        h.insert("request-id", v);
+    }
+    r
+}
+
+fn error(
+    status: StatusCode,
+    kind: &str,
+    code: Option<&str>,
+    message: &str,
+) -> Response<Full<Bytes>> {
+    let mut err = json!({ "type": kind, "message": message });
+    if let Some(code) = code {
+        err["code"] = json!(code);
+    }
+    reply(status, json!({ "error": err }).to_string())
+}
+
+async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &str) -> Response<Full<Bytes>> {
+    let (faults, fault) = {
+        let Ok(mut s) = state.lock() else {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                None,
+                "simulator state poisoned",
+            );
+        };
+        s.requests += 1;
+        let f = &mut s.faults;
+        let fault = if f.rate_limited > 0 {
+            f.rate_limited -= 1;
+            Some("rate")
+        } else if f.server_errors > 0 {
+            f.server_errors -= 1;
+            Some("500")
+        } else if f.malformed > 0 {
+            f.malformed -= 1;
+            Some("malformed")
+        } else {
+            None
+        };
+        (f.clone(), fault)
+    };
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if !authorized(&req, key) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            Some("api_key_invalid"),
+            "Invalid API Key provided.",
+        );
+    }
+    match fault {
+        Some("rate") => {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_request_error",
+                Some("rate_limit"),
+                "Request rate limit exceeded.",
+            );
+            r.headers_mut().insert(
+                "stripe-rate-limited-reason",
+                "global-rate".parse().expect("header"),
+            );
+            r.headers_mut()
+                .insert("stripe-should-retry", "true".parse().expect("header"));
+            return r;
+        }
+        Some("500") => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                None,
+                "Something went wrong.",
+            );
+        }
+        Some(_) => return reply(StatusCode::OK, "<html>not json".into()),
+        None => {}
+    }
+    if req.method() != http::Method::GET {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            None,
+            "Only GET is simulated.",
+        );
+    }
+    let path = req.uri().path().to_owned();
+    let params = query_pairs(req.uri().query().unwrap_or(""));
+    let Ok(s) = state.lock() else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            None,
+            "simulator state poisoned",
+        );
+    };
+    if path == "/v1/events" {
+        return list_events(&s, &params, faults.wrong_shape > 0);
+    }
+    if let Some(id) = path.strip_prefix("/v1/events/") {
+        return match s.index.get(id) {
+            Some(&i) => reply(StatusCode::OK, s.events[i].to_string()),
+            None => missing("event", id),
+        };
+    }
+    if let Some(id) = path.strip_prefix("/v1/checkout/sessions/") {
+        return match s.sessions.get(id) {
+            Some(session) => reply(StatusCode::OK, session.to_string()),
+            None => missing("checkout.session", id),
+        };
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        None,
+        &format!("Unrecognized request URL (GET: {path})."),
+    )
+}
+
+fn missing(kind: &str, id: &str) -> Response<Full<Bytes>> {
+    error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        Some("resource_missing"),
+        &format!("No such {kind}: '{id}'"),
+    )
+}
+
+fn authorized<B>(req: &Request<B>, key: &str) -> bool {
+    let Some(value) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return token == key;
+    }
+    if let Some(encoded) = value.strip_prefix("Basic ") {
+        return base64_decode(encoded).is_some_and(|d| d == format!("{key}:").as_bytes());
+    }
+    false
+}
+
+fn list_events(s: &State, params: &[(String, String)], wrong_shape: bool) -> Response<Full<Bytes>> {
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let types: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k == "types[]")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let single = get("type");
+    if single.is_some() && !types.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("parameter_invalid"),
+            "You may only specify one of these parameters: type, types.",
+        );
+    }
+    if types.len() > 20 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("parameter_invalid"),
+            "Too many types.",
+        );
+    }
+    let limit = match get("limit").map(str::parse::<usize>) {
+        None => 10,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("parameter_invalid_integer"),
+                "limit must be between 1 and 100.",
+            );
+        }
+    };
+    let bound = |k: &str| get(k).and_then(|v| v.parse::<i64>().ok());
+    let (gt, gte, lt, lte) = (
+        bound("created[gt]"),
+        bound("created[gte]"),
+        bound("created[lt]"),
+        bound("created[lte]"),
+    );
+    let exact = bound("created");
+    let matches = |e: &Value| {
+        let created = e["created"].as_i64().unwrap_or(0);
+        let kind = e["type"].as_str().unwrap_or("");
+        let type_ok = match single {
+            Some(t) if t.ends_with('*') => kind.starts_with(t.trim_end_matches('*')),
+            Some(t) => kind == t,
+            None => types.is_empty() || types.contains(&kind),
+        };
+        type_ok
+            && exact.is_none_or(|v| created == v)
+            && gt.is_none_or(|v| created > v)
+            && gte.is_none_or(|v| created >= v)
+            && lt.is_none_or(|v| created < v)
+            && lte.is_none_or(|v| created <= v)
+    };
+    // Newest first: by `created`, then by creation order.
+    let mut order: Vec<usize> = (0..s.events.len())
+        .filter(|&i| matches(&s.events[i]))
+        .collect();
+    order.sort_by_key(|&i| std::cmp::Reverse((s.events[i]["created"].as_i64().unwrap_or(0), i)));
+    let page: Vec<usize> = if let Some(after) = get("starting_after") {
+        let Some(pos) = order.iter().position(|&i| s.events[i]["id"] == after) else {
+            return missing("event", after);
+        };
+        order[pos + 1..].iter().copied().take(limit + 1).collect()
+    } else if let Some(before) = get("ending_before") {
+        let Some(pos) = order.iter().position(|&i| s.events[i]["id"] == before) else {
+            return missing("event", before);
+        };
+        let start = pos.saturating_sub(limit + 1);
+        let mut p: Vec<usize> = order[start..pos].to_vec();
+        if p.len() > limit {
+            p.remove(0);
+            p.insert(0, usize::MAX);
+        }
+        p
+    } else {
+        order.iter().copied().take(limit + 1).collect()
+    };
+    let has_more = page.len() > limit || page.first() == Some(&usize::MAX);
+    let data: Vec<Value> = page
+        .into_iter()
+        .filter(|&i| i != usize::MAX)
+        .take(limit)
+        .map(|i| s.events[i].clone())
+        .collect();
+    let body = if wrong_shape {
+        json!({ "object": "list", "url": "/v1/events", "has_more": false, "data": { "unexpected": true } })
+    } else {
+        json!({ "object": "list", "url": "/v1/events", "has_more": has_more, "data": data })
+    };
+    reply(StatusCode::OK, body.to_string())
+}
+
+/// `k=v` pairs of a query string, percent-decoded (`created%5Bgte%5D` → `created[gte]`).
+fn query_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let clean: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in clean.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        let n = chunk.len();
+        if n < 2 {
+            return None;
+        }
+        out.push((acc >> 16) as u8);
+        if n > 2 {
+            out.push((acc >> 8) as u8);
+        }
+        if n > 3 {
+            out.push(acc as u8);
+        }
+    }
+    Some(out)
+}

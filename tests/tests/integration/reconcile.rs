@@ -1,0 +1,427 @@
+//! The reconciler against the Stripe simulator and a real edge: lost deliveries are backfilled in
+//! one pass, a second pass finds nothing, 429 storms and a database cut are survived, two
+//! reconcilers never run at once, one session can be reconciled on demand, and bad answers from
+//! Stripe fail the pass cleanly.
+
+use std::time::Duration;
+
+use reconciler::pass::Trigger;
+use tests::driver::{Deliveries, Driver, Ending, Rates};
+use tests::edge::TestEdge;
+use tests::http::eventually;
+use tests::ledger::{event_count, order};
+use tests::stripe_sim::{Faults, StripeSim};
+use tokio::sync::watch;
+
+const KEY: &str = "sk_test_reconciler_suite";
+
+fn never() -> watch::Receiver<bool> {
+    watch::channel(false).1
+}
+
+fn add(total: &mut Deliveries, d: Deliveries) {
+    total.events += d.events;
+    total.dropped += d.dropped;
+    total.duplicated += d.duplicated;
+    total.reordered += d.reordered;
+    total.retries += d.retries;
+}
+
+#[tokio::test]
+async fn lost_webhooks_of_a_thousand_sessions_are_backfilled_in_one_pass() {
+    let sim = StripeSim::start(KEY).await;
+    let edge = TestEdge::spawn().await;
+    let db = edge.db.client().await;
+    let rates = Rates {
+        drop: 0.05,
+        duplicate: 0.02,
+        reorder: 0.3,
+    };
+    let mut driver = Driver::new(edge.public, &edge.secrets[0], rates, 20261127);
+    let endings = [
+        Ending::Paid,
+        Ending::Paid,
+        Ending::Paid,
+        Ending::Expired,
+        Ending::AsyncPaid,
+        Ending::AsyncFailed,
+    ];
+    let start = chrono::Utc::now().timestamp() - 3600;
+    let mut checkouts = Vec::new();
+    for i in 0..1000 {
+        let c = driver
+            .checkout(&db, &sim, endings[i % endings.len()], start + i as i64)
+            .await;
+        checkouts.push(c);
+    }
+    let mut total = Deliveries::default();
+    for c in &checkouts {
+        add(&mut total, driver.deliver(c).await);
+    }
+    assert!(total.dropped > 20, "the run drops deliveries: {total:?}");
+    assert!(total.duplicated > 5 && total.reordered > 50, "{total:?}");
+    assert_eq!(event_count(&db).await as u64, total.events - total.dropped);
+
+    let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
+    let first = reconciler.pass(Trigger::Cli, &never()).await;
+    assert_eq!(first.status, "ok", "{first:?}");
+    assert_eq!(first.events_seen, sim.event_count() as u64);
+    assert_eq!(first.events_missing, total.dropped);
+    assert_eq!(first.events_backfilled, total.dropped);
+    let pages = (sim.event_count() as u64).div_ceil(100);
+    assert_eq!(first.stripe_requests, pages, "one request per page of 100");
+    for c in &checkouts {
+        assert_eq!(
+            order(&db, c.order_id).await.status,
+            c.ending.expected_status(),
+            "{c:?}"
+        );
+    }
+    assert_eq!(
+        event_count(&db).await as usize,
+        sim.event_count(),
+        "exactly one row per event"
+    );
+    let reconciled: i64 = db
+        .query_one(
+            "SELECT count(*) FROM payment_events WHERE source = 'reconciler'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(reconciled as u64, total.dropped);
+
+    let second = reconciler.pass(Trigger::Schedule, &never()).await;
+    assert_eq!(second.status, "ok");
+    assert_eq!(second.events_missing, 0, "{second:?}");
+    assert!(
+        second.window_from < first.window_to,
+        "each pass re-reads the overlap"
+    );
+    let runs: Vec<(String, String)> = db
+        .query(
+            "SELECT trigger, status FROM reconcile_runs ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("runs")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            ("cli".into(), "ok".into()),
+            ("schedule".into(), "ok".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_storm_of_429s_is_ridden_out_within_budget() {
+    let sim = StripeSim::start(KEY).await;
+    let edge = TestEdge::spawn().await;
+    let db = edge.db.client().await;
+    let mut driver = Driver::new(
+        edge.public,
+        &edge.secrets[0],
+        Rates {
+            drop: 1.0,
+            ..Rates::default()
+        },
+        7,
+    );
+    for i in 0..150 {
+        let c = driver
+            .checkout(
+                &db,
+                &sim,
+                Ending::Paid,
+                chrono::Utc::now().timestamp() - 600 + i,
+            )
+            .await;
+        driver.deliver(&c).await;
+    }
+    sim.set_faults(Faults {
+        rate_limited: 5,
+        ..Faults::default()
+    });
+    let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
+    let summary = reconciler.pass(Trigger::Cli, &never()).await;
+    assert_eq!(summary.status, "ok", "{summary:?}");
+    assert_eq!(summary.events_backfilled, 150);
+    assert_eq!(
+        summary.stripe_requests,
+        2 + 5,
+        "two pages plus one retry per 429"
+    );
+}
+
+#[tokio::test]
+async fn two_reconcilers_started_at_once_run_one_pass() {
+    let sim = StripeSim::start(KEY).await;
+    let edge = TestEdge::spawn().await;
+    let db = edge.db.client().await;
+    let mut driver = Driver::new(
+        edge.public,
+        &edge.secrets[0],
+        Rates {
+            drop: 1.0,
+            ..Rates::default()
+        },
+        11,
+    );
+    for i in 0..250 {
+        let c = driver
+            .checkout(
+                &db,
+                &sim,
+                Ending::Paid,
+                chrono::Utc::now().timestamp() - 600 + i,
+            )
+            .await;
+        driver.deliver(&c).await;
+    }
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(150),
+        ..Faults::default()
+    });
+    let a = tests::reconciler::build(&edge.db, &sim, &[]).await;
+    let b = tests::reconciler::build(&edge.db, &sim, &[]).await;
+    let (stop_a, stop_b) = (never(), never());
+    let (ra, rb) = tokio::join!(
+        a.pass(Trigger::Schedule, &stop_a),
+        b.pass(Trigger::Schedule, &stop_b)
+    );
+    let mut statuses = vec![ra.status, rb.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec!["ok", "skipped"], "{ra:?} {rb:?}");
+    assert_eq!(ra.events_backfilled + rb.events_backfilled, 250);
+    assert_eq!(event_count(&db).await, 250);
+}
+
+#[tokio::test]
+async fn one_session_is_reconciled_on_demand() {
+    let sim = StripeSim::start(KEY).await;
+    let edge = TestEdge::spawn().await;
+    let db = edge.db.client().await;
+    let mut driver = Driver::new(
+        edge.public,
+        &edge.secrets[0],
+        Rates {
+            drop: 1.0,
+            ..Rates::default()
+        },
+        3,
+    );
+    let lost = driver
+        .checkout(
+            &db,
+            &sim,
+            Ending::AsyncPaid,
+            chrono::Utc::now().timestamp() - 120,
+        )
+        .await;
+    driver.deliver(&lost).await;
+    let other = driver
+        .checkout(&db, &sim, Ending::Paid, chrono::Utc::now().timestamp() - 60)
+        .await;
+    assert_eq!(order(&db, lost.order_id).await.status, "pending");
+
+    let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
+    let verdict = reconciler
+        .reconcile_session(&lost.session_id, Trigger::Cli)
+        .await
+        .expect("verdict");
+    assert!(verdict.found_on_stripe);
+    assert_eq!(verdict.stripe_payment_status.as_deref(), Some("paid"));
+    assert_eq!(verdict.events_found, 2);
+    assert_eq!(verdict.events_applied, 2);
+    assert_eq!(
+        verdict.order_before.as_ref().map(|o| o.status.as_str()),
+        Some("pending")
+    );
+    assert_eq!(
+        verdict.order_after.as_ref().map(|o| o.status.as_str()),
+        Some("paid")
+    );
+    assert!(
+        verdict.verdict.contains("paid on Stripe, paid here"),
+        "{}",
+        verdict.verdict
+    );
+    assert_eq!(
+        order(&db, other.order_id).await.status,
+        "pending",
+        "only that session"
+    );
+    let sources: Vec<String> = db
+        .query(
+            "SELECT source FROM payment_events WHERE stripe_session_id = $1",
+            &[&lost.session_id],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(sources, vec!["manual", "manual"]);
+
+    let again = reconciler
+        .reconcile_session(&lost.session_id, Trigger::Manual)
+        .await
+        .expect("verdict");
+    assert_eq!(again.events_applied, 0);
+
+    let unknown = reconciler
+        .reconcile_session("cs_test_does_not_exist", Trigger::Cli)
+        .await
+        .expect("verdict");
+    assert!(!unknown.found_on_stripe);
+    assert!(
+        unknown.verdict.contains("no Checkout Session"),
+        "{}",
+        unknown.verdict
+    );
+    let invalid = reconciler
+        .reconcile_session("cs_test_'; DROP TABLE orders", Trigger::Cli)
+        .await;
+    assert!(invalid.is_err());
+}
+
+#[tokio::test]
+async fn a_database_cut_mid_pass_fails_it_and_the_next_pass_completes() {
+    let sim = StripeSim::start(KEY).await;
+    let edge = TestEdge::spawn().await;
+    let db = edge.db.client().await;
+    let mut driver = Driver::new(
+        edge.public,
+        &edge.secrets[0],
+        Rates {
+            drop: 0.5,
+            ..Rates::default()
+        },
+        5,
+    );
+    for i in 0..600 {
+        let c = driver
+            .checkout(
+                &db,
+                &sim,
+                Ending::Paid,
+                chrono::Utc::now().timestamp() - 900 + i,
+            )
+            .await;
+        driver.deliver(&c).await;
+    }
+    let before = event_count(&db).await;
+    let fault = tests::fault_proxy::FaultProxy::start(tests::fault_proxy::Target::postgres(
+        edge.db.server(),
+    ))
+    .await;
+    let url = tests::pg::conninfo(&tests::pg::via(&edge.db.config, fault.addr()));
+    let reconciler = tests::reconciler::build_with_url(&url, &sim, &[]).await;
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(60),
+        ..Faults::default()
+    });
+    let stop = never();
+    let pass = reconciler.pass(Trigger::Schedule, &stop);
+    let cut = async {
+        assert!(eventually(Duration::from_secs(10), || async { sim.requests() >= 3 }).await);
+        fault.cut();
+    };
+    let (failed, ()) = tokio::join!(pass, cut);
+    assert_eq!(failed.status, "failed", "{failed:?}");
+    fault.restore();
+    sim.set_faults(Faults::default());
+
+    let next = reconciler.pass(Trigger::Schedule, &stop).await;
+    assert_eq!(next.status, "ok", "{next:?}");
+    assert_eq!(
+        event_count(&db).await as usize,
+        sim.event_count(),
+        "nothing lost"
+    );
+    assert!(event_count(&db).await > before);
+    let duplicates: i64 = db
+        .query_one(
+            "SELECT count(*) FROM (SELECT stripe_event_id FROM payment_events GROUP BY 1 HAVING count(*) > 1) d",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(duplicates, 0, "nothing doubled");
+    let interrupted: i64 = db
+        .query_one(
+            "SELECT count(*) FROM reconcile_runs WHERE status = 'failed'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(interrupted, 1, "the cut pass is recorded as failed");
+}
+
+#[tokio::test]
+async fn bad_answers_from_stripe_fail_the_pass_cleanly() {
+    let sim = StripeSim::start(KEY).await;
+    let db = tests::pg::TestDb::new().await;
+
+    let wrong_key = StripeSim::start("sk_test_other_key").await;
+    let reconciler =
+        tests::reconciler::build(&db, &wrong_key, &[("STRIPE_API_KEY", "sk_test_wrong")]).await;
+    let summary = reconciler.pass(Trigger::Cli, &never()).await;
+    assert_eq!(summary.status, "failed");
+    assert!(
+        summary.error.as_deref().is_some_and(|e| e.contains("401")),
+        "{summary:?}"
+    );
+    assert!(
+        !summary
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("sk_test_wrong")
+    );
+
+    let reconciler = tests::reconciler::build(&db, &sim, &[]).await;
+    for faults in [
+        Faults {
+            malformed: 1,
+            ..Faults::default()
+        },
+        Faults {
+            wrong_shape: 1,
+            ..Faults::default()
+        },
+        Faults {
+            server_errors: 10,
+            ..Faults::default()
+        },
+    ] {
+        sim.set_faults(faults.clone());
+        let summary = reconciler.pass(Trigger::Cli, &never()).await;
+        assert_eq!(summary.status, "failed", "{faults:?}: {summary:?}");
+        assert!(summary.error.is_some());
+    }
+    sim.set_faults(Faults::default());
+    assert_eq!(reconciler.pass(Trigger::Cli, &never()).await.status, "ok");
+    let metrics = common::metrics::render();
+    assert!(
+        metrics.contains(r#"reconciler_runs_total{trigger="cli",outcome="failed"}"#),
+        "{metrics}"
+    );
+    let client = db.client().await;
+    let failed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM reconcile_runs WHERE status = 'failed' AND error IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(failed, 4);
+}
