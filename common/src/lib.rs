@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: every environment variable, parsed once into types.
 //! - [`db`]: the connection pool, embedded migrations and the schema check.
+//! - [`http`]: the accept loop, response bodies and request ids shared by every listener.
 //! - [`ledger`]: the one function that applies a Stripe event (ledger row + order state).
 //! - [`stripe`]: the event envelope and `Stripe-Signature` signing/verification.
 //! - [`telemetry`]: JSON logs and the request id.
@@ -11,6 +12,7 @@
 
 pub mod config;
 pub mod db;
+pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod shutdown;

@@ -4,14 +4,12 @@
 //!
 //! # Layout
 //! - [`App`]: build (schema check, pool, bind) and run until a shutdown signal.
-//! - [`server`]: the accept loop with time-outs and graceful drain, shared by both listeners.
 //! - [`routes`]: the one routing `match`; `webhook`, `proxy` and `admin` handlers.
 //! - [`error`]: the one error enum and its mapping to HTTP.
 //! - [`state`]: what handlers share.
 
 pub mod error;
 pub mod routes;
-pub mod server;
 pub mod state;
 
 use std::future::Future;
@@ -24,8 +22,8 @@ use common::db::{self, DbError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use crate::server::Limits;
 use crate::state::State;
+pub use common::http::Limits;
 
 /// How often histogram and idle-series housekeeping runs for the exporter.
 const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -125,7 +123,7 @@ impl App {
             }
         });
         let state = self.state.clone();
-        let public = tokio::spawn(server::serve(
+        let public = tokio::spawn(common::http::serve(
             "public",
             self.public,
             move |req, peer| routes::public(req, state.clone(), peer),
@@ -134,7 +132,7 @@ impl App {
             self.state.limits,
         ));
         let state = self.state.clone();
-        let admin = tokio::spawn(server::serve(
+        let admin = tokio::spawn(common::http::serve(
             "admin",
             self.admin,
             move |req, _peer| routes::admin(req, state.clone()),

@@ -8,7 +8,7 @@ use common::metrics::EdgeMetrics;
 use deadpool_postgres::Pool;
 
 use crate::routes::proxy::Proxy;
-use crate::server::Limits;
+use common::http::Limits;
 
 /// Shared, read-mostly state of one edge process.
 #[derive(Debug)]

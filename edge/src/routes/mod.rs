@@ -9,30 +9,17 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use common::telemetry::RequestId;
-use http::{HeaderName, HeaderValue, Method, Request, Response};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use common::http::{request_id, with_request_id};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::error::Error;
 use crate::state::State;
 
-/// Errors a response body can fail with (proxied bodies can).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type of every response.
-pub type Body = BoxBody<Bytes, BoxError>;
+pub use common::http::{Body, BoxError, X_REQUEST_ID, full, json};
 
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const WEBHOOK_PATH: &str = "/stripe/webhook";
-
-/// A complete in-memory body.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never: Infallible| match never {})
-        .boxed()
-}
 
 /// Routes of the public listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,32 +107,6 @@ pub async fn admin(
         AdminRoute::NotFound => Error::NotFound.into_response(&rid),
     };
     Ok(with_request_id(resp, &rid))
-}
-
-fn request_id<B>(req: &Request<B>) -> RequestId {
-    let mut values = req.headers().get_all(&X_REQUEST_ID).iter();
-    match (values.next(), values.next()) {
-        (Some(v), None) => RequestId::from_header(Some(v.as_bytes())),
-        _ => RequestId::generate(),
-    }
-}
-
-fn with_request_id(mut resp: Response<Body>, rid: &RequestId) -> Response<Body> {
-    if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
-        resp.headers_mut().insert(X_REQUEST_ID, v);
-    }
-    resp
-}
-
-/// A JSON response with the given status.
-pub fn json(status: http::StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(value.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 #[cfg(test)]
