@@ -7,8 +7,14 @@
 //! - [`stripe_api`]: the Stripe client (rate limit, retries, typed errors).
 //! - [`pass`]: one window pass and its `reconcile_runs` row.
 //! - [`session`]: reconciling one Checkout Session, with a verdict.
+//! - [`schedule`]: the daemon: passes on `RECONCILE_SCHEDULE`, the admin listener, shutdown.
+//! - [`inspect`]: support's timeline for an event, a session, an order or a request id.
+//! - [`admin`]: `/metrics`, `/live`, `/ready` and the token-protected support POSTs.
 
+pub mod admin;
+pub mod inspect;
 pub mod pass;
+pub mod schedule;
 pub mod session;
 pub mod startup;
 pub mod stripe_api;

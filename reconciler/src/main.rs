@@ -3,9 +3,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use common::shutdown;
 use common::telemetry;
 use reconciler::Reconciler;
+use reconciler::inspect::Target;
 use reconciler::pass::Trigger;
+use reconciler::schedule::Daemon;
 use reconciler::startup::{self, CommandKind};
 use tokio::sync::watch;
 
@@ -65,15 +68,15 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
-    if matches!(command, Command::Run | Command::Inspect { .. }) {
-        if let Err(e) = startup::check_database(&config).await {
-            eprintln!("reconciler: {e}");
-            return code(e.exit_code());
-        }
-        eprintln!(
-            "reconciler: this command is not available in this version (configuration and schema are valid)"
-        );
-        return code(common::EXIT_UNAVAILABLE);
+    if let Command::Inspect {
+        event,
+        session,
+        order,
+        request_id,
+        json,
+    } = &command
+    {
+        return inspect(config, event, session, order, request_id, *json).await;
     }
     let reconciler = match Reconciler::build(config).await {
         Ok(r) => r,
@@ -102,7 +105,76 @@ async fn main() -> ExitCode {
                 code(1)
             }
         },
-        Command::Run | Command::Inspect { .. } => code(common::EXIT_UNAVAILABLE),
+        Command::Run => match Daemon::bind(reconciler).await {
+            Ok(daemon) => match daemon.run_until_stopped(shutdown::signal_received()).await {
+                Ok(()) => code(0),
+                Err(e) => {
+                    eprintln!("reconciler: {e}");
+                    code(common::EXIT_CONFIG)
+                }
+            },
+            Err(e) => {
+                eprintln!("reconciler: {e}");
+                code(1)
+            }
+        },
+        Command::Inspect { .. } => code(0),
+    }
+}
+
+async fn inspect(
+    config: common::config::ReconcilerConfig,
+    event: &Option<String>,
+    session: &Option<String>,
+    order: &Option<String>,
+    request_id: &Option<String>,
+    as_json: bool,
+) -> ExitCode {
+    let target = match (event, session, order, request_id) {
+        (Some(e), _, _, _) => Target::Event(e.clone()),
+        (_, Some(s), _, _) => Target::Session(s.clone()),
+        (_, _, Some(o), _) => match uuid::Uuid::parse_str(o) {
+            Ok(id) => Target::Order(id),
+            Err(_) => {
+                eprintln!("reconciler inspect: --order takes an order id (a UUID)");
+                return code(common::EXIT_CONFIG);
+            }
+        },
+        (_, _, _, Some(r)) => Target::RequestId(r.clone()),
+        _ => {
+            eprintln!("reconciler inspect: give one of --event, --session, --order, --request-id");
+            return code(common::EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = startup::check_database(&config).await {
+        eprintln!("reconciler: {e}");
+        return code(e.exit_code());
+    }
+    let pool = match common::db::pool(&config.db) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("reconciler: {e}");
+            return code(1);
+        }
+    };
+    let metrics = common::metrics::ReconcilerMetrics::register();
+    let stripe = config
+        .stripe_api_key
+        .as_ref()
+        .and_then(|_| reconciler::stripe_api::StripeClient::new(&config, metrics).ok());
+    match reconciler::inspect::inspect(&pool, stripe.as_ref(), &target).await {
+        Ok(timeline) => {
+            if as_json {
+                print_json(&timeline);
+            } else {
+                print!("{}", reconciler::inspect::render_text(&timeline));
+            }
+            code(0)
+        }
+        Err(e) => {
+            eprintln!("reconciler inspect: {e}");
+            code(1)
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod admin;
 mod bad_input;
+mod daemon;
+mod inspect;
 mod ledger;
 mod orders;
 mod outage;

@@ -1,0 +1,150 @@
+//! The daemon (`reconciler run`): a pass at start-up and then on `RECONCILE_SCHEDULE`
+//! (tokio-cron-scheduler, UTC, seconds field), never two at once in one process, the admin listener
+//! alongside, and a shutdown that stops between pages.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::http::{Limits, serve};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::Reconciler;
+use crate::admin::{self, AdminState};
+use crate::pass::Trigger;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("RECONCILE_SCHEDULE: {0}")]
+    Schedule(String),
+}
+
+/// A daemon with its admin listener bound.
+pub struct Daemon {
+    reconciler: Arc<Reconciler>,
+    listener: TcpListener,
+}
+
+impl Daemon {
+    pub async fn bind(reconciler: Reconciler) -> Result<Self, DaemonError> {
+        let addr = reconciler.config.admin_listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Bind { addr, source })?;
+        Ok(Self {
+            reconciler: Arc::new(reconciler),
+            listener,
+        })
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Runs until `shutdown` resolves: the pass in flight stops after its current page, then the
+    /// admin listener drains.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), DaemonError> {
+        let grace = self.reconciler.config.shutdown_grace;
+        let (stop_passes, stop) = watch::channel(false);
+        let busy = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(AdminState {
+            reconciler: self.reconciler.clone(),
+            busy: busy.clone(),
+            stop: stop.clone(),
+            draining: AtomicBool::new(false),
+        });
+        let (stop_admin, admin_stopped) = watch::channel(false);
+        let admin_state = state.clone();
+        let admin = tokio::spawn(serve(
+            "admin",
+            self.listener,
+            move |req, _| admin::handle(req, admin_state.clone()),
+            admin_stopped,
+            Duration::from_secs(2),
+            Limits::default(),
+        ));
+        let upkeep = tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                common::metrics::handle().run_upkeep();
+            }
+        });
+
+        let mut scheduler = JobScheduler::new()
+            .await
+            .map_err(|e| DaemonError::Schedule(e.to_string()))?;
+        let job = {
+            let reconciler = self.reconciler.clone();
+            let busy = busy.clone();
+            let stop = stop.clone();
+            Job::new_async(self.reconciler.config.schedule.as_str(), move |_, _| {
+                let reconciler = reconciler.clone();
+                let busy = busy.clone();
+                let stop = stop.clone();
+                Box::pin(async move { scheduled_pass(&reconciler, &busy, &stop).await })
+            })
+            .map_err(|e| DaemonError::Schedule(e.to_string()))?
+        };
+        scheduler
+            .add(job)
+            .await
+            .map_err(|e| DaemonError::Schedule(e.to_string()))?;
+        scheduler
+            .start()
+            .await
+            .map_err(|e| DaemonError::Schedule(e.to_string()))?;
+        tracing::info!(schedule = %self.reconciler.config.schedule, "reconciler running");
+        let first = {
+            let (reconciler, busy, stop) = (self.reconciler.clone(), busy.clone(), stop.clone());
+            tokio::spawn(async move { scheduled_pass(&reconciler, &busy, &stop).await })
+        };
+
+        shutdown.await;
+        tracing::info!("shutdown requested: stopping after the page in flight");
+        state.draining.store(true, Ordering::SeqCst);
+        let _ = stop_passes.send(true);
+        let _ = scheduler.shutdown().await;
+        let _ = tokio::time::timeout(grace, async {
+            let _ = first.await;
+            while busy.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        let _ = stop_admin.send(true);
+        let _ = admin.await;
+        upkeep.abort();
+        tracing::info!("reconciler stopped");
+        Ok(())
+    }
+}
+
+/// Runs a scheduled pass unless one is already running in this process (a slow pass must not pile
+/// up behind the next tick).
+async fn scheduled_pass(reconciler: &Reconciler, busy: &AtomicBool, stop: &watch::Receiver<bool>) {
+    if *stop.borrow() {
+        return;
+    }
+    if busy.swap(true, Ordering::SeqCst) {
+        tracing::warn!("the previous pass is still running; this tick is skipped");
+        return;
+    }
+    reconciler.pass(Trigger::Schedule, stop).await;
+    busy.store(false, Ordering::SeqCst);
+}
