@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Starts the whole stack locally: PostgreSQL in a project-local data dir (.dev/), the migrations,
-# and the edge. Prints the URLs, the dev webhook secret and a copy-paste signed test event, then
-# runs until Ctrl-C (which stops everything it started).
+# the edge, the Stripe simulator and the reconciler. Plays a short scenario (checkouts whose
+# webhooks are partly dropped, then a reconcile pass that backfills them) and prints a summary,
+# the URLs, the dev secrets and a copy-paste signed test event; then runs until Ctrl-C (which stops
+# everything it started).
 #
-# Env: DEV_PG_PORT (54329), EDGE_LISTEN (127.0.0.1:8080), EDGE_ADMIN_LISTEN (127.0.0.1:9464).
+# Env: DEV_PG_PORT (54329), EDGE_LISTEN (127.0.0.1:8080), EDGE_ADMIN_LISTEN (127.0.0.1:9464),
+#      DEV_SIM_LISTEN (127.0.0.1:12111), RECONCILER_ADMIN_LISTEN (127.0.0.1:9465),
+#      DEV_SCENARIO (60 checkouts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -17,6 +21,12 @@ export EDGE_ADMIN_LISTEN=${EDGE_ADMIN_LISTEN:-127.0.0.1:9464}
 export STRIPE_WEBHOOK_SECRET=${STRIPE_WEBHOOK_SECRET:-whsec_dev_local_only_0123456789abcdef}
 export DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/stripe_edge"
 export LOG_FORMAT=${LOG_FORMAT:-json}
+sim_listen=${DEV_SIM_LISTEN:-127.0.0.1:12111}
+export STRIPE_API_KEY=${STRIPE_API_KEY:-sk_test_dev_local_only}
+export STRIPE_API_BASE=${STRIPE_API_BASE:-http://$sim_listen}
+export RECONCILER_ADMIN_LISTEN=${RECONCILER_ADMIN_LISTEN:-127.0.0.1:9465}
+export RECONCILE_SCHEDULE=${RECONCILE_SCHEDULE:-"*/30 * * * * *"}
+export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token-local-only}
 
 pg_bin=$(pg_bin_dir)
 pg_owned_dir "$dev/pg"
@@ -33,7 +43,7 @@ fi
   || "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres stripe_edge
 
 echo "==> building"
-cargo build --locked -q -p edge
+cargo build --locked -q -p edge -p reconciler -p tests --bin edge --bin reconciler --bin stripe-sim
 echo "==> applying migrations"
 ./target/debug/edge migrate >"$dev/migrate.log"
 
@@ -55,6 +65,33 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+echo "==> playing a scenario: ${DEV_SCENARIO:-60} checkouts, 20 % of webhooks dropped"
+./target/debug/stripe-sim --listen "$sim_listen" --scenario "${DEV_SCENARIO:-60}" >"$dev/scenario.json" 2>"$dev/stripe-sim.log" &
+pids+=($!)
+for _ in $(seq 1 600); do
+  grep -q '"scenario":"done"' "$dev/scenario.json" 2>/dev/null && break
+  kill -0 "${pids[1]}" 2>/dev/null || { echo "stripe-sim failed:"; cat "$dev/stripe-sim.log"; exit 1; }
+  sleep 0.1
+done
+count() { "$pg_bin/psql" "$DATABASE_URL" -qAt -c "$1"; }
+pending=$(count "SELECT count(*) FROM orders WHERE status = 'pending'")
+echo "    $(cat "$dev/scenario.json")"
+echo "    orders still pending after the webhooks: $pending"
+echo "==> reconciler once"
+started=$(date +%s%N)
+./target/debug/reconciler once >"$dev/reconcile-once.json" 2>>"$dev/reconciler.log" || true
+elapsed_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+python3 - "$dev/reconcile-once.json" "$elapsed_ms" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"    pass {s['status']}: {s['eventsSeen']} events seen, {s['eventsMissing']} missing, "
+      f"{s['eventsBackfilled']} backfilled, {s['ordersUpdated']} orders updated, "
+      f"{s['stripeRequests']} Stripe requests, {sys.argv[2]} ms")
+PY
+echo "    orders by status now: $(count "SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM orders GROUP BY 1 ORDER BY 1) s")"
+./target/debug/reconciler run >>"$dev/reconciler.log" 2>&1 &
+pids+=($!)
+
 cat <<EOT
 
   Stripe edge is running.
@@ -63,7 +100,13 @@ cat <<EOT
   metrics      http://$EDGE_ADMIN_LISTEN/metrics    (also /live, /ready)
   database     $DATABASE_URL
   dev secret   $STRIPE_WEBHOOK_SECRET
-  logs         .dev/edge.log (JSON, one line per event)
+  logs         .dev/edge.log, .dev/reconciler.log (JSON, one line per event)
+  stripe sim   $STRIPE_API_BASE  (key $STRIPE_API_KEY)
+  reconciler   every 30 s; admin http://$RECONCILER_ADMIN_LISTEN (/metrics, /ready)
+
+  Support: reconciler inspect --session cs_…   |   reconciler session cs_…
+    curl -X POST -H "Authorization: Bearer $ADMIN_TOKEN" http://$RECONCILER_ADMIN_LISTEN/reconcile/run
+    (from the project: set the variables above, or run ./target/debug/reconciler with them)
 
   Send a signed test event (creates an order, pays it, shows it before and after):
 

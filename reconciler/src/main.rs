@@ -67,7 +67,11 @@ async fn main() -> ExitCode {
             return code(e.exit_code());
         }
     };
-    telemetry::init(config.log_format);
+    // One-shot commands print their result on stdout; their logs go to stderr.
+    match command {
+        Command::Run => telemetry::init(config.log_format),
+        _ => telemetry::init_with(config.log_format, std::io::stderr),
+    }
     if let Command::Inspect {
         event,
         session,
