@@ -499,7 +499,7 @@ impl ReconcilerConfig {
             Duration::from_secs(15 * 60),
             parse_duration,
         );
-        let max_rps = p.with(var::STRIPE_MAX_RPS, 20, |v| range(v, 1, 100));
+        let max_rps = p.with(var::STRIPE_MAX_RPS, 20, |v| range(v, 1, 1000));
         let admin_listen = p.addr(var::RECONCILER_ADMIN_LISTEN, "0.0.0.0:9465");
         let admin_token = p.raw(var::ADMIN_TOKEN).and_then(|t| {
             let t = t.trim().to_owned();
@@ -630,7 +630,7 @@ mod tests {
                 ("STRIPE_API_KEY", "whsec_oops"),
                 ("RECONCILE_SCHEDULE", "*/5 * * * *"),
                 ("RECONCILE_LOOKBACK", "40d"),
-                ("STRIPE_MAX_RPS", "1000"),
+                ("STRIPE_MAX_RPS", "1001"),
                 ("ADMIN_TOKEN", "short"),
             ]),
             KeyRequirement::Required,

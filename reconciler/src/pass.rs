@@ -18,7 +18,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::Reconciler;
-use crate::stripe_api::{EventQuery, StripeError};
+use serde_json::value::RawValue;
+
+use crate::stripe_api::{EventHead, EventQuery, StripeError};
 
 /// Advisory lock key held by the running pass.
 const PASS_LOCK_KEY: i64 = 0x5354_5249_5045_0002;
@@ -256,12 +258,14 @@ impl Reconciler {
             let page = self.stripe.list_events(&query).await?;
             counts.seen += page.data.len() as u64;
             self.metrics.events_seen.increment(page.data.len() as u64);
-            let last_id = page
+            let heads = page
                 .data
-                .last()
-                .and_then(|e| e["id"].as_str())
-                .map(str::to_owned);
-            self.backfill(page.data, &request_id, counts).await?;
+                .iter()
+                .map(|raw| EventHead::read(raw))
+                .collect::<Result<Vec<_>, _>>()?;
+            let last_id = heads.last().map(|h| h.id.clone());
+            self.backfill(&page.data, &heads, &request_id, counts)
+                .await?;
             match (page.has_more, last_id) {
                 (true, Some(last)) => query.starting_after = Some(last),
                 _ => break,
@@ -278,20 +282,15 @@ impl Reconciler {
     }
 
     /// Records the events of one page that the ledger lacks, oldest first, in one transaction.
+    /// Only the missing events are parsed in full; each is stored as the exact JSON Stripe sent.
     async fn backfill(
         &self,
-        page: Vec<serde_json::Value>,
+        page: &[Box<RawValue>],
+        heads: &[EventHead],
         request_id: &str,
         counts: &mut Counts,
     ) -> Result<(), PassError> {
-        let mut events = Vec::with_capacity(page.len());
-        for value in page {
-            let payload = value.to_string();
-            let event =
-                StripeEvent::from_value(value).map_err(|e| PassError::BadEvent(e.to_string()))?;
-            events.push((event, payload));
-        }
-        let ids: Vec<&str> = events.iter().map(|(e, _)| e.id.as_str()).collect();
+        let ids: Vec<&str> = heads.iter().map(|h| h.id.as_str()).collect();
         let mut client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
@@ -304,10 +303,16 @@ impl Reconciler {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let mut missing: Vec<&(StripeEvent, String)> = events
-            .iter()
-            .filter(|(e, _)| !known.contains(&e.id))
-            .collect();
+        let mut events = Vec::new();
+        for (raw, head) in page.iter().zip(heads) {
+            if known.contains(&head.id) {
+                continue;
+            }
+            let event = StripeEvent::parse(raw.get().as_bytes())
+                .map_err(|e| PassError::BadEvent(e.to_string()))?;
+            events.push((event, raw.get()));
+        }
+        let mut missing = events;
         if missing.is_empty() {
             return Ok(());
         }
@@ -324,7 +329,7 @@ impl Reconciler {
         let mut backfilled = 0u64;
         let mut updated = 0u64;
         for (event, payload) in missing {
-            let applied = ledger::apply(&tx, event, &storable_payload(payload), &meta).await?;
+            let applied = ledger::apply(&tx, &event, &storable_payload(payload), &meta).await?;
             if applied.duplicate {
                 continue; // the webhook won the race
             }

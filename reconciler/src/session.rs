@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use crate::Reconciler;
 use crate::pass::{PassError, Trigger};
-use crate::stripe_api::{EventQuery, StripeError};
+use serde_json::value::RawValue;
+
+use crate::stripe_api::{EventHead, EventQuery, StripeError};
 
 /// Events may be created a little after `expires_at` (the expiry itself, late async results).
 const AFTER_EXPIRY_MARGIN_SECS: i64 = 3600;
@@ -86,15 +88,13 @@ impl Reconciler {
         };
         loop {
             let page = self.stripe.list_events(&query).await?;
-            let last = page
-                .data
-                .last()
-                .and_then(|e| e["id"].as_str())
-                .map(str::to_owned);
-            for value in page.data {
-                if value["data"]["object"]["id"] == session_id {
-                    found.push(value);
+            let mut last = None;
+            for raw in page.data {
+                let head = EventHead::read(&raw)?;
+                if head.object_id.as_deref() == Some(session_id) {
+                    found.push(raw);
                 }
+                last = Some(head.id);
             }
             match (page.has_more, last) {
                 (true, Some(last)) => query.starting_after = Some(last),
@@ -141,12 +141,16 @@ impl Reconciler {
         })
     }
 
-    async fn apply_found(&self, found: &[Value], session_id: &str) -> Result<u64, PassError> {
+    async fn apply_found(
+        &self,
+        found: &[Box<RawValue>],
+        session_id: &str,
+    ) -> Result<u64, PassError> {
         let mut events = Vec::new();
-        for v in found {
-            let e = StripeEvent::from_value(v.clone())
+        for raw in found {
+            let e = StripeEvent::parse(raw.get().as_bytes())
                 .map_err(|e| PassError::BadEvent(e.to_string()))?;
-            events.push((e, v.to_string()));
+            events.push((e, raw.get()));
         }
         events.sort_by_key(|(e, _)| e.created);
         let ids: Vec<&str> = events.iter().map(|(e, _)| e.id.as_str()).collect();

@@ -49,11 +49,54 @@ pub enum StripeError {
     Malformed(String),
 }
 
-/// One page of `GET /v1/events`.
+/// One page of `GET /v1/events`: each event as the exact JSON text Stripe sent.
 #[derive(Debug)]
 pub struct EventPage {
-    pub data: Vec<Value>,
+    pub data: Vec<Box<serde_json::value::RawValue>>,
     pub has_more: bool,
+}
+
+/// The ids of a listed event, read without building its whole tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHead {
+    pub id: String,
+    /// `data.object.id`
+    pub object_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Head {
+    id: String,
+    data: HeadData,
+}
+
+#[derive(serde::Deserialize)]
+struct HeadData {
+    object: HeadObject,
+}
+
+#[derive(serde::Deserialize)]
+struct HeadObject {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+impl EventHead {
+    pub fn read(raw: &serde_json::value::RawValue) -> Result<Self, StripeError> {
+        let head: Head = serde_json::from_str(raw.get())
+            .map_err(|e| StripeError::Malformed(format!("an event of the list has no id: {e}")))?;
+        Ok(Self {
+            id: head.id,
+            object_id: head.data.object.id,
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RawList {
+    object: String,
+    data: Vec<Box<serde_json::value::RawValue>>,
+    has_more: bool,
 }
 
 /// The filters of one `GET /v1/events` request.
@@ -167,25 +210,19 @@ impl StripeClient {
             q.push(format!("starting_after={after}"));
         }
         let body = self
-            .get("events.list", &format!("/v1/events?{}", q.join("&")))
+            .get_bytes("events.list", &format!("/v1/events?{}", q.join("&")))
             .await?;
-        if body["object"] != "list" {
+        let list: RawList = serde_json::from_slice(&body)
+            .map_err(|e| StripeError::Malformed(format!("not an event list: {e}")))?;
+        if list.object != "list" {
             return Err(StripeError::Malformed(
                 "`object` of an event list is not \"list\"".into(),
             ));
         }
-        let data = match &body["data"] {
-            Value::Array(items) => items.clone(),
-            _ => {
-                return Err(StripeError::Malformed(
-                    "`data` of an event list is not an array".into(),
-                ));
-            }
-        };
-        let has_more = body["has_more"]
-            .as_bool()
-            .ok_or_else(|| StripeError::Malformed("`has_more` is not a boolean".into()))?;
-        Ok(EventPage { data, has_more })
+        Ok(EventPage {
+            data: list.data,
+            has_more: list.has_more,
+        })
     }
 
     /// `GET /v1/checkout/sessions/{id}`.
@@ -194,11 +231,16 @@ impl StripeClient {
             return Err(StripeError::InvalidId(id.to_owned()));
         }
         let body = self
-            .get(
+            .get_bytes(
                 "checkout.sessions.retrieve",
                 &format!("/v1/checkout/sessions/{id}"),
             )
             .await?;
+        let body: Value = serde_json::from_slice(&body).map_err(|e| {
+            StripeError::Malformed(format!(
+                "checkout.sessions.retrieve answered non-JSON ({e})"
+            ))
+        })?;
         if body["object"] != "checkout.session" {
             return Err(StripeError::Malformed(
                 "not a checkout.session object".into(),
@@ -207,7 +249,12 @@ impl StripeClient {
         Ok(body)
     }
 
-    async fn get(&self, endpoint: &'static str, path: &str) -> Result<Value, StripeError> {
+    /// The body of a successful GET, after retries.
+    async fn get_bytes(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+    ) -> Result<bytes::Bytes, StripeError> {
         let url = format!("{}{path}", self.base);
         let mut attempt = 0;
         loop {
@@ -259,11 +306,8 @@ impl StripeClient {
                 }
             };
             if (200..300).contains(&status) {
-                return serde_json::from_slice(&body).map_err(|e| {
-                    StripeError::Malformed(format!(
-                        "{endpoint} answered non-JSON ({e}), request {request_id:?}"
-                    ))
-                });
+                tracing::debug!(endpoint, requestId = ?request_id, "Stripe answered");
+                return Ok(body);
             }
             let message = serde_json::from_slice::<Value>(&body)
                 .ok()

@@ -38,11 +38,20 @@ pub struct Faults {
     pub latency: Duration,
 }
 
+/// An event as stored: what the list filters on, and its JSON text.
+struct Stored {
+    kind: String,
+    created: i64,
+    json: String,
+}
+
 #[derive(Default)]
 struct State {
     /// Events in creation order (the list is answered newest first).
-    events: Vec<Value>,
+    events: Vec<Stored>,
     index: HashMap<String, usize>,
+    /// Indexes into `events`, sorted by (`created`, creation order): the list walks it backwards.
+    by_time: Vec<usize>,
     sessions: HashMap<String, Value>,
     faults: Faults,
     /// API requests answered, faults included.
@@ -107,8 +116,18 @@ impl StripeSim {
         if let Ok(mut s) = self.state.lock() {
             let id = event["id"].as_str().unwrap_or_default().to_owned();
             let at = s.events.len();
-            s.events.push(event);
+            let created = event["created"].as_i64().unwrap_or(0);
+            s.events.push(Stored {
+                kind: event["type"].as_str().unwrap_or_default().to_owned(),
+                created,
+                json: event.to_string(),
+            });
             s.index.insert(id, at);
+            let events = &s.events;
+            let pos = s
+                .by_time
+                .partition_point(|&i| (events[i].created, i) < (created, at));
+            s.by_time.insert(pos, at);
         }
     }
 
@@ -257,7 +276,7 @@ async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &str) -> Resp
     }
     if let Some(id) = path.strip_prefix("/v1/events/") {
         return match s.index.get(id) {
-            Some(&i) => reply(StatusCode::OK, s.events[i].to_string()),
+            Some(&i) => reply(StatusCode::OK, s.events[i].json.clone()),
             None => missing("event", id),
         };
     }
@@ -350,9 +369,9 @@ fn list_events(s: &State, params: &[(String, String)], wrong_shape: bool) -> Res
         bound("created[lte]"),
     );
     let exact = bound("created");
-    let matches = |e: &Value| {
-        let created = e["created"].as_i64().unwrap_or(0);
-        let kind = e["type"].as_str().unwrap_or("");
+    let matches = |e: &Stored| {
+        let created = e.created;
+        let kind = e.kind.as_str();
         let type_ok = match single {
             Some(t) if t.ends_with('*') => kind.starts_with(t.trim_end_matches('*')),
             Some(t) => kind == t,
@@ -365,43 +384,72 @@ fn list_events(s: &State, params: &[(String, String)], wrong_shape: bool) -> Res
             && lt.is_none_or(|v| created < v)
             && lte.is_none_or(|v| created <= v)
     };
-    // Newest first: by `created`, then by creation order.
-    let mut order: Vec<usize> = (0..s.events.len())
-        .filter(|&i| matches(&s.events[i]))
-        .collect();
-    order.sort_by_key(|&i| std::cmp::Reverse((s.events[i]["created"].as_i64().unwrap_or(0), i)));
-    let page: Vec<usize> = if let Some(after) = get("starting_after") {
-        let Some(pos) = order.iter().position(|&i| s.events[i]["id"] == after) else {
-            return missing("event", after);
-        };
-        order[pos + 1..].iter().copied().take(limit + 1).collect()
-    } else if let Some(before) = get("ending_before") {
-        let Some(pos) = order.iter().position(|&i| s.events[i]["id"] == before) else {
+    // `by_time` is ascending; the list is newest first. Walk from the cursor, never the whole set.
+    let position = |id: &str| -> Option<usize> {
+        let &at = s.index.get(id)?;
+        let created = s.events[at].created;
+        Some(
+            s.by_time
+                .partition_point(|&i| (s.events[i].created, i) < (created, at)),
+        )
+    };
+    let page: Vec<usize> = if let Some(before) = get("ending_before") {
+        // The `limit` matches just newer than the cursor, returned newest first.
+        let Some(pos) = position(before) else {
             return missing("event", before);
         };
-        let start = pos.saturating_sub(limit + 1);
-        let mut p: Vec<usize> = order[start..pos].to_vec();
-        if p.len() > limit {
-            p.remove(0);
-            p.insert(0, usize::MAX);
+        let mut newer: Vec<usize> = s.by_time[pos + 1..]
+            .iter()
+            .copied()
+            .filter(|&i| matches(&s.events[i]))
+            .take(limit + 1)
+            .collect();
+        let more = newer.len() > limit;
+        newer.truncate(limit);
+        newer.reverse();
+        if more {
+            newer.insert(0, usize::MAX);
         }
-        p
+        newer
     } else {
-        order.iter().copied().take(limit + 1).collect()
+        let end = match get("starting_after") {
+            Some(after) => match position(after) {
+                Some(pos) => pos,
+                None => return missing("event", after),
+            },
+            None => s.by_time.len(),
+        };
+        let mut out = Vec::with_capacity(limit + 1);
+        for &i in s.by_time[..end].iter().rev() {
+            let e = &s.events[i];
+            if gte.is_some_and(|v| e.created < v) || gt.is_some_and(|v| e.created <= v) {
+                break; // everything further back is older still
+            }
+            if matches(e) {
+                out.push(i);
+                if out.len() > limit {
+                    break;
+                }
+            }
+        }
+        out
     };
     let has_more = page.len() > limit || page.first() == Some(&usize::MAX);
-    let data: Vec<Value> = page
+    if wrong_shape {
+        let body = json!({ "object": "list", "url": "/v1/events", "has_more": false, "data": { "unexpected": true } });
+        return reply(StatusCode::OK, body.to_string());
+    }
+    let data: Vec<&str> = page
         .into_iter()
         .filter(|&i| i != usize::MAX)
         .take(limit)
-        .map(|i| s.events[i].clone())
+        .map(|i| s.events[i].json.as_str())
         .collect();
-    let body = if wrong_shape {
-        json!({ "object": "list", "url": "/v1/events", "has_more": false, "data": { "unexpected": true } })
-    } else {
-        json!({ "object": "list", "url": "/v1/events", "has_more": has_more, "data": data })
-    };
-    reply(StatusCode::OK, body.to_string())
+    let body = format!(
+        "{{\"object\":\"list\",\"url\":\"/v1/events\",\"has_more\":{has_more},\"data\":[{}]}}",
+        data.join(",")
+    );
+    reply(StatusCode::OK, body)
 }
 
 /// `k=v` pairs of a query string, percent-decoded (`created%5Bgte%5D` → `created[gte]`).

@@ -36,12 +36,39 @@ struct Args {
     /// Share of deliveries sent twice (0–1).
     #[arg(long, default_value_t = 0.05)]
     duplicate: f64,
+    /// Create this many `checkout.session.completed` events (`evt_<prefix>_<n>` for session
+    /// `cs_test_<prefix>_<n>`, one a second ending now) without delivering them (benchmarks).
+    #[arg(long, default_value_t = 0)]
+    synthetic: u64,
+    #[arg(long, default_value = "bench")]
+    synthetic_prefix: String,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
     let sim = StripeSim::start_on(args.listen.port(), &args.api_key).await;
+    if args.synthetic > 0 {
+        let now = chrono::Utc::now().timestamp();
+        let mut session = tests::stripe::Session::new("cs_template");
+        let mut object = session.object();
+        for n in 1..=args.synthetic {
+            let id = format!("cs_test_{}_{n}", args.synthetic_prefix);
+            session.created = now - args.synthetic as i64 + n as i64 - 60;
+            object["id"] = serde_json::json!(id);
+            object["created"] = serde_json::json!(session.created);
+            object["payment_intent"] =
+                serde_json::json!(format!("pi_{}_{n}", args.synthetic_prefix));
+            sim.add_event(tests::stripe::envelope(
+                &format!("evt_{}_{n}", args.synthetic_prefix),
+                "checkout.session.completed",
+                session.created + 30,
+                false,
+                object.clone(),
+            ));
+        }
+        eprintln!("stripe-sim: {} synthetic events created", args.synthetic);
+    }
     eprintln!("stripe-sim: listening on {}", sim.url());
     if args.scenario > 0 {
         let secret = args

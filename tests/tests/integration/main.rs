@@ -11,4 +11,5 @@ mod outage;
 mod proxy;
 mod reconcile;
 mod startup;
+mod stripe_sim;
 mod webhook;
