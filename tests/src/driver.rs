@@ -54,6 +54,8 @@ pub struct Deliveries {
     pub dropped: u64,
     pub duplicated: u64,
     pub reordered: u64,
+    /// Held back and delivered only by [`Driver::deliver_delayed`].
+    pub delayed: u64,
     pub retries: u64,
 }
 
@@ -64,6 +66,8 @@ pub struct Rates {
     pub duplicate: f64,
     /// Chance that a session's two events arrive in reverse order.
     pub reorder: f64,
+    /// Chance that a delivery is held back until [`Driver::deliver_delayed`] (after later ones).
+    pub delay: f64,
 }
 
 /// A deterministic driver (seeded), so a failing run can be replayed.
@@ -72,6 +76,7 @@ pub struct Driver {
     pub secret: String,
     pub rates: Rates,
     rng: u64,
+    delayed: Vec<Value>,
 }
 
 impl Driver {
@@ -81,6 +86,7 @@ impl Driver {
             secret: secret.to_owned(),
             rates,
             rng: seed,
+            delayed: Vec::new(),
         }
     }
 
@@ -189,6 +195,11 @@ impl Driver {
                 d.dropped += 1;
                 continue;
             }
+            if self.chance() < self.rates.delay {
+                d.delayed += 1;
+                self.delayed.push(event);
+                continue;
+            }
             d.retries += self.post(&event).await;
             if self.chance() < self.rates.duplicate {
                 d.duplicated += 1;
@@ -196,6 +207,15 @@ impl Driver {
             }
         }
         d
+    }
+
+    /// Delivers the held-back events, after everything sent so far. Returns retries.
+    pub async fn deliver_delayed(&mut self) -> u64 {
+        let mut retries = 0;
+        for event in std::mem::take(&mut self.delayed) {
+            retries += self.post(&event).await;
+        }
+        retries
     }
 
     /// POSTs until a 2xx (Stripe retries for days; here a bounded number of times). Returns retries.

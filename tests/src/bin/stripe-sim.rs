@@ -93,6 +93,7 @@ async fn main() -> Result<(), String> {
             drop: args.drop,
             duplicate: args.duplicate,
             reorder: 0.2,
+            delay: 0.05,
         };
         let mut driver = Driver::new(
             args.edge,
@@ -119,13 +120,16 @@ async fn main() -> Result<(), String> {
             total.dropped += d.dropped;
             total.duplicated += d.duplicated;
             total.reordered += d.reordered;
+            total.delayed += d.delayed;
             total.retries += d.retries;
         }
+        total.retries += driver.deliver_delayed().await;
         println!(
             "{}",
             serde_json::json!({
                 "scenario": "done", "sessions": args.scenario, "events": total.events,
                 "dropped": total.dropped, "duplicated": total.duplicated, "reordered": total.reordered,
+                "delayed": total.delayed,
             })
         );
     }

@@ -24,6 +24,7 @@ fn add(total: &mut Deliveries, d: Deliveries) {
     total.dropped += d.dropped;
     total.duplicated += d.duplicated;
     total.reordered += d.reordered;
+    total.delayed += d.delayed;
     total.retries += d.retries;
 }
 
@@ -36,6 +37,7 @@ async fn lost_webhooks_of_a_thousand_sessions_are_backfilled_in_one_pass() {
         drop: 0.05,
         duplicate: 0.02,
         reorder: 0.3,
+        delay: 0.03,
     };
     let mut driver = Driver::new(edge.public, &edge.secrets[0], rates, 20261127);
     let endings = [
@@ -58,8 +60,12 @@ async fn lost_webhooks_of_a_thousand_sessions_are_backfilled_in_one_pass() {
     for c in &checkouts {
         add(&mut total, driver.deliver(c).await);
     }
+    total.retries += driver.deliver_delayed().await;
     assert!(total.dropped > 20, "the run drops deliveries: {total:?}");
-    assert!(total.duplicated > 5 && total.reordered > 50, "{total:?}");
+    assert!(
+        total.duplicated > 5 && total.reordered > 50 && total.delayed > 10,
+        "{total:?}"
+    );
     assert_eq!(event_count(&db).await as u64, total.events - total.dropped);
 
     let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
@@ -91,6 +97,9 @@ async fn lost_webhooks_of_a_thousand_sessions_are_backfilled_in_one_pass() {
         .expect("count")
         .get(0);
     assert_eq!(reconciled as u64, total.dropped);
+
+    let logs = tests::logs::capture().text();
+    assert!(!logs.contains(KEY), "the Stripe API key reached the logs");
 
     let second = reconciler.pass(Trigger::Schedule, &never()).await;
     assert_eq!(second.status, "ok");
@@ -424,4 +433,101 @@ async fn bad_answers_from_stripe_fail_the_pass_cleanly() {
         .expect("count")
         .get(0);
     assert_eq!(failed, 4);
+}
+
+#[tokio::test]
+async fn an_event_that_arrived_before_its_order_is_adopted() {
+    let sim = StripeSim::start(KEY).await;
+    let edge = TestEdge::spawn().await;
+    let db = edge.db.client().await;
+    // Stripe delivers the payment before the app has written the order.
+    let mut session = tests::stripe::Session::new("cs_test_order_written_late");
+    session.created = chrono::Utc::now().timestamp() - 60;
+    let event = tests::stripe::session_event("checkout.session.completed", &session);
+    sim.add_event(event.clone());
+    assert_eq!(edge.webhook_json(&event).await.status, 200);
+    let id = tests::ledger::insert_order(
+        &db,
+        tests::ledger::NewOrder {
+            session_id: Some(session.id.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(order(&db, id).await.status, "pending");
+
+    let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
+    let summary = reconciler.pass(Trigger::Schedule, &never()).await;
+    assert_eq!(summary.status, "ok");
+    assert_eq!(summary.events_missing, 0);
+    assert_eq!(summary.orphans_linked, 1);
+    assert_eq!(summary.orders_updated, 1);
+    assert_eq!(order(&db, id).await.status, "paid");
+    let rows = tests::ledger::event_rows(&db, event["id"].as_str().expect("id")).await;
+    assert_eq!(rows[0].order_id, Some(id));
+    assert_eq!(
+        reconciler
+            .pass(Trigger::Schedule, &never())
+            .await
+            .orphans_linked,
+        0
+    );
+}
+
+#[tokio::test]
+async fn shutdown_stops_a_pass_between_pages_and_keeps_what_it_committed() {
+    let sim = StripeSim::start(KEY).await;
+    let edge = TestEdge::spawn().await;
+    let db = edge.db.client().await;
+    let mut driver = Driver::new(
+        edge.public,
+        &edge.secrets[0],
+        Rates {
+            drop: 1.0,
+            ..Rates::default()
+        },
+        13,
+    );
+    for i in 0..500 {
+        driver
+            .checkout(
+                &db,
+                &sim,
+                Ending::Paid,
+                chrono::Utc::now().timestamp() - 900 + i,
+            )
+            .await;
+    }
+    let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(80),
+        ..Faults::default()
+    });
+    let (stop, stopped) = watch::channel(false);
+    let pass = reconciler.pass(Trigger::Schedule, &stopped);
+    let signal = async {
+        assert!(eventually(Duration::from_secs(10), || async { sim.requests() >= 2 }).await);
+        let _ = stop.send(true);
+    };
+    let (summary, ()) = tokio::join!(pass, signal);
+    assert_eq!(summary.status, "failed");
+    assert!(
+        summary
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("shutdown")),
+        "{summary:?}"
+    );
+    let kept = event_count(&db).await as u64;
+    assert!(kept >= 100 && kept < 500, "whole pages were kept: {kept}");
+    assert_eq!(summary.events_backfilled, kept);
+    sim.set_faults(Faults::default());
+    let next = reconciler.pass(Trigger::Schedule, &never()).await;
+    assert_eq!(next.status, "ok");
+    assert_eq!(
+        next.events_backfilled,
+        500 - kept,
+        "the mark did not move: the window is re-read"
+    );
+    assert_eq!(event_count(&db).await, 500);
 }
