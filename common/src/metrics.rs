@@ -30,6 +30,34 @@ pub mod edge {
     pub const PROXY_REQUEST_DURATION_SECONDS: &str = "edge_proxy_request_duration_seconds";
 }
 
+/// Every edge metric name.
+pub const EDGE_NAMES: [&str; 10] = [
+    edge::WEBHOOK_REQUESTS_TOTAL,
+    edge::WEBHOOK_REQUEST_DURATION_SECONDS,
+    edge::WEBHOOK_REQUESTS_IN_FLIGHT,
+    edge::WEBHOOK_SECRET_MATCHES_TOTAL,
+    edge::ORDER_TRANSITIONS_TOTAL,
+    edge::ORPHAN_EVENTS_TOTAL,
+    edge::ORDER_ANOMALIES_TOTAL,
+    edge::DB_POOL_CONNECTIONS,
+    edge::PROXY_REQUESTS_TOTAL,
+    edge::PROXY_REQUEST_DURATION_SECONDS,
+];
+
+/// Every reconciler metric name.
+pub const RECONCILER_NAMES: [&str; 10] = [
+    reconciler::RUNS_TOTAL,
+    reconciler::RUN_DURATION_SECONDS,
+    reconciler::LAST_SUCCESS_TIMESTAMP_SECONDS,
+    reconciler::EVENTS_SEEN_TOTAL,
+    reconciler::EVENTS_MISSING_TOTAL,
+    reconciler::EVENTS_BACKFILLED_TOTAL,
+    reconciler::MISSING_EVENT_AGE_SECONDS,
+    reconciler::STRIPE_REQUESTS_TOTAL,
+    reconciler::STRIPE_REQUEST_DURATION_SECONDS,
+    reconciler::STRIPE_RATE_LIMITED_TOTAL,
+];
+
 /// Reconciler metric names.
 pub mod reconciler {
     pub const RUNS_TOTAL: &str = "reconciler_runs_total";
@@ -41,6 +69,7 @@ pub mod reconciler {
     pub const MISSING_EVENT_AGE_SECONDS: &str = "reconciler_missing_event_age_seconds";
     pub const STRIPE_REQUESTS_TOTAL: &str = "reconciler_stripe_requests_total";
     pub const STRIPE_REQUEST_DURATION_SECONDS: &str = "reconciler_stripe_request_duration_seconds";
+    pub const STRIPE_RATE_LIMITED_TOTAL: &str = "reconciler_stripe_rate_limited_total";
 }
 
 /// `outcome` of `edge_webhook_requests_total`.
@@ -291,6 +320,7 @@ pub struct ReconcilerMetrics {
     pub missing_event_age: Histogram,
     stripe_requests: Vec<((&'static str, &'static str), Counter)>,
     stripe_duration: Vec<(&'static str, Histogram)>,
+    stripe_rate_limited: Vec<(&'static str, Counter)>,
 }
 
 impl ReconcilerMetrics {
@@ -338,6 +368,11 @@ impl ReconcilerMetrics {
             Unit::Seconds,
             "Stripe request latency by endpoint."
         );
+        describe_counter!(
+            STRIPE_RATE_LIMITED_TOTAL,
+            Unit::Count,
+            "Stripe answers 429 (rate limited) by endpoint; each was retried with backoff."
+        );
         let zero = |c: Counter| {
             c.increment(0);
             c
@@ -377,11 +412,31 @@ impl ReconcilerMetrics {
                     )
                 })
                 .collect(),
+            stripe_rate_limited: STRIPE_ENDPOINTS
+                .iter()
+                .map(|e| {
+                    (
+                        *e,
+                        zero(metrics::counter!(STRIPE_RATE_LIMITED_TOTAL, "endpoint" => *e)),
+                    )
+                })
+                .collect(),
         }
     }
 
     pub fn run(&self, trigger: &str, outcome: &str) {
         if let Some((_, c)) = self.runs.iter().find(|(k, _)| *k == (trigger, outcome)) {
+            c.increment(1);
+        }
+    }
+
+    /// Counts a 429 from Stripe.
+    pub fn rate_limited(&self, endpoint: &str) {
+        if let Some((_, c)) = self
+            .stripe_rate_limited
+            .iter()
+            .find(|(e, _)| *e == endpoint)
+        {
             c.increment(1);
         }
     }
@@ -409,32 +464,10 @@ pub fn render() -> String {
 mod tests {
     #[test]
     fn names_carry_their_binary_prefix() {
-        use super::{edge::*, reconciler::*};
-        for n in [
-            WEBHOOK_REQUESTS_TOTAL,
-            WEBHOOK_REQUEST_DURATION_SECONDS,
-            WEBHOOK_REQUESTS_IN_FLIGHT,
-            WEBHOOK_SECRET_MATCHES_TOTAL,
-            ORDER_TRANSITIONS_TOTAL,
-            ORPHAN_EVENTS_TOTAL,
-            ORDER_ANOMALIES_TOTAL,
-            DB_POOL_CONNECTIONS,
-            PROXY_REQUESTS_TOTAL,
-            PROXY_REQUEST_DURATION_SECONDS,
-        ] {
+        for n in super::EDGE_NAMES {
             assert!(n.starts_with("edge_"), "{n}");
         }
-        for n in [
-            RUNS_TOTAL,
-            RUN_DURATION_SECONDS,
-            LAST_SUCCESS_TIMESTAMP_SECONDS,
-            EVENTS_SEEN_TOTAL,
-            EVENTS_MISSING_TOTAL,
-            EVENTS_BACKFILLED_TOTAL,
-            MISSING_EVENT_AGE_SECONDS,
-            STRIPE_REQUESTS_TOTAL,
-            STRIPE_REQUEST_DURATION_SECONDS,
-        ] {
+        for n in super::RECONCILER_NAMES {
             assert!(n.starts_with("reconciler_"), "{n}");
         }
     }

@@ -313,6 +313,9 @@ impl StripeClient {
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| format!("HTTP {status}"));
+            if status == 429 {
+                self.metrics.rate_limited(endpoint);
+            }
             let retryable = should_retry.unwrap_or(matches!(status, 409 | 429 | 500..=599));
             match status {
                 401 => return Err(StripeError::Unauthorized(message)),

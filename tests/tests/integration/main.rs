@@ -4,6 +4,7 @@
 mod admin;
 mod bad_input;
 mod daemon;
+mod dashboards;
 mod inspect;
 mod ledger;
 mod orders;

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Checks the dashboards and alert rules with real tools (run by .ci/run):
+#   1. promtool check rules (lint) and promtool test rules;
+#   2. the dashboards offline (structure, units, datasource variable, PromQL syntax);
+#   3. promtool check metrics on the edge's and the reconciler's /metrics;
+#   4. a real Prometheus scraping a running edge, Stripe simulator and reconciler while traffic flows
+#      (a checkout scenario with dropped and duplicated webhooks, bad signatures, proxied requests):
+#      every panel query and template variable must return data and every rule evaluate cleanly;
+#   5. Grafana's own TypeScript types (@grafana/schema) against the dashboard JSON.
+# Installs Debian's prometheus package when promtool is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+root=$(pwd)
+obs=${OBS_DIR:-$root/../shared/obs}
+[ -f "$obs/check-dashboards.py" ] || { echo "error: $obs/check-dashboards.py not found (set OBS_DIR)" >&2; exit 2; }
+
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  echo "==> installing Debian's prometheus package (promtool)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # Where the package started its own service, stop it: we run our own on loopback.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+fi
+
+echo "==> promtool check rules / test rules"
+promtool check rules --lint=all --lint-fatal dashboards/alerts.yml
+promtool test rules dashboards/alerts.test.yml
+
+echo "==> dashboards, offline"
+python3 "$obs/check-dashboards.py" dashboards
+
+echo "==> building the binaries"
+cargo build --locked -q -p edge -p reconciler -p tests --bin edge --bin reconciler --bin stripe-sim
+
+work=$(mktemp -d -t edge-obs-XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  stop_throwaway_pg "$work"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+start_throwaway_pg "$work"
+./target/debug/edge migrate >/dev/null
+
+edge_port=$(free_port); edge_admin=$(free_port); sim_port=$(free_port); rec_admin=$(free_port); prom_port=$(free_port)
+secret=whsec_observability_check
+key=sk_test_observability_check
+token=observability-check-admin-token
+wait_for() { for _ in $(seq 1 300); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timed out waiting for $1" >&2; return 1; }
+
+echo "==> edge, Stripe simulator (playing a scenario), reconciler"
+LOG_FORMAT=json EDGE_LISTEN=127.0.0.1:$edge_port EDGE_ADMIN_LISTEN=127.0.0.1:$edge_admin STRIPE_WEBHOOK_SECRET=$secret \
+  UPSTREAM_URL=http://127.0.0.1:$rec_admin ./target/debug/edge serve >"$work/edge.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$edge_admin/ready"
+STRIPE_WEBHOOK_SECRET=$secret ./target/debug/stripe-sim --listen 127.0.0.1:$sim_port --api-key $key \
+  --scenario 40 --drop 0.25 --duplicate 0.2 --edge 127.0.0.1:$edge_port >"$work/scenario.json" 2>"$work/sim.log" &
+pids+=($!)
+for _ in $(seq 1 600); do grep -q '"scenario":"done"' "$work/scenario.json" 2>/dev/null && break; sleep 0.1; done
+cat "$work/scenario.json"
+STRIPE_API_KEY=$key STRIPE_API_BASE=http://127.0.0.1:$sim_port RECONCILER_ADMIN_LISTEN=127.0.0.1:$rec_admin \
+  RECONCILE_SCHEDULE="*/5 * * * * *" ADMIN_TOKEN=$token ./target/debug/reconciler run >"$work/reconciler.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$rec_admin/ready"
+
+echo "==> promtool check metrics"
+curl -fsS "http://127.0.0.1:$edge_admin/metrics" | promtool check metrics
+curl -fsS "http://127.0.0.1:$rec_admin/metrics" | promtool check metrics
+
+echo "==> Prometheus on 127.0.0.1:$prom_port, scraping both"
+"$obs/run-prometheus.sh" -l "127.0.0.1:$prom_port" -d "$work/prom" -r dashboards/alerts.yml \
+  "edge=127.0.0.1:$edge_admin" "reconciler=127.0.0.1:$rec_admin" >"$work/prometheus.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$prom_port/-/ready"
+
+# Steady traffic while the panels are checked: valid, duplicated and badly signed webhooks, and
+# proxied requests. Bounded: at most 240 rounds of about half a second.
+(
+  for i in $(seq 1 240); do
+    now=$(date +%s)
+    body="{\"id\":\"evt_obs_$i\",\"object\":\"event\",\"type\":\"checkout.session.completed\",\"created\":$now,\"livemode\":false,\"data\":{\"object\":{\"id\":\"cs_test_obs_$i\",\"object\":\"checkout.session\",\"payment_status\":\"paid\"}}}"
+    sig=$(printf '%s.%s' "$now" "$body" | openssl dgst -sha256 -hmac "$secret" -r | cut -d' ' -f1)
+    for _ in 1 2; do
+      curl -s -o /dev/null -X POST -H "Stripe-Signature: t=$now,v1=$sig" --data-binary "$body" "http://127.0.0.1:$edge_port/stripe/webhook"
+    done
+    curl -s -o /dev/null -X POST -H "Stripe-Signature: t=$now,v1=00" --data-binary "$body" "http://127.0.0.1:$edge_port/stripe/webhook"
+    curl -s -o /dev/null "http://127.0.0.1:$edge_port/live"
+    sleep 0.5
+  done
+) &
+pids+=($!)
+
+echo "==> dashboards and rules against the live Prometheus"
+python3 "$obs/check-dashboards.py" --prometheus "http://127.0.0.1:$prom_port" --wait 120 --check-rules dashboards
+
+echo "==> Grafana's schema types"
+schema=$(mktemp -d -t edge-schema-XXXXXX)
+cp -r "$obs/schema-check/." "$schema/"
+chmod -R u+w "$schema"
+(cd "$schema" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+node "$schema/check-dashboards-schema.mjs" "$root/dashboards"
+rm -rf "$schema"
+echo "observability checks: ok"
