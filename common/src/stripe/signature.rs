@@ -36,7 +36,8 @@ pub enum SignatureError {
 }
 
 /// A parsed header: the timestamp exactly as sent (it is part of the signed bytes) and the decoded
-/// `v1` signatures. Values that are not 32 bytes of hex are skipped, as stripe-go does.
+/// `v1` signatures. Values that are not 64 lowercase hex characters are skipped, as stripe-go
+/// skips non-hex ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedHeader<'a> {
     pub timestamp_raw: &'a str,
@@ -75,8 +76,16 @@ pub fn parse_header(header: &str) -> Result<ParsedHeader<'_>, SignatureError> {
                 if v1_seen > MAX_V1_CANDIDATES {
                     return Err(SignatureError::Malformed);
                 }
+                // Stripe sends lowercase hex, and its libraries compare strings: anything else is
+                // skipped, like a value that is not hex at all.
                 let mut decoded = [0u8; 32];
-                if value.len() == 64 && hex::decode_to_slice(value, &mut decoded).is_ok() {
+                let lowercase_hex = value
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                if value.len() == 64
+                    && lowercase_hex
+                    && hex::decode_to_slice(value, &mut decoded).is_ok()
+                {
                     v1.push(decoded);
                 }
             }
