@@ -279,13 +279,77 @@ SET status = $2,
     updated_at = now()
 WHERE id = $1";
 
+type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
 /// The order change a new event asks for (parameters of `UPDATE_ORDER`).
 struct OrderUpdate {
     id: Uuid,
-    to: OrderStatus,
+    to: &'static str,
     paid_at: Option<DateTime<Utc>>,
     payment_intent: Option<String>,
     anomaly: Option<String>,
+}
+
+impl OrderUpdate {
+    fn new(order: &OrderRow, decision: Decision) -> Self {
+        Self {
+            id: order.id,
+            to: decision.to.unwrap_or(order.status).as_str(),
+            paid_at: decision.paid_at,
+            payment_intent: decision.payment_intent,
+            anomaly: decision.order_anomaly,
+        }
+    }
+
+    fn params(&self) -> [Param<'_>; 5] {
+        [
+            &self.id,
+            &self.to,
+            &self.paid_at,
+            &self.payment_intent,
+            &self.anomaly,
+        ]
+    }
+}
+
+/// The parameters of `LOCK_AND_INSERT` for one event.
+struct InsertParams<'a> {
+    keys: Keys<'a>,
+    event: &'a StripeEvent,
+    payload: &'a str,
+    source: &'static str,
+    request_id: Option<&'a str>,
+}
+
+impl<'a> InsertParams<'a> {
+    fn new(event: &'a StripeEvent, payload: &'a str, meta: &RecordMeta<'a>) -> Self {
+        Self {
+            keys: keys(event),
+            event,
+            payload,
+            source: meta.source.as_str(),
+            request_id: meta.request_id,
+        }
+    }
+
+    fn params(&self) -> [Param<'_>; 13] {
+        let (k, e) = (&self.keys, self.event);
+        [
+            &k.session_id,
+            &k.client_ref,
+            &k.metadata_ref,
+            &k.payment_intent,
+            &e.id,
+            &e.event_type,
+            &e.object.id,
+            &e.livemode,
+            &e.api_version,
+            &e.created,
+            &self.payload,
+            &self.source,
+            &self.request_id,
+        ]
+    }
 }
 
 /// The lookup keys of an event, in precedence order (parameters 1–4 of `LOCK_AND_INSERT`).
@@ -358,13 +422,7 @@ fn outcome(
         return (applied, None);
     }
     applied.transition = decision.to.map(|to| (order.status, to));
-    let update = OrderUpdate {
-        id: order.id,
-        to: decision.to.unwrap_or(order.status),
-        paid_at: decision.paid_at,
-        payment_intent: decision.payment_intent,
-        anomaly: decision.order_anomaly,
-    };
+    let update = OrderUpdate::new(&order, decision);
     (applied, Some(update))
 }
 
@@ -384,23 +442,8 @@ pub async fn record(
     };
     let client = conn.client()?;
     let insert = client.prepare_cached(LOCK_AND_INSERT).await?;
-    let k = keys(event);
-    let o = &event.object;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
-        &k.session_id,
-        &k.client_ref,
-        &k.metadata_ref,
-        &k.payment_intent,
-        &event.id,
-        &event.event_type,
-        &o.id,
-        &event.livemode,
-        &event.api_version,
-        &event.created,
-        &payload,
-        &meta.source.as_str(),
-        &meta.request_id,
-    ];
+    let insert_params = InsertParams::new(event, payload, meta);
+    let params = insert_params.params();
     let (begin, row) = tokio::join!(
         client.batch_execute("BEGIN"),
         client.query_one(&insert, &params)
@@ -411,9 +454,7 @@ pub async fn record(
         None => client.batch_execute("COMMIT").await?,
         Some(u) => {
             let stmt = client.prepare_cached(UPDATE_ORDER).await?;
-            let to = u.to.as_str();
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-                [&u.id, &to, &u.paid_at, &u.payment_intent, &u.anomaly];
+            let params = u.params();
             let (updated, commit) = tokio::join!(
                 client.execute(&stmt, &params),
                 client.batch_execute("COMMIT")
@@ -462,43 +503,14 @@ pub async fn apply(
     payload: &str,
     meta: &RecordMeta<'_>,
 ) -> Result<Applied, tokio_postgres::Error> {
-    let k = keys(event);
-    let o = &event.object;
     let stmt = tx.prepare_cached(LOCK_AND_INSERT).await?;
     let row = tx
-        .query_one(
-            &stmt,
-            &[
-                &k.session_id,
-                &k.client_ref,
-                &k.metadata_ref,
-                &k.payment_intent,
-                &event.id,
-                &event.event_type,
-                &o.id,
-                &event.livemode,
-                &event.api_version,
-                &event.created,
-                &payload,
-                &meta.source.as_str(),
-                &meta.request_id,
-            ],
-        )
+        .query_one(&stmt, &InsertParams::new(event, payload, meta).params())
         .await?;
     let (applied, update) = outcome(&row, event, meta);
     if let Some(u) = update {
         let stmt = tx.prepare_cached(UPDATE_ORDER).await?;
-        tx.execute(
-            &stmt,
-            &[
-                &u.id,
-                &u.to.as_str(),
-                &u.paid_at,
-                &u.payment_intent,
-                &u.anomaly,
-            ],
-        )
-        .await?;
+        tx.execute(&stmt, &u.params()).await?;
     }
     Ok(applied)
 }
@@ -577,22 +589,12 @@ pub async fn adopt_orphans(
         };
         let decision = decide(&event, &order, meta.expect_livemode);
         if decision.changes_order() {
-            let to = decision.to.unwrap_or(order.status);
-            let stmt = tx.prepare_cached(UPDATE_ORDER).await?;
-            tx.execute(
-                &stmt,
-                &[
-                    &order.id,
-                    &to.as_str(),
-                    &decision.paid_at,
-                    &decision.payment_intent,
-                    &decision.order_anomaly,
-                ],
-            )
-            .await?;
             if let Some(to) = decision.to {
                 adopted.transitions.push((order.status, to));
             }
+            let update = OrderUpdate::new(&order, decision);
+            tx.execute(&tx.prepare_cached(UPDATE_ORDER).await?, &update.params())
+                .await?;
         }
         tx.execute(&tx.prepare_cached(LINK_EVENT).await?, &[&row_id, &order.id])
             .await?;
