@@ -5,6 +5,7 @@ mod admin;
 mod bad_input;
 mod daemon;
 mod dashboards;
+mod faults;
 mod hostile;
 mod inspect;
 mod ledger;
