@@ -1,5 +1,6 @@
-//! A TCP proxy placed between a service and Postgres that a test can cut (every open connection is
-//! closed and new ones are refused at once) and restore, to simulate the database going away.
+//! A TCP proxy that a test can cut (every open connection is closed and new ones are refused at
+//! once), restore and point elsewhere: between the edge and Postgres to make the database go away,
+//! or in front of edges, as a load balancer would be, to replace one edge by another.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ impl Target {
 /// A running fault proxy on `127.0.0.1:0`.
 pub struct FaultProxy {
     addr: SocketAddr,
+    target: Arc<std::sync::Mutex<Target>>,
     cut: Arc<AtomicBool>,
     generation: watch::Sender<u64>,
     accept_task: tokio::task::JoinHandle<()>,
@@ -57,16 +59,20 @@ impl FaultProxy {
         let addr = listener.local_addr().expect("fault proxy address");
         let cut = Arc::new(AtomicBool::new(false));
         let (generation, _) = watch::channel(0u64);
+        let target = Arc::new(std::sync::Mutex::new(target));
         let accept_task = tokio::spawn({
             let cut = cut.clone();
             let generation = generation.clone();
+            let target = target.clone();
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     if cut.load(Ordering::SeqCst) {
                         drop(client);
                         continue;
                     }
-                    let target = target.clone();
+                    let Ok(target) = target.lock().map(|t| t.clone()) else {
+                        continue;
+                    };
                     let cut_now = generation.subscribe();
                     tokio::spawn(async move {
                         let _ = client.set_nodelay(true);
@@ -89,6 +95,7 @@ impl FaultProxy {
         });
         Self {
             addr,
+            target,
             cut,
             generation,
             accept_task,
@@ -107,6 +114,13 @@ impl FaultProxy {
 
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Sends new connections to `target` from now on (open ones stay where they are).
+    pub fn retarget(&self, target: Target) {
+        if let Ok(mut t) = self.target.lock() {
+            *t = target;
+        }
     }
 }
 

@@ -60,9 +60,21 @@ async fn prepare(edge: &TestEdge, n: usize, sim: Option<&StripeSim>) -> Vec<(Str
     events
 }
 
-/// Sends every event from `connections` workers, each retrying until a 2xx (bounded by a deadline).
+/// Sends every event to `edge` from `connections` workers, each retrying until a 2xx.
 async fn load(
     edge: &TestEdge,
+    events: Arc<Vec<(String, Bytes)>>,
+    connections: usize,
+    figures: Arc<Figures>,
+) {
+    load_to(edge.public, &edge.secrets[0], events, connections, figures).await;
+}
+
+/// Sends every event to `addr` from `connections` workers, each retrying every non-2xx and
+/// connection error until a 2xx (bounded by a deadline).
+async fn load_to(
+    addr: std::net::SocketAddr,
+    secret: &str,
     events: Arc<Vec<(String, Bytes)>>,
     connections: usize,
     figures: Arc<Figures>,
@@ -71,7 +83,7 @@ async fn load(
     let workers: Vec<_> = (0..connections)
         .map(|_| {
             let (events, next, figures) = (events.clone(), next.clone(), figures.clone());
-            let (addr, secret) = (edge.public, edge.secrets[0].clone());
+            let secret = secret.to_owned();
             tokio::spawn(async move {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
                 while let Some((_, body)) = events.get(next.fetch_add(1, Ordering::Relaxed)) {
@@ -114,7 +126,15 @@ async fn load(
 
 /// Exactly once per event, every order paid; prints the run's line.
 async fn verify(name: &str, edge: &TestEdge, events: &[(String, Bytes)], figures: &Figures) {
-    let db = edge.db.client().await;
+    verify_in(name, &edge.db.client().await, events, figures).await;
+}
+
+async fn verify_in(
+    name: &str,
+    db: &tokio_postgres::Client,
+    events: &[(String, Bytes)],
+    figures: &Figures,
+) {
     let ids: Vec<&str> = events.iter().map(|(id, _)| id.as_str()).collect();
     let rows: Vec<(String, i64)> = db
         .query(
@@ -272,4 +292,56 @@ async fn the_reconciler_races_the_webhooks_for_the_same_events() {
     let (backfilled, ()) = tokio::join!(passes, send);
     println!("reconciler backfilled {backfilled} of the events while the webhooks arrived");
     verify("reconciler_race", &edge, &events, &figures).await;
+}
+
+#[tokio::test]
+async fn an_edge_drained_by_sigterm_and_replaced_by_a_new_one() {
+    let old = TestEdge::spawn().await;
+    let secret = old.secrets[0].clone();
+    let url = old.db.url();
+    let events = Arc::new(prepare(&old, 1500, None).await);
+    let figures = Arc::new(Figures::default());
+    // A load balancer in front: the client keeps one address while the edges change behind it.
+    let balancer =
+        tests::fault_proxy::FaultProxy::start(tests::fault_proxy::Target::Tcp(old.public)).await;
+    let mut old = old;
+    let replace = async {
+        assert!(
+            eventually(Duration::from_secs(20), || async {
+                figures.ok.load(Ordering::Relaxed) >= 300
+            })
+            .await
+        );
+        old.trigger_stop();
+        let admin = old.admin;
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                get(admin, "/ready").await.status == 503
+            })
+            .await
+        );
+        let new = TestEdge::builder()
+            .env("DATABASE_URL", &url)
+            .env("STRIPE_WEBHOOK_SECRET", &secret)
+            .spawn()
+            .await;
+        balancer.retarget(tests::fault_proxy::Target::Tcp(new.public));
+        old.stopped().await;
+        new
+    };
+    let ((), new) = tokio::join!(
+        load_to(
+            balancer.addr(),
+            &secret,
+            events.clone(),
+            24,
+            figures.clone()
+        ),
+        replace
+    );
+    let db = tests::pg::connect(&url.parse().expect("url"))
+        .await
+        .expect("db");
+    verify_in("sigterm_new_edge", &db, &events, &figures).await;
+    assert_eq!(get(new.admin, "/ready").await.status, 200);
 }
