@@ -114,19 +114,13 @@ fn as_db_user(root: bool, program: &Path) -> Command {
     }
 }
 
-fn throwaway() -> Result<Server, String> {
-    let bin = pg_bin()?;
-    let root = running_as_root();
-    let dir = tempfile::Builder::new()
-        .prefix("edge-test-pg-")
-        .tempdir()
-        .map_err(|e| pg_error(&e))?
-        .keep();
+/// Makes `dir` the postgres user's (when root) and runs initdb into `dir/data`.
+fn init_data_dir(bin: &Path, root: bool, dir: &Path) -> Result<PathBuf, String> {
     let data = dir.join("data");
     if root {
         let ok = Command::new("chown")
             .args(["-R", "postgres:postgres"])
-            .arg(&dir)
+            .arg(dir)
             .status()
             .map_err(|e| pg_error(&e))?;
         if !ok.success() {
@@ -153,6 +147,18 @@ fn throwaway() -> Result<Server, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    Ok(data)
+}
+
+fn throwaway() -> Result<Server, String> {
+    let bin = pg_bin()?;
+    let root = running_as_root();
+    let dir = tempfile::Builder::new()
+        .prefix("edge-test-pg-")
+        .tempdir()
+        .map_err(|e| pg_error(&e))?
+        .keep();
+    let data = init_data_dir(&bin, root, &dir)?;
     let port = 5432u16;
     let postgres = as_db_user(root, &bin.join("postgres"));
     let mut argv: Vec<String> = std::iter::once(postgres.get_program())
@@ -467,5 +473,97 @@ pub fn pg_error(e: &(dyn std::error::Error + 'static)) -> String {
     {
         Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
         None => e.to_string(),
+    }
+}
+
+/// A cluster of its own for a test that restarts Postgres (the shared one serves every other test).
+/// Stopped and deleted on drop.
+pub struct DedicatedCluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    root: bool,
+    pub config: tokio_postgres::Config,
+}
+
+impl DedicatedCluster {
+    pub fn start() -> Result<Self, String> {
+        let bin = pg_bin()?;
+        let root = running_as_root();
+        let dir = tempfile::Builder::new()
+            .prefix("edge-test-pg-dedicated-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        init_data_dir(&bin, root, &dir)?;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&dir)
+            .port(5432)
+            .user("postgres")
+            .dbname("postgres");
+        let cluster = Self {
+            dir: dir.clone(),
+            bin,
+            root,
+            config,
+        };
+        cluster.pg_ctl(&["start", "-w"])?;
+        Ok(cluster)
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let options = format!(
+            "-k {} -p 5432 -c listen_addresses= -c fsync=off",
+            self.dir.display()
+        );
+        // The server must log to a file: were it to inherit our pipes, `output()` would wait for
+        // it to exit.
+        let out = as_db_user(self.root, &self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("postgres.log"))
+            .args(args)
+            .args(["-o", &options])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// Restarts the server (fast shutdown: every connection is closed), waiting until it is back.
+    pub fn restart(&self) -> Result<(), String> {
+        self.pg_ctl(&["restart", "-m", "fast", "-w"])
+    }
+
+    /// A new migrated database; returns its settings.
+    pub async fn migrated_db(&self, name: &str) -> tokio_postgres::Config {
+        let admin = connect(&self.config).await.expect("dedicated cluster");
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create database");
+        let mut config = self.config.clone();
+        config.dbname(name);
+        common::db::migrate(&DbConfig {
+            pg: config.clone(),
+            pool_size: 1,
+        })
+        .await
+        .expect("migrate");
+        config
+    }
+}
+
+impl Drop for DedicatedCluster {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["stop", "-m", "immediate"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -29,7 +29,14 @@ struct Figures {
 
 /// Events of the run, all for pre-created orders.
 async fn prepare(edge: &TestEdge, n: usize, sim: Option<&StripeSim>) -> Vec<(String, Bytes)> {
-    let db = edge.db.client().await;
+    prepare_in(&edge.db.client().await, n, sim).await
+}
+
+async fn prepare_in(
+    db: &tokio_postgres::Client,
+    n: usize,
+    sim: Option<&StripeSim>,
+) -> Vec<(String, Bytes)> {
     let prefix = uuid::Uuid::new_v4().simple().to_string();
     let now = chrono::Utc::now().timestamp();
     let mut events = Vec::with_capacity(n);
@@ -37,7 +44,7 @@ async fn prepare(edge: &TestEdge, n: usize, sim: Option<&StripeSim>) -> Vec<(Str
         let mut session = Session::new(format!("cs_test_fault_{prefix}_{i}"));
         session.created = now - 120;
         tests::ledger::insert_order(
-            &db,
+            db,
             tests::ledger::NewOrder {
                 session_id: Some(session.id.clone()),
                 ..Default::default()
@@ -344,4 +351,42 @@ async fn an_edge_drained_by_sigterm_and_replaced_by_a_new_one() {
         .expect("db");
     verify_in("sigterm_new_edge", &db, &events, &figures).await;
     assert_eq!(get(new.admin, "/ready").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_load() {
+    let cluster = tests::pg::DedicatedCluster::start().expect("dedicated cluster");
+    let config = cluster.migrated_db("restart_under_load").await;
+    let url = tests::pg::conninfo(&config);
+    let edge = TestEdge::builder().env("DATABASE_URL", &url).spawn().await;
+    let db = tests::pg::connect(&config).await.expect("db");
+    let events = Arc::new(prepare_in(&db, 1500, None).await);
+    drop(db);
+    let figures = Arc::new(Figures::default());
+    let (stop_watch, stopped) = watch::channel(false);
+    let ready = watch_ready(edge.admin, stopped);
+    let restart = async {
+        assert!(
+            eventually(Duration::from_secs(20), || async {
+                figures.ok.load(Ordering::Relaxed) >= 300
+            })
+            .await
+        );
+        let cluster = &cluster;
+        tokio::task::block_in_place(|| cluster.restart()).expect("restart");
+    };
+    let ((), ()) = tokio::join!(load(&edge, events.clone(), 24, figures.clone()), restart);
+    let _ = stop_watch.send(true);
+    let saw_503 = ready.await.expect("watcher");
+    let db = tests::pg::connect(&config).await.expect("db after restart");
+    verify_in("postgres_restart", &db, &events, &figures).await;
+    assert!(
+        saw_503 || figures.server_errors.load(Ordering::Relaxed) > 0,
+        "the restart was seen"
+    );
+    assert_eq!(
+        get(edge.admin, "/ready").await.status,
+        200,
+        "recovered without restarting the edge"
+    );
 }
