@@ -58,6 +58,13 @@ import json, re, sys
 src = open("common/src/ledger.rs").read()
 def const(name):
     return re.search(r'const %s: &str = "\\\n(.*?)";' % name, src, re.S).group(1)
+def lock_and_insert():
+    # concat!("...", lock_order_sql!(), "..."): the macro's literal spliced between the others.
+    macro = re.search(r'macro_rules! lock_order_sql \{\s*\(\) => \{\s*"(.*?)"\s*\};', src, re.S).group(1)
+    body = re.search(r'const LOCK_AND_INSERT: &str = concat!\((.*?)\n\);', src, re.S).group(1)
+    parts = [macro if m.group(0).startswith("lock_order_sql") else m.group(1).replace("\\n", "\n")
+             for m in re.finditer(r'"((?:[^"\\]|\\.)*)"|lock_order_sql!\(\)', body)]
+    return "".join(parts)
 session = json.load(open("tests/fixtures/stripe/checkout_session.json"))
 payload = json.dumps({"id": "evt_x", "object": "event", "type": "checkout.session.completed",
                       "created": 1, "livemode": False, "data": {"object": session}})
@@ -66,7 +73,7 @@ params = {1: sid, 2: "NULL::uuid", 3: "NULL::uuid", 4: "NULL::text",
           5: "('evt_pgb_' || :r || '_' || :client_id || '_' || :i)", 6: "'checkout.session.completed'",
           7: sid, 8: "false", 9: "'2025-06-30.basil'", 10: "now()",
           11: ":payload", 12: "'webhook'", 13: "NULL::text"}
-lock_and_insert = re.sub(r"\$(\d+)", lambda m: params[int(m.group(1))], const("LOCK_AND_INSERT"))
+lock_and_insert = re.sub(r"\$(\d+)", lambda m: params[int(m.group(1))], lock_and_insert())
 update = re.sub(r"\$(\d+)", lambda m: {1: ":id",
                                         2: "'paid'", 3: "now()", 4: "('pi_pgb_' || :r || '_' || :client_id || '_' || :i)", 5: "NULL::text"}[int(m.group(1))],
                 const("UPDATE_ORDER"))

@@ -249,17 +249,25 @@ impl From<PoolError> for LedgerError {
     }
 }
 
-const LOCK_AND_INSERT: &str = "\
-WITH target AS (
-    SELECT id, status, amount_total, currency, stripe_payment_intent_id
-    FROM orders
-    WHERE id = COALESCE(
-        (SELECT o.id FROM orders AS o WHERE o.stripe_session_id = $1),
-        (SELECT o.id FROM orders AS o WHERE o.id = $2),
-        (SELECT o.id FROM orders AS o WHERE o.id = $3),
-        (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = $4 LIMIT 1))
-    FOR UPDATE
-), inserted AS (
+/// Locks the order an event belongs to: by session id ($1), else `client_reference_id` ($2), else
+/// `metadata.order_id` ($3), else payment intent ($4), each a single index probe.
+macro_rules! lock_order_sql {
+    () => {
+        "SELECT id, status, amount_total, currency, stripe_payment_intent_id
+FROM orders
+WHERE id = COALESCE(
+    (SELECT o.id FROM orders AS o WHERE o.stripe_session_id = $1),
+    (SELECT o.id FROM orders AS o WHERE o.id = $2),
+    (SELECT o.id FROM orders AS o WHERE o.id = $3),
+    (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = $4 LIMIT 1))
+FOR UPDATE"
+    };
+}
+
+const LOCK_AND_INSERT: &str = concat!(
+    "WITH target AS (\n",
+    lock_order_sql!(),
+    "\n), inserted AS (
     INSERT INTO payment_events (stripe_event_id, event_type, stripe_object_id, stripe_session_id,
         order_id, livemode, api_version, stripe_created_at, payload, source, request_id)
     SELECT $5, $6, $7, $1, (SELECT id FROM target), $8, $9, $10, $11::text::jsonb, $12, $13
@@ -268,7 +276,8 @@ WITH target AS (
 )
 SELECT (SELECT count(*) FROM inserted) AS inserted,
        t.id, t.status, t.amount_total, t.currency, t.stripe_payment_intent_id
-FROM (VALUES (1)) AS one (x) LEFT JOIN target AS t ON true";
+FROM (VALUES (1)) AS one (x) LEFT JOIN target AS t ON true"
+);
 
 const UPDATE_ORDER: &str = "\
 UPDATE orders
@@ -521,15 +530,7 @@ WHERE order_id IS NULL AND event_type = ANY($1) AND stripe_created_at > now() - 
 ORDER BY stripe_created_at, id
 LIMIT $2";
 
-const LOCK_ORDER: &str = "\
-SELECT id, status, amount_total, currency, stripe_payment_intent_id
-FROM orders
-WHERE id = COALESCE(
-    (SELECT o.id FROM orders AS o WHERE o.stripe_session_id = $1),
-    (SELECT o.id FROM orders AS o WHERE o.id = $2),
-    (SELECT o.id FROM orders AS o WHERE o.id = $3),
-    (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = $4 LIMIT 1))
-FOR UPDATE";
+const LOCK_ORDER: &str = lock_order_sql!();
 
 const LINK_EVENT: &str = "UPDATE payment_events SET order_id = $2 WHERE id = $1";
 
