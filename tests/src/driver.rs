@@ -90,6 +90,32 @@ impl Driver {
         }
     }
 
+    /// A driver that delivers to `edge` with its first webhook secret.
+    pub fn for_edge(edge: &crate::edge::TestEdge, rates: Rates, seed: u64) -> Self {
+        Self::new(edge.public, &edge.secrets[0], rates, seed)
+    }
+
+    /// Creates `n` checkouts ending as `ending`, created one second apart from `first_created`, and
+    /// delivers each one's events before the next checkout.
+    pub async fn play(
+        &mut self,
+        db: &Client,
+        sim: &StripeSim,
+        ending: Ending,
+        n: usize,
+        first_created: i64,
+    ) -> Vec<Checkout> {
+        let mut checkouts = Vec::with_capacity(n);
+        for i in 0..n {
+            let c = self
+                .checkout(db, sim, ending, first_created + i as i64)
+                .await;
+            self.deliver(&c).await;
+            checkouts.push(c);
+        }
+        checkouts
+    }
+
     /// splitmix64 in [0, 1).
     fn chance(&mut self) -> f64 {
         self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);

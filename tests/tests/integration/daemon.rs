@@ -32,9 +32,8 @@ async fn the_daemon_passes_at_start_and_serves_support() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::new(
-        edge.public,
-        &edge.secrets[0],
+    let mut driver = Driver::for_edge(
+        &edge,
         Rates {
             drop: 1.0,
             ..Rates::default()

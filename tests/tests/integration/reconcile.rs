@@ -132,26 +132,23 @@ async fn a_storm_of_429s_is_ridden_out_within_budget() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::new(
-        edge.public,
-        &edge.secrets[0],
+    let mut driver = Driver::for_edge(
+        &edge,
         Rates {
             drop: 1.0,
             ..Rates::default()
         },
         7,
     );
-    for i in 0..150 {
-        let c = driver
-            .checkout(
-                &db,
-                &sim,
-                Ending::Paid,
-                chrono::Utc::now().timestamp() - 600 + i,
-            )
-            .await;
-        driver.deliver(&c).await;
-    }
+    driver
+        .play(
+            &db,
+            &sim,
+            Ending::Paid,
+            150,
+            chrono::Utc::now().timestamp() - 600,
+        )
+        .await;
     sim.set_faults(Faults {
         rate_limited: 5,
         ..Faults::default()
@@ -172,26 +169,23 @@ async fn two_reconcilers_started_at_once_run_one_pass() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::new(
-        edge.public,
-        &edge.secrets[0],
+    let mut driver = Driver::for_edge(
+        &edge,
         Rates {
             drop: 1.0,
             ..Rates::default()
         },
         11,
     );
-    for i in 0..250 {
-        let c = driver
-            .checkout(
-                &db,
-                &sim,
-                Ending::Paid,
-                chrono::Utc::now().timestamp() - 600 + i,
-            )
-            .await;
-        driver.deliver(&c).await;
-    }
+    driver
+        .play(
+            &db,
+            &sim,
+            Ending::Paid,
+            250,
+            chrono::Utc::now().timestamp() - 600,
+        )
+        .await;
     sim.set_faults(Faults {
         latency: Duration::from_millis(150),
         ..Faults::default()
@@ -215,9 +209,8 @@ async fn one_session_is_reconciled_on_demand() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::new(
-        edge.public,
-        &edge.secrets[0],
+    let mut driver = Driver::for_edge(
+        &edge,
         Rates {
             drop: 1.0,
             ..Rates::default()
@@ -304,26 +297,23 @@ async fn a_database_cut_mid_pass_fails_it_and_the_next_pass_completes() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::new(
-        edge.public,
-        &edge.secrets[0],
+    let mut driver = Driver::for_edge(
+        &edge,
         Rates {
             drop: 0.5,
             ..Rates::default()
         },
         5,
     );
-    for i in 0..600 {
-        let c = driver
-            .checkout(
-                &db,
-                &sim,
-                Ending::Paid,
-                chrono::Utc::now().timestamp() - 900 + i,
-            )
-            .await;
-        driver.deliver(&c).await;
-    }
+    driver
+        .play(
+            &db,
+            &sim,
+            Ending::Paid,
+            600,
+            chrono::Utc::now().timestamp() - 900,
+        )
+        .await;
     let before = event_count(&db).await;
     let fault = tests::fault_proxy::FaultProxy::start(tests::fault_proxy::Target::postgres(
         edge.db.server(),
@@ -479,25 +469,23 @@ async fn shutdown_stops_a_pass_between_pages_and_keeps_what_it_committed() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::new(
-        edge.public,
-        &edge.secrets[0],
+    let mut driver = Driver::for_edge(
+        &edge,
         Rates {
             drop: 1.0,
             ..Rates::default()
         },
         13,
     );
-    for i in 0..500 {
-        driver
-            .checkout(
-                &db,
-                &sim,
-                Ending::Paid,
-                chrono::Utc::now().timestamp() - 900 + i,
-            )
-            .await;
-    }
+    driver
+        .play(
+            &db,
+            &sim,
+            Ending::Paid,
+            500,
+            chrono::Utc::now().timestamp() - 900,
+        )
+        .await;
     let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
     sim.set_faults(Faults {
         latency: Duration::from_millis(80),
