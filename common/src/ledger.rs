@@ -14,6 +14,12 @@ use uuid::Uuid;
 
 use crate::stripe::event::{StripeEvent, types};
 
+mod batch;
+pub use batch::{
+    BatchEntry, BatchMeta, INSERT_EVENTS_BATCH, LOCK_ORDERS_BATCH, UPDATE_ORDERS, apply_batch,
+    record_batch,
+};
+
 /// Who delivered the event (`payment_events.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -121,6 +127,19 @@ pub struct Applied {
     /// An order-moving event with no matching order (kept with `order_id` NULL).
     pub orphan: bool,
     pub anomaly: Option<AnomalyKind>,
+}
+
+impl Applied {
+    /// Nothing happened to an order (yet).
+    fn new(duplicate: bool, order_id: Option<Uuid>) -> Self {
+        Self {
+            duplicate,
+            order_id,
+            transition: None,
+            orphan: false,
+            anomaly: None,
+        }
+    }
 }
 
 /// The order as locked for the decision.
@@ -237,6 +256,32 @@ pub enum LedgerError {
     Unavailable(String),
     #[error("database write failed: {0}")]
     Write(#[from] tokio_postgres::Error),
+    /// An event of a batch found an order that the batch had not locked (created or given its
+    /// payment intent between the batch's two statements): the batch is rolled back.
+    #[error("an order changed while the batch was being written")]
+    Raced,
+}
+
+impl LedgerError {
+    /// A statement failed on a healthy connection (a constraint, a trigger, a deadlock): the same
+    /// events in smaller transactions may succeed.
+    pub fn is_statement_failure(&self) -> bool {
+        match self {
+            Self::Write(e) => e.as_db_error().is_some(),
+            Self::Raced => true,
+            Self::PoolTimeout | Self::Unavailable(_) => false,
+        }
+    }
+
+    /// The same failure, for each of the requests that shared the transaction.
+    pub fn shared(&self) -> Self {
+        match self {
+            Self::PoolTimeout => Self::PoolTimeout,
+            Self::Unavailable(m) => Self::Unavailable(m.clone()),
+            Self::Write(e) => Self::Unavailable(e.to_string()),
+            Self::Raced => Self::Raced,
+        }
+    }
 }
 
 impl From<PoolError> for LedgerError {
@@ -249,22 +294,47 @@ impl From<PoolError> for LedgerError {
     }
 }
 
-/// Locks the order an event belongs to: by session id ($1), else `client_reference_id` ($2), else
-/// `metadata.order_id` ($3), else payment intent ($4), each a single index probe.
+/// The id of the order an event belongs to: by session id, else `client_reference_id`, else
+/// `metadata.order_id`, else payment intent, each a single index probe. The arguments are the SQL
+/// expressions of those four keys.
+macro_rules! order_lookup_sql {
+    ($session:literal, $client_ref:literal, $metadata_ref:literal, $payment_intent:literal) => {
+        concat!(
+            "COALESCE(
+    (SELECT o.id FROM orders AS o WHERE o.stripe_session_id = ",
+            $session,
+            "),
+    (SELECT o.id FROM orders AS o WHERE o.id = ",
+            $client_ref,
+            "),
+    (SELECT o.id FROM orders AS o WHERE o.id = ",
+            $metadata_ref,
+            "),
+    (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = ",
+            $payment_intent,
+            " LIMIT 1))"
+        )
+    };
+}
+use order_lookup_sql;
+
+/// Locks the order an event belongs to, found by its keys $1–$4 (see `order_lookup_sql!`).
 macro_rules! lock_order_sql {
     () => {
-        "SELECT id, status, amount_total, currency, stripe_payment_intent_id
+        concat!(
+            "SELECT id, status, amount_total, currency, stripe_payment_intent_id
 FROM orders
-WHERE id = COALESCE(
-    (SELECT o.id FROM orders AS o WHERE o.stripe_session_id = $1),
-    (SELECT o.id FROM orders AS o WHERE o.id = $2),
-    (SELECT o.id FROM orders AS o WHERE o.id = $3),
-    (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = $4 LIMIT 1))
+WHERE id = ",
+            order_lookup_sql!("$1", "$2", "$3", "$4"),
+            "
 FOR UPDATE"
+        )
     };
 }
 
-const LOCK_AND_INSERT: &str = concat!(
+/// Locks the event's order and inserts the event; one row: inserted count, then the order.
+#[doc(hidden)]
+pub const LOCK_AND_INSERT: &str = concat!(
     "WITH target AS (\n",
     lock_order_sql!(),
     "\n), inserted AS (
@@ -279,7 +349,9 @@ SELECT (SELECT count(*) FROM inserted) AS inserted,
 FROM (VALUES (1)) AS one (x) LEFT JOIN target AS t ON true"
 );
 
-const UPDATE_ORDER: &str = "\
+/// Writes one order's change (`OrderUpdate`).
+#[doc(hidden)]
+pub const UPDATE_ORDER: &str = "\
 UPDATE orders
 SET status = $2,
     paid_at = COALESCE($3, paid_at),
@@ -405,13 +477,7 @@ fn outcome(
         currency: row.get(4),
         payment_intent: row.get(5),
     });
-    let mut applied = Applied {
-        duplicate: inserted == 0,
-        order_id: order.as_ref().map(|o| o.id),
-        transition: None,
-        orphan: false,
-        anomaly: None,
-    };
+    let mut applied = Applied::new(inserted == 0, order.as_ref().map(|o| o.id));
     if applied.duplicate {
         return (applied, None);
     }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bad_input;
+mod batch;
 mod daemon;
 mod dashboards;
 mod faults;

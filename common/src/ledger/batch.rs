@@ -1,0 +1,468 @@
+//! Group commit: many verified events applied in one transaction, with exactly the results that
+//! applying them one by one, in the order given, would have had.
+//!
+//! One statement looks up every event's order and locks those orders (in id order, so that
+//! concurrent batches cannot deadlock on them); a second, pipelined with it, inserts every event
+//! from `unnest` arrays with `ON CONFLICT DO NOTHING RETURNING`. The state machine ([`decide`]) is then folded over the
+//! inserted events in order, per order, so two events for one order in one batch move it exactly
+//! as two transactions would. One set-based `UPDATE` writes each changed order's final state.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+use uuid::Uuid;
+
+use super::{
+    AnomalyKind, Applied, LedgerError, OpenTransaction, OrderRow, OrderStatus, Param, Source,
+    decide, keys, order_lookup_sql,
+};
+use crate::stripe::event::StripeEvent;
+
+/// One event of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchEntry<'a> {
+    pub event: &'a StripeEvent,
+    /// The JSON stored in `payment_events.payload`.
+    pub payload: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+/// Who delivered a batch and which mode it expects (`STRIPE_EXPECT_LIVEMODE`).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchMeta {
+    pub source: Source,
+    pub expect_livemode: Option<bool>,
+}
+
+/// Locks every order the batch's events belong to, in id order (so that concurrent batches
+/// cannot deadlock on them). Parameters: the four lookup keys of each distinct event.
+#[doc(hidden)]
+pub const LOCK_ORDERS_BATCH: &str = concat!(
+    "SELECT o.id, o.status, o.amount_total, o.currency, o.stripe_payment_intent_id
+FROM orders AS o
+WHERE o.id = ANY (ARRAY(
+    SELECT ",
+    order_lookup_sql!(
+        "i.session_id",
+        "i.client_ref",
+        "i.metadata_ref",
+        "i.payment_intent"
+    ),
+    "
+    FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[])
+        AS i (session_id, client_ref, metadata_ref, payment_intent)))
+ORDER BY o.id
+FOR UPDATE"
+);
+
+/// Inserts every distinct event of the batch, each with its order (already locked by
+/// `LOCK_ORDERS_BATCH` in the same transaction). Parameters 1–5: the lookup keys and the event
+/// id; 6–12: the other columns; 13: the source. One row per distinct event, in input order:
+/// whether it was inserted, and its order id.
+#[doc(hidden)]
+pub const INSERT_EVENTS_BATCH: &str = concat!(
+    "WITH matched AS MATERIALIZED (
+    SELECT i.n, i.event_id, i.session_id, ",
+    order_lookup_sql!(
+        "i.session_id",
+        "i.client_ref",
+        "i.metadata_ref",
+        "i.payment_intent"
+    ),
+    " AS order_id
+    FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
+        WITH ORDINALITY AS i (session_id, client_ref, metadata_ref, payment_intent, event_id, n)
+), inserted AS (
+    INSERT INTO payment_events (stripe_event_id, event_type, stripe_object_id, stripe_session_id,
+        order_id, livemode, api_version, stripe_created_at, payload, source, request_id)
+    SELECT m.event_id, e.event_type, e.object_id, m.session_id, m.order_id, e.livemode,
+        e.api_version, e.created, e.payload::jsonb, $13, e.request_id
+    FROM unnest($6::text[], $7::text[], $8::bool[], $9::text[], $10::timestamptz[], $11::text[],
+            $12::text[])
+        WITH ORDINALITY AS e (event_type, object_id, livemode, api_version, created, payload,
+            request_id, n)
+    JOIN matched AS m ON m.n = e.n
+    ORDER BY m.event_id
+    ON CONFLICT (stripe_event_id) DO NOTHING
+    RETURNING stripe_event_id
+)
+SELECT m.event_id IN (SELECT x.stripe_event_id FROM inserted AS x) AS inserted, m.order_id
+FROM matched AS m
+ORDER BY m.n"
+);
+
+/// Writes each changed order's final state; the same `COALESCE` rules as the one-event `UPDATE`.
+#[doc(hidden)]
+pub const UPDATE_ORDERS: &str = "\
+UPDATE orders AS o
+SET status = u.status,
+    paid_at = COALESCE(u.paid_at, o.paid_at),
+    stripe_payment_intent_id = COALESCE(o.stripe_payment_intent_id, u.payment_intent),
+    anomaly = COALESCE(u.anomaly, o.anomaly),
+    updated_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
+    AS u (id, status, paid_at, payment_intent, anomaly)
+WHERE o.id = u.id";
+
+/// Links events that an earlier event of the same batch made findable (a refund whose payment
+/// intent the batch's own session event recorded on the order).
+const LINK_EVENTS: &str = "\
+UPDATE payment_events AS p SET order_id = l.order_id
+FROM unnest($1::text[], $2::uuid[]) AS l (event_id, order_id)
+WHERE p.stripe_event_id = l.event_id";
+
+/// Records a batch in one transaction of its own; returns one [`Applied`] per entry, in order,
+/// only after `COMMIT`. Two round trips, as for one event: `BEGIN`, the lock and the insert are
+/// pipelined, then the order updates and `COMMIT`. If this future is dropped or fails while the
+/// transaction is open, the connection is discarded rather than returned to the pool.
+pub async fn record_batch(
+    pool: &Pool,
+    entries: &[BatchEntry<'_>],
+    meta: BatchMeta,
+) -> Result<Vec<Applied>, LedgerError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let conn = OpenTransaction {
+        client: Some(pool.get().await?),
+    };
+    let client = conn.client()?;
+    let columns = Columns::new(entries, meta.source);
+    let lock = client.prepare_cached(LOCK_ORDERS_BATCH).await?;
+    let insert = client.prepare_cached(INSERT_EVENTS_BATCH).await?;
+    let (lock_params, insert_params) = (columns.lock_params(), columns.insert_params());
+    let (begin, locked, inserted) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.query(&lock, &lock_params),
+        client.query(&insert, &insert_params)
+    );
+    begin?;
+    let plan = Plan::fold(
+        entries,
+        &columns,
+        &locked?,
+        &inserted?,
+        meta.expect_livemode,
+    )?;
+    if plan.writes_nothing() {
+        client.batch_execute("COMMIT").await?;
+    } else {
+        let statements = plan.prepare(client).await?;
+        let (written, commit) = tokio::join!(
+            plan.write(client, &statements),
+            client.batch_execute("COMMIT")
+        );
+        // A failed write turns the pipelined COMMIT into a rollback: report the write's error.
+        written?;
+        commit?;
+    }
+    conn.committed();
+    Ok(plan.applied)
+}
+
+/// Applies a batch inside the caller's transaction (the caller commits).
+pub async fn apply_batch<C: GenericClient>(
+    client: &C,
+    entries: &[BatchEntry<'_>],
+    meta: BatchMeta,
+) -> Result<Vec<Applied>, LedgerError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = Columns::new(entries, meta.source);
+    let lock = client.prepare_cached(LOCK_ORDERS_BATCH).await?;
+    let insert = client.prepare_cached(INSERT_EVENTS_BATCH).await?;
+    let locked = client.query(&lock, &columns.lock_params()).await?;
+    let inserted = client.query(&insert, &columns.insert_params()).await?;
+    let plan = Plan::fold(entries, &columns, &locked, &inserted, meta.expect_livemode)?;
+    if !plan.writes_nothing() {
+        let statements = plan.prepare(client).await?;
+        plan.write(client, &statements).await?;
+    }
+    Ok(plan.applied)
+}
+
+/// The array parameters of both statements, one element per distinct event id (a second
+/// delivery of an id within the batch is answered as a duplicate of the first).
+struct Columns<'a> {
+    /// For each entry, the index of its distinct event.
+    slot: Vec<usize>,
+    /// For each entry, whether it is the first with its id.
+    first: Vec<bool>,
+    session_id: Vec<Option<&'a str>>,
+    client_ref: Vec<Option<Uuid>>,
+    metadata_ref: Vec<Option<Uuid>>,
+    payment_intent: Vec<Option<&'a str>>,
+    event_id: Vec<&'a str>,
+    event_type: Vec<&'a str>,
+    object_id: Vec<Option<&'a str>>,
+    livemode: Vec<bool>,
+    api_version: Vec<Option<&'a str>>,
+    created: Vec<DateTime<Utc>>,
+    payload: Vec<&'a str>,
+    request_id: Vec<Option<&'a str>>,
+    source: &'static str,
+}
+
+impl<'a> Columns<'a> {
+    fn new(entries: &[BatchEntry<'a>], source: Source) -> Self {
+        let n = entries.len();
+        let mut c = Self {
+            slot: Vec::with_capacity(n),
+            first: Vec::with_capacity(n),
+            session_id: Vec::with_capacity(n),
+            client_ref: Vec::with_capacity(n),
+            metadata_ref: Vec::with_capacity(n),
+            payment_intent: Vec::with_capacity(n),
+            event_id: Vec::with_capacity(n),
+            event_type: Vec::with_capacity(n),
+            object_id: Vec::with_capacity(n),
+            livemode: Vec::with_capacity(n),
+            api_version: Vec::with_capacity(n),
+            created: Vec::with_capacity(n),
+            payload: Vec::with_capacity(n),
+            request_id: Vec::with_capacity(n),
+            source: source.as_str(),
+        };
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(n);
+        for entry in entries {
+            let e = entry.event;
+            if let Some(&slot) = seen.get(e.id.as_str()) {
+                c.slot.push(slot);
+                c.first.push(false);
+                continue;
+            }
+            let slot = c.event_id.len();
+            seen.insert(&e.id, slot);
+            c.slot.push(slot);
+            c.first.push(true);
+            let k = keys(e);
+            c.session_id.push(k.session_id);
+            c.client_ref.push(k.client_ref);
+            c.metadata_ref.push(k.metadata_ref);
+            c.payment_intent.push(k.payment_intent);
+            c.event_id.push(&e.id);
+            c.event_type.push(&e.event_type);
+            c.object_id.push(e.object.id.as_deref());
+            c.livemode.push(e.livemode);
+            c.api_version.push(e.api_version.as_deref());
+            c.created.push(e.created);
+            c.payload.push(entry.payload);
+            c.request_id.push(entry.request_id);
+        }
+        c
+    }
+
+    fn lock_params(&self) -> [Param<'_>; 4] {
+        [
+            &self.session_id,
+            &self.client_ref,
+            &self.metadata_ref,
+            &self.payment_intent,
+        ]
+    }
+
+    fn insert_params(&self) -> [Param<'_>; 13] {
+        [
+            &self.session_id,
+            &self.client_ref,
+            &self.metadata_ref,
+            &self.payment_intent,
+            &self.event_id,
+            &self.event_type,
+            &self.object_id,
+            &self.livemode,
+            &self.api_version,
+            &self.created,
+            &self.payload,
+            &self.request_id,
+            &self.source,
+        ]
+    }
+}
+
+/// An order as the batch has moved it so far, and what must be written to it.
+struct Tracked {
+    row: OrderRow,
+    changed: bool,
+    paid_at: Option<DateTime<Utc>>,
+    payment_intent: Option<String>,
+    anomaly: Option<String>,
+}
+
+/// What the batch does: one [`Applied`] per entry, the orders to write and the events to link.
+struct Plan {
+    applied: Vec<Applied>,
+    /// Changed orders, in the order they were first touched.
+    orders: Vec<Tracked>,
+    links: Vec<(String, Uuid)>,
+}
+
+impl Plan {
+    /// Folds the state machine over the batch's inserted events, in entry order.
+    fn fold(
+        entries: &[BatchEntry<'_>],
+        columns: &Columns<'_>,
+        locked: &[tokio_postgres::Row],
+        inserted: &[tokio_postgres::Row],
+        expect_livemode: Option<bool>,
+    ) -> Result<Self, LedgerError> {
+        let mut orders: Vec<Tracked> = Vec::with_capacity(locked.len());
+        let mut index: HashMap<Uuid, usize> = HashMap::with_capacity(locked.len());
+        for row in locked {
+            let order = order_row(row);
+            index.insert(order.id, orders.len());
+            orders.push(Tracked {
+                row: order,
+                changed: false,
+                paid_at: None,
+                payment_intent: None,
+                anomaly: None,
+            });
+        }
+        // Payment intents recorded on an order by this batch, so that a later event looked up by
+        // payment intent finds the order as it would after the earlier event's own commit.
+        let mut recorded_intents: HashMap<String, usize> = HashMap::new();
+        let mut links = Vec::new();
+        let mut applied = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let event = entry.event;
+            let slot = columns.slot[i];
+            let row = inserted.get(slot).ok_or_else(|| {
+                LedgerError::Unavailable("the batch insert returned too few rows".into())
+            })?;
+            let new_event = row.get::<_, bool>(0) && columns.first[i];
+            let at = match row.get::<_, Option<Uuid>>(1) {
+                Some(id) => Some(*index.get(&id).ok_or(LedgerError::Raced)?),
+                None => columns.payment_intent[slot]
+                    .and_then(|pi| recorded_intents.get(pi))
+                    .copied(),
+            };
+            if !new_event {
+                applied.push(Applied::new(true, at.map(|at| orders[at].row.id)));
+                continue;
+            }
+            let Some(at) = at else {
+                applied.push(Applied {
+                    orphan: event.moves_orders(),
+                    anomaly: expect_livemode
+                        .is_some_and(|want| want != event.livemode)
+                        .then_some(AnomalyKind::LivemodeMismatch),
+                    ..Applied::new(false, None)
+                });
+                continue;
+            };
+            let tracked = &mut orders[at];
+            if row.get::<_, Option<Uuid>>(1).is_none() {
+                links.push((event.id.clone(), tracked.row.id));
+            }
+            let decision = decide(event, &tracked.row, expect_livemode);
+            let mut result = Applied::new(false, Some(tracked.row.id));
+            result.anomaly = decision.anomaly;
+            if decision.changes_order() {
+                result.transition = decision.to.map(|to| (tracked.row.status, to));
+                tracked.changed = true;
+                if let Some(to) = decision.to {
+                    tracked.row.status = to;
+                }
+                if decision.paid_at.is_some() {
+                    tracked.paid_at = decision.paid_at;
+                }
+                if let Some(pi) = decision.payment_intent {
+                    recorded_intents.insert(pi.clone(), at);
+                    tracked.row.payment_intent = Some(pi.clone());
+                    tracked.payment_intent = Some(pi);
+                }
+                if decision.order_anomaly.is_some() {
+                    tracked.anomaly = decision.order_anomaly;
+                }
+            }
+            applied.push(result);
+        }
+        orders.retain(|o| o.changed);
+        Ok(Self {
+            applied,
+            orders,
+            links,
+        })
+    }
+
+    fn writes_nothing(&self) -> bool {
+        self.orders.is_empty() && self.links.is_empty()
+    }
+
+    /// Prepares the statements [`Plan::write`] needs. This must finish before `write` is
+    /// pipelined with a `COMMIT`: a statement still being prepared would reach the server after
+    /// the `COMMIT`, outside the transaction.
+    async fn prepare<C: GenericClient>(&self, client: &C) -> Result<Statements, LedgerError> {
+        Ok(Statements {
+            update: match self.orders.is_empty() {
+                true => None,
+                false => Some(client.prepare_cached(UPDATE_ORDERS).await?),
+            },
+            link: match self.links.is_empty() {
+                true => None,
+                false => Some(client.prepare_cached(LINK_EVENTS).await?),
+            },
+        })
+    }
+
+    /// The set-based `UPDATE` of the changed orders and the late links, both sent on the first
+    /// poll.
+    async fn write<C: GenericClient>(
+        &self,
+        client: &C,
+        statements: &Statements,
+    ) -> Result<(), LedgerError> {
+        let Statements { update, link } = statements;
+        let ids: Vec<Uuid> = self.orders.iter().map(|o| o.row.id).collect();
+        let status: Vec<&str> = self.orders.iter().map(|o| o.row.status.as_str()).collect();
+        let paid_at: Vec<Option<DateTime<Utc>>> = self.orders.iter().map(|o| o.paid_at).collect();
+        let intents: Vec<Option<&str>> = self
+            .orders
+            .iter()
+            .map(|o| o.payment_intent.as_deref())
+            .collect();
+        let anomaly: Vec<Option<&str>> = self.orders.iter().map(|o| o.anomaly.as_deref()).collect();
+        let link_events: Vec<&str> = self.links.iter().map(|(e, _)| e.as_str()).collect();
+        let link_orders: Vec<Uuid> = self.links.iter().map(|(_, o)| *o).collect();
+        let updated = async {
+            match update {
+                Some(stmt) => {
+                    client
+                        .execute(stmt, &[&ids, &status, &paid_at, &intents, &anomaly])
+                        .await
+                }
+                None => Ok(0),
+            }
+        };
+        let linked = async {
+            match link {
+                Some(stmt) => client.execute(stmt, &[&link_events, &link_orders]).await,
+                None => Ok(0),
+            }
+        };
+        let (updated, linked) = tokio::join!(updated, linked);
+        updated?;
+        linked?;
+        Ok(())
+    }
+}
+
+/// The prepared statements of [`Plan::write`].
+struct Statements {
+    update: Option<tokio_postgres::Statement>,
+    link: Option<tokio_postgres::Statement>,
+}
+
+/// An order as `LOCK_ORDERS_BATCH` locked it.
+fn order_row(row: &tokio_postgres::Row) -> OrderRow {
+    OrderRow {
+        id: row.get(0),
+        status: OrderStatus::parse(row.get::<_, &str>(1)).unwrap_or(OrderStatus::Pending),
+        amount_total: row.get(2),
+        currency: row.get(3),
+        payment_intent: row.get(4),
+    }
+}

@@ -1,0 +1,13 @@
+//! Prints the ledger's SQL statements as JSON, so that benchmark scripts (pgbench) run exactly
+//! the statements the edge runs.
+
+fn main() {
+    let statements = serde_json::json!({
+        "lock_and_insert": common::ledger::LOCK_AND_INSERT,
+        "update_order": common::ledger::UPDATE_ORDER,
+        "lock_orders_batch": common::ledger::LOCK_ORDERS_BATCH,
+        "insert_events_batch": common::ledger::INSERT_EVENTS_BATCH,
+        "update_orders": common::ledger::UPDATE_ORDERS,
+    });
+    println!("{statements:#}");
+}
