@@ -17,6 +17,8 @@ pub mod var {
     pub const STRIPE_WEBHOOK_SECRET: &str = "STRIPE_WEBHOOK_SECRET";
     pub const STRIPE_WEBHOOK_TOLERANCE_SECS: &str = "STRIPE_WEBHOOK_TOLERANCE_SECS";
     pub const EDGE_MAX_BODY_BYTES: &str = "EDGE_MAX_BODY_BYTES";
+    pub const EDGE_LEDGER_WRITERS: &str = "EDGE_LEDGER_WRITERS";
+    pub const EDGE_BATCH_MAX: &str = "EDGE_BATCH_MAX";
     pub const STRIPE_EXPECT_LIVEMODE: &str = "STRIPE_EXPECT_LIVEMODE";
     pub const UPSTREAM_URL: &str = "UPSTREAM_URL";
     pub const UPSTREAM_TIMEOUT_SECS: &str = "UPSTREAM_TIMEOUT_SECS";
@@ -154,6 +156,10 @@ pub struct EdgeConfig {
     pub webhook_secrets: Vec<Secret>,
     pub webhook_tolerance_secs: u64,
     pub max_body_bytes: usize,
+    /// Group commit: concurrent writers, each with its own connection, and the most events one
+    /// transaction takes.
+    pub ledger_writers: usize,
+    pub batch_max: usize,
     pub expect_livemode: Option<bool>,
     /// `scheme://authority` of the app, without a trailing slash.
     pub upstream_url: Option<String>,
@@ -402,6 +408,8 @@ impl EdgeConfig {
         let max_body_bytes = p.with(var::EDGE_MAX_BODY_BYTES, 1_048_576, |v| {
             range(v, 1024, 64 * 1024 * 1024)
         });
+        let ledger_writers = p.with(var::EDGE_LEDGER_WRITERS, 2, |v| range(v, 1, 64));
+        let batch_max = p.with(var::EDGE_BATCH_MAX, 128, |v| range(v, 1, 1000));
         let expect_livemode = p.expect_livemode();
         let upstream_url = p.with(var::UPSTREAM_URL, None, upstream_url);
         let upstream_timeout = p.with(var::UPSTREAM_TIMEOUT_SECS, Duration::from_secs(30), |v| {
@@ -422,6 +430,8 @@ impl EdgeConfig {
             webhook_secrets,
             webhook_tolerance_secs,
             max_body_bytes,
+            ledger_writers,
+            batch_max,
             expect_livemode,
             upstream_url,
             upstream_timeout,

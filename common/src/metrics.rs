@@ -28,10 +28,17 @@ pub mod edge {
     pub const DB_POOL_CONNECTIONS: &str = "edge_db_pool_connections";
     pub const PROXY_REQUESTS_TOTAL: &str = "edge_proxy_requests_total";
     pub const PROXY_REQUEST_DURATION_SECONDS: &str = "edge_proxy_request_duration_seconds";
+    pub const LEDGER_BATCH_EVENTS: &str = "edge_ledger_batch_events";
+    pub const LEDGER_BATCHES_SPLIT_TOTAL: &str = "edge_ledger_batches_split_total";
 }
 
+/// Group commit batch sizes (events per transaction), up to `EDGE_BATCH_MAX`'s ceiling.
+pub const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1000.0,
+];
+
 /// Every edge metric name.
-pub const EDGE_NAMES: [&str; 10] = [
+pub const EDGE_NAMES: [&str; 12] = [
     edge::WEBHOOK_REQUESTS_TOTAL,
     edge::WEBHOOK_REQUEST_DURATION_SECONDS,
     edge::WEBHOOK_REQUESTS_IN_FLIGHT,
@@ -42,6 +49,8 @@ pub const EDGE_NAMES: [&str; 10] = [
     edge::DB_POOL_CONNECTIONS,
     edge::PROXY_REQUESTS_TOTAL,
     edge::PROXY_REQUEST_DURATION_SECONDS,
+    edge::LEDGER_BATCH_EVENTS,
+    edge::LEDGER_BATCHES_SPLIT_TOTAL,
 ];
 
 /// Every reconciler metric name.
@@ -127,6 +136,12 @@ pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(edge::LEDGER_BATCH_EVENTS.into()),
+                    BATCH_BUCKETS,
+                )
+            })
             .unwrap_or_else(|_| PrometheusBuilder::new());
         match builder.install_recorder() {
             Ok(handle) => handle,
@@ -150,6 +165,8 @@ pub struct EdgeMetrics {
     pool: Vec<Gauge>,
     proxy_requests: Vec<Counter>,
     pub proxy_duration: Histogram,
+    pub batch_events: Histogram,
+    pub batches_split: Counter,
 }
 
 impl EdgeMetrics {
@@ -207,6 +224,16 @@ impl EdgeMetrics {
             Unit::Seconds,
             "Time until the upstream app's response headers arrived."
         );
+        describe_histogram!(
+            LEDGER_BATCH_EVENTS,
+            Unit::Count,
+            "Webhook events per group-commit transaction."
+        );
+        describe_counter!(
+            LEDGER_BATCHES_SPLIT_TOTAL,
+            Unit::Count,
+            "Group-commit batches that failed and were retried one event at a time."
+        );
         let zero = |c: Counter| {
             c.increment(0);
             c
@@ -247,6 +274,8 @@ impl EdgeMetrics {
                 .map(|c| zero(metrics::counter!(PROXY_REQUESTS_TOTAL, "status_class" => *c)))
                 .collect(),
             proxy_duration: metrics::histogram!(PROXY_REQUEST_DURATION_SECONDS),
+            batch_events: metrics::histogram!(LEDGER_BATCH_EVENTS),
+            batches_split: zero(metrics::counter!(LEDGER_BATCHES_SPLIT_TOTAL)),
         };
         m.webhook_in_flight.set(0.0);
         m

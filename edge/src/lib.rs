@@ -6,9 +6,11 @@
 //! - [`App`]: build (schema check, pool, bind) and run until a shutdown signal.
 //! - [`routes`]: the one routing `match`; `webhook`, `proxy` and `admin` handlers.
 //! - [`error`]: the one error enum and its mapping to HTTP.
+//! - [`group_commit`]: the writers that commit concurrent webhook events together.
 //! - [`state`]: what handlers share.
 
 pub mod error;
+pub mod group_commit;
 pub mod routes;
 pub mod state;
 
@@ -22,6 +24,7 @@ use common::db::{self, DbError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::group_commit::GroupCommit;
 use crate::state::State;
 pub use common::http::Limits;
 
@@ -80,6 +83,10 @@ impl App {
                 .map_err(|e| StartError::DbUnavailable(e.to_string()))?;
             db::check_schema(&client).await?;
         }
+        let writers = db::pool(&common::config::DbConfig {
+            pool_size: config.ledger_writers,
+            ..config.db.clone()
+        })?;
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -88,8 +95,15 @@ impl App {
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
         let grace = config.shutdown_grace;
+        let ledger = GroupCommit::start(
+            writers,
+            config.ledger_writers,
+            config.batch_max,
+            config.expect_livemode,
+            metrics.clone(),
+        );
         Ok(Self {
-            state: Arc::new(State::new(&config, pool, limits, metrics)),
+            state: Arc::new(State::new(&config, pool, ledger, limits, metrics)),
             public,
             admin,
             grace,
@@ -106,6 +120,11 @@ impl App {
         self.admin
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// What the handlers share (tests look at the group-commit queue through it).
+    pub fn state(&self) -> Arc<State> {
+        self.state.clone()
     }
 
     /// Serves until `shutdown` resolves, then: `/ready` turns 503, the public listener stops
@@ -146,6 +165,17 @@ impl App {
         self.state.start_draining();
         let _ = stop_public.send(true);
         let _ = public.await;
+        // Events already handed to the writers are committed even if their client is gone. A
+        // writer stuck past the grace period is abandoned: its transaction rolls back with the
+        // connection, and no client was told otherwise.
+        if tokio::time::timeout(self.grace, self.state.ledger.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "ledger writers still busy after the grace period; their uncommitted events roll back and Stripe will retry them"
+            );
+        }
         let _ = stop_admin.send(true);
         let _ = admin.await;
         upkeep.abort();

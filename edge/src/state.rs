@@ -1,4 +1,4 @@
-//! What every request handler shares: the pool, the verification settings, the proxy and the
+//! What every request handler shares: the pool, the group-commit writer, the verification settings, the proxy and the
 //! draining flag that `/ready` reports.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,17 +7,20 @@ use common::config::{EdgeConfig, Secret};
 use common::metrics::EdgeMetrics;
 use deadpool_postgres::Pool;
 
+use crate::group_commit::GroupCommit;
 use crate::routes::proxy::Proxy;
 use common::http::Limits;
 
 /// Shared, read-mostly state of one edge process.
 #[derive(Debug)]
 pub struct State {
+    /// Readiness checks.
     pub pool: Pool,
+    /// Every webhook write goes through it.
+    pub ledger: GroupCommit,
     pub webhook_secrets: Vec<Secret>,
     pub tolerance_secs: u64,
     pub max_body_bytes: usize,
-    pub expect_livemode: Option<bool>,
     pub proxy: Option<Proxy>,
     pub limits: Limits,
     pub metrics: EdgeMetrics,
@@ -25,13 +28,19 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(config: &EdgeConfig, pool: Pool, limits: Limits, metrics: EdgeMetrics) -> Self {
+    pub fn new(
+        config: &EdgeConfig,
+        pool: Pool,
+        ledger: GroupCommit,
+        limits: Limits,
+        metrics: EdgeMetrics,
+    ) -> Self {
         Self {
             pool,
+            ledger,
             webhook_secrets: config.webhook_secrets.clone(),
             tolerance_secs: config.webhook_tolerance_secs,
             max_body_bytes: config.max_body_bytes,
-            expect_livemode: config.expect_livemode,
             proxy: config
                 .upstream_url
                 .clone()

@@ -36,6 +36,8 @@ pub struct TestEdge {
     pub secrets: Vec<String>,
     /// Present when built with [`EdgeBuilder::through_fault_proxy`].
     pub fault: Option<FaultProxy>,
+    /// What the edge's handlers share (its group-commit queue, its pools).
+    pub state: std::sync::Arc<edge::state::State>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -109,6 +111,7 @@ impl EdgeBuilder {
             .expect("edge starts");
         let public = app.public_addr();
         let admin = app.admin_addr();
+        let state = app.state();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -119,6 +122,7 @@ impl EdgeBuilder {
             db,
             secrets,
             fault,
+            state,
             stop: Some(stop),
             task: Some(task),
         }

@@ -15,13 +15,14 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Prometheus text exposition; pool gauges are refreshed at scrape time.
 pub fn metrics(state: &State) -> Response<Body> {
-    let status = state.pool.status();
-    // In the order of `POOL_STATES`: max, open, idle, waiting.
+    // Both pools together (readiness checks and the group-commit writers), in the order of
+    // `POOL_STATES`: max, open, idle, waiting.
+    let (a, b) = (state.pool.status(), state.ledger.pool().status());
     state.metrics.pool([
-        status.max_size,
-        status.size,
-        status.available,
-        status.waiting,
+        a.max_size + b.max_size,
+        a.size + b.size,
+        a.available + b.available,
+        a.waiting + b.waiting,
     ]);
     let mut resp = Response::new(full(names::render()));
     resp.headers_mut().insert(

@@ -1,10 +1,11 @@
-//! `POST /stripe/webhook`: size-limited raw body → signature → event → one ledger transaction →
-//! 200 after `COMMIT`. Every answer is counted by outcome and timed.
+//! `POST /stripe/webhook`: size-limited raw body → signature → event → the group-commit writer →
+//! 200 after the `COMMIT` that holds the event. Every answer is counted by outcome and timed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use common::ledger::{self, Applied, RecordMeta, Source};
+use common::ledger::Applied;
 use common::metrics::{EdgeMetrics, WebhookOutcome};
 use common::stripe::event::{StripeEvent, storable_payload};
 use common::stripe::signature::{self, SignatureError};
@@ -74,7 +75,7 @@ async fn receive(
     req: Request<Incoming>,
     state: &State,
     rid: &RequestId,
-) -> Result<(StripeEvent, Applied), Error> {
+) -> Result<(Arc<StripeEvent>, Applied), Error> {
     let limit = state.max_body_bytes;
     if declared_length(req.headers()).is_some_and(|len| len > limit as u64) {
         return Err(Error::TooLarge { limit });
@@ -89,15 +90,14 @@ async fn receive(
         unix_now(),
     )?;
     state.metrics.secret_matched(index);
-    let event = StripeEvent::parse(&body)?;
+    let event = Arc::new(StripeEvent::parse(&body)?);
     let text = std::str::from_utf8(&body)
         .map_err(|_| common::stripe::event::EventError::Json("not UTF-8".into()))?;
-    let meta = RecordMeta {
-        source: Source::Webhook,
-        request_id: Some(rid.as_str()),
-        expect_livemode: state.expect_livemode,
-    };
-    let applied = ledger::record(&state.pool, &event, &storable_payload(text), &meta).await?;
+    let payload = storable_payload(text).into_owned();
+    let applied = state
+        .ledger
+        .record(event.clone(), payload, rid.as_str())
+        .await?;
     Ok((event, applied))
 }
 

@@ -1,0 +1,208 @@
+//! Group commit: webhook handlers hand their verified events to writers, each with its own
+//! pooled connection. A writer commits whatever arrived while its previous commit ran (capped at
+//! `EDGE_BATCH_MAX`) as one transaction and answers every handler after that `COMMIT`. There is
+//! no waiting for a batch to fill: under light load a batch is one event.
+
+use std::sync::{Arc, Mutex};
+
+use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerError, RecordMeta, Source};
+use common::metrics::EdgeMetrics;
+use common::stripe::event::StripeEvent;
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Events waiting for a writer, beyond which handlers wait to enqueue (backpressure).
+const QUEUE_CAPACITY: usize = 4096;
+
+/// One verified event waiting for its commit.
+struct Job {
+    event: Arc<StripeEvent>,
+    payload: String,
+    request_id: String,
+    reply: oneshot::Sender<Result<Applied, LedgerError>>,
+}
+
+impl Job {
+    fn answer(self, result: Result<Applied, LedgerError>) {
+        // The handler may be gone (client disconnected): the event is committed all the same,
+        // and Stripe's retry will be answered as a duplicate.
+        let _ = self.reply.send(result);
+    }
+
+    fn entry(&self) -> BatchEntry<'_> {
+        BatchEntry {
+            event: &self.event,
+            payload: &self.payload,
+            request_id: Some(&self.request_id),
+        }
+    }
+}
+
+/// What every writer needs.
+struct Writer {
+    pool: Pool,
+    max_batch: usize,
+    expect_livemode: Option<bool>,
+    metrics: EdgeMetrics,
+}
+
+/// The handle handlers submit to; [`GroupCommit::shutdown`] finishes every queued event.
+#[derive(Debug)]
+pub struct GroupCommit {
+    queue: mpsc::Sender<Job>,
+    stop: watch::Sender<bool>,
+    writers: Mutex<Vec<JoinHandle<()>>>,
+    pool: Pool,
+}
+
+impl GroupCommit {
+    /// Starts `writers` writers on `pool` (sized for them).
+    pub fn start(
+        pool: Pool,
+        writers: usize,
+        max_batch: usize,
+        expect_livemode: Option<bool>,
+        metrics: EdgeMetrics,
+    ) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let (stop, stopped) = watch::channel(false);
+        let writer = Arc::new(Writer {
+            pool: pool.clone(),
+            max_batch: max_batch.max(1),
+            expect_livemode,
+            metrics,
+        });
+        let handles = (0..writers.max(1))
+            .map(|_| tokio::spawn(writer.clone().run(receiver.clone(), stopped.clone())))
+            .collect();
+        Self {
+            queue,
+            stop,
+            writers: Mutex::new(handles),
+            pool,
+        }
+    }
+
+    /// Queues one verified event and waits for the commit that contains it.
+    pub async fn record(
+        &self,
+        event: Arc<StripeEvent>,
+        payload: String,
+        request_id: &str,
+    ) -> Result<Applied, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            event,
+            payload,
+            request_id: request_id.to_owned(),
+            reply,
+        };
+        if self.queue.send(job).await.is_err() {
+            return Err(LedgerError::Unavailable("the edge is shutting down".into()));
+        }
+        // A dropped reply means a writer panicked: the event's fate is unknown, so Stripe retries.
+        answer
+            .await
+            .unwrap_or_else(|_| Err(LedgerError::Unavailable("the ledger writer stopped".into())))
+    }
+
+    /// Stops taking events, commits every queued one, and waits for the writers to finish.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let handles = match self.writers.lock() {
+            Ok(mut handles) => std::mem::take(&mut *handles),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for handle in handles {
+            let _ = handle.await;
+        }
+        self.pool.close();
+    }
+
+    /// Events waiting for a writer (not yet in a transaction).
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// The writers' pool (its size and use are exported with the request pool's).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+impl Writer {
+    async fn run(
+        self: Arc<Self>,
+        queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        loop {
+            let batch = {
+                let mut queue = queue.lock().await;
+                let next = tokio::select! {
+                    job = queue.recv() => Some(job),
+                    _ = stopped.wait_for(|stop| *stop) => None,
+                };
+                let first = match next {
+                    Some(job) => job,
+                    None => {
+                        // No new events; the queued ones are still committed.
+                        queue.close();
+                        queue.recv().await
+                    }
+                };
+                let Some(first) = first else { break };
+                let mut batch = Vec::with_capacity(self.max_batch.min(64));
+                batch.push(first);
+                while batch.len() < self.max_batch {
+                    match queue.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                batch
+            };
+            self.commit(batch).await;
+        }
+    }
+
+    /// Commits one batch and answers each of its handlers.
+    async fn commit(&self, batch: Vec<Job>) {
+        self.metrics.batch_events.record(batch.len() as f64);
+        let meta = BatchMeta {
+            source: Source::Webhook,
+            expect_livemode: self.expect_livemode,
+        };
+        let entries: Vec<BatchEntry<'_>> = batch.iter().map(Job::entry).collect();
+        let result = ledger::record_batch(&self.pool, &entries, meta).await;
+        drop(entries);
+        match result {
+            Ok(applied) => {
+                for (job, applied) in batch.into_iter().zip(applied) {
+                    job.answer(Ok(applied));
+                }
+            }
+            Err(e) if batch.len() > 1 && e.is_statement_failure() => {
+                // One event may be at fault: give each its own transaction and its own answer.
+                self.metrics.batches_split.increment(1);
+                tracing::warn!(error = %e, events = batch.len(), "batch failed; recording its events one at a time");
+                for job in batch {
+                    let meta = RecordMeta {
+                        source: Source::Webhook,
+                        request_id: Some(&job.request_id),
+                        expect_livemode: self.expect_livemode,
+                    };
+                    let result = ledger::record(&self.pool, &job.event, &job.payload, &meta).await;
+                    job.answer(result);
+                }
+            }
+            Err(e) => {
+                for job in batch {
+                    job.answer(Err(e.shared()));
+                }
+            }
+        }
+    }
+}
