@@ -12,7 +12,7 @@ use std::time::Instant;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use common::config::MAX_LOOKBACK;
 use common::db;
-use common::ledger::{self, RecordMeta, Source};
+use common::ledger::{self, BatchEntry, BatchMeta, Source};
 use common::stripe::event::{StripeEvent, storable_payload, types};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -83,6 +83,15 @@ impl From<tokio_postgres::Error> for PassError {
             Some(db) => format!("{} ({})", db.message(), db.code().code()),
             None => e.to_string(),
         })
+    }
+}
+
+impl From<ledger::LedgerError> for PassError {
+    fn from(e: ledger::LedgerError) -> Self {
+        match e {
+            ledger::LedgerError::Write(e) => e.into(),
+            other => Self::Db(other.to_string()),
+        }
     }
 }
 
@@ -319,17 +328,30 @@ impl Reconciler {
         missing.sort_by_key(|(e, _)| e.created);
         counts.missing += missing.len() as u64;
         self.metrics.events_missing.increment(missing.len() as u64);
-        let meta = RecordMeta {
+        let meta = BatchMeta {
             source: Source::Reconciler,
-            request_id: Some(request_id),
             expect_livemode: self.config.expect_livemode,
         };
+        let payloads: Vec<_> = missing
+            .iter()
+            .map(|(_, raw)| storable_payload(raw))
+            .collect();
+        let entries: Vec<BatchEntry<'_>> = missing
+            .iter()
+            .zip(&payloads)
+            .map(|((event, _), payload)| BatchEntry {
+                event,
+                payload,
+                request_id: Some(request_id),
+            })
+            .collect();
         let now = Utc::now();
         let tx = client.transaction().await?;
+        // The page's missing events in one set-based write, as the edge's group commit does.
+        let results = ledger::apply_batch(&tx, &entries, meta).await?;
         let mut backfilled = 0u64;
         let mut updated = 0u64;
-        for (event, payload) in missing {
-            let applied = ledger::apply(&tx, &event, &storable_payload(payload), &meta).await?;
+        for ((event, _), applied) in missing.iter().zip(results) {
             if applied.duplicate {
                 continue; // the webhook won the race
             }
