@@ -7,6 +7,7 @@ mod batch;
 mod daemon;
 mod dashboards;
 mod faults;
+mod group_commit;
 mod hostile;
 mod inspect;
 mod ledger;

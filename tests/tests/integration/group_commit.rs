@@ -1,0 +1,280 @@
+//! Group commit through the edge: requests that arrive while a commit runs share the next one and
+//! each gets its own correct answer, also when one of their events fails or the edge shuts down
+//! with the batch in flight. A row lock held by the test keeps the first commit waiting, so that
+//! the batch that follows is known exactly.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::stripe::signature;
+use http::Method;
+use http_body_util::Full;
+use serde_json::Value;
+use tests::edge::TestEdge;
+use tests::http::{Reply, eventually, request, send};
+use tests::ledger::{NewOrder, event_count, insert_order, order};
+use tests::pg::TestDb;
+use tests::stripe::{Session, session_event};
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+/// An edge with one writer, so that every queued event goes into the next batch.
+async fn one_writer_edge() -> TestEdge {
+    TestEdge::builder()
+        .env("EDGE_LEDGER_WRITERS", "1")
+        .spawn()
+        .await
+}
+
+/// A pending order and the `checkout.session.completed` event that pays it.
+async fn paid_event(db: &Client, name: &str) -> (Uuid, Value) {
+    let session = Session::new(format!("cs_test_gc_{name}"));
+    let id = insert_order(
+        db,
+        NewOrder {
+            session_id: Some(session.id.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    (id, session_event("checkout.session.completed", &session))
+}
+
+/// Sends a signed delivery from its own task.
+fn deliver(addr: SocketAddr, secret: &str, event: &Value) -> JoinHandle<Reply> {
+    let body = Bytes::from(event.to_string());
+    let header = signature::sign(secret, chrono::Utc::now().timestamp(), &body);
+    tokio::spawn(async move {
+        let req = request(Method::POST, addr, "/stripe/webhook")
+            .header("content-type", "application/json")
+            .header("stripe-signature", header)
+            .body(Full::new(body))
+            .expect("request");
+        send(addr, req).await.expect("webhook answer")
+    })
+}
+
+/// Holds a row lock on `order` until dropped or rolled back: the batch that contains an event
+/// of that order waits inside its transaction.
+async fn hold_order(db: &TestDb, order: Uuid) -> Client {
+    let holder = db.client().await;
+    holder.batch_execute("BEGIN").await.expect("begin");
+    holder
+        .execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", &[&order])
+        .await
+        .expect("lock");
+    holder
+}
+
+/// Waits until one of the edge's connections is waiting for a row lock.
+async fn writer_is_blocked(db: &Client) {
+    let blocked = eventually(WITHIN, || async {
+        let waiting: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        waiting == 1
+    })
+    .await;
+    assert!(blocked, "the first batch waits for the held row lock");
+}
+
+/// Waits until `n` events are queued for the writer.
+async fn queued(edge: &TestEdge, n: usize) {
+    let ready = eventually(WITHIN, || async { edge.state.ledger.queued() == n }).await;
+    assert!(
+        ready,
+        "{n} events queued (have {})",
+        edge.state.ledger.queued()
+    );
+}
+
+/// How many transactions wrote the ledger rows of these events.
+async fn writing_transactions(db: &Client, events: &[&Value]) -> i64 {
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["id"].as_str().expect("id"))
+        .collect();
+    db.query_one(
+        "SELECT count(DISTINCT xmin::text) FROM payment_events WHERE stripe_event_id = ANY($1)",
+        &[&ids],
+    )
+    .await
+    .expect("xmin")
+    .get(0)
+}
+
+#[tokio::test]
+async fn requests_arriving_during_a_commit_share_the_next_one_with_correct_answers() {
+    let edge = one_writer_edge().await;
+    let db = edge.db.client().await;
+    let secret = edge.secrets[0].clone();
+    let (blocker_order, blocker) = paid_event(&db, "blocker").await;
+    let (earlier_order, earlier) = paid_event(&db, "earlier").await;
+    assert_eq!(edge.webhook_json(&earlier).await.status, 200);
+    let mut fresh = Vec::new();
+    for i in 0..10 {
+        fresh.push(paid_event(&db, &format!("fresh_{i}")).await);
+    }
+    let (tripled_order, tripled) = paid_event(&db, "tripled").await;
+
+    let holder = hold_order(&edge.db, blocker_order).await;
+    let first = deliver(edge.public, &secret, &blocker);
+    writer_is_blocked(&db).await;
+    let fresh_replies: Vec<_> = fresh
+        .iter()
+        .map(|(_, e)| deliver(edge.public, &secret, e))
+        .collect();
+    let tripled_replies: Vec<_> = (0..3)
+        .map(|_| deliver(edge.public, &secret, &tripled))
+        .collect();
+    let earlier_reply = deliver(edge.public, &secret, &earlier);
+    queued(&edge, 14).await;
+    holder.batch_execute("ROLLBACK").await.expect("release");
+
+    assert_eq!(first.await.expect("task").status, 200);
+    for reply in fresh_replies {
+        let reply = reply.await.expect("task");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["duplicate"], false);
+    }
+    let mut duplicates = Vec::new();
+    for reply in tripled_replies {
+        let reply = reply.await.expect("task");
+        assert_eq!(reply.status, 200);
+        duplicates.push(reply.json()["duplicate"] == true);
+    }
+    duplicates.sort();
+    assert_eq!(
+        duplicates,
+        [false, true, true],
+        "one of three copies in a batch is new"
+    );
+    let earlier_reply = earlier_reply.await.expect("task");
+    assert_eq!(earlier_reply.status, 200);
+    assert_eq!(earlier_reply.json()["duplicate"], true);
+
+    for (id, _) in &fresh {
+        assert_eq!(order(&db, *id).await.status, "paid");
+    }
+    for id in [blocker_order, earlier_order, tripled_order] {
+        assert_eq!(order(&db, id).await.status, "paid");
+    }
+    assert_eq!(event_count(&db).await, 13, "one row per distinct event");
+    let mut batch: Vec<&Value> = fresh.iter().map(|(_, e)| e).collect();
+    batch.push(&tripled);
+    assert_eq!(
+        writing_transactions(&db, &batch).await,
+        1,
+        "the 11 events that arrived during the blocked commit were committed together"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_event_gets_its_own_error_and_its_batch_is_still_recorded() {
+    let edge = one_writer_edge().await;
+    let db = edge.db.client().await;
+    let secret = edge.secrets[0].clone();
+    // A trigger that refuses one event: a stand-in for any row the database rejects.
+    db.batch_execute(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.payload->'data'->'object'->>'id' LIKE 'cs_test_gc_poison%' THEN
+             RAISE EXCEPTION 'refused by test trigger';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON payment_events
+           FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .await
+    .expect("trigger");
+    let (blocker_order, blocker) = paid_event(&db, "blocker").await;
+    let mut innocent = Vec::new();
+    for i in 0..6 {
+        innocent.push(paid_event(&db, &format!("innocent_{i}")).await);
+    }
+    let (poison_order, poison) = paid_event(&db, "poison").await;
+
+    let holder = hold_order(&edge.db, blocker_order).await;
+    let first = deliver(edge.public, &secret, &blocker);
+    writer_is_blocked(&db).await;
+    let mut replies: Vec<_> = innocent[..3]
+        .iter()
+        .map(|(_, e)| deliver(edge.public, &secret, e))
+        .collect();
+    let poison_reply = deliver(edge.public, &secret, &poison);
+    replies.extend(
+        innocent[3..]
+            .iter()
+            .map(|(_, e)| deliver(edge.public, &secret, e)),
+    );
+    queued(&edge, 7).await;
+    holder.batch_execute("ROLLBACK").await.expect("release");
+
+    assert_eq!(first.await.expect("task").status, 200);
+    for reply in replies {
+        let reply = reply.await.expect("task");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()["duplicate"], false);
+    }
+    let poison_reply = poison_reply.await.expect("task");
+    assert_eq!(poison_reply.status, 500);
+    assert_eq!(poison_reply.json()["error"]["code"], "storage_unavailable");
+    for (id, _) in &innocent {
+        assert_eq!(order(&db, *id).await.status, "paid");
+    }
+    assert_eq!(order(&db, poison_order).await.status, "pending");
+    assert_eq!(event_count(&db).await, 7, "every event but the refused one");
+}
+
+#[tokio::test]
+async fn shutdown_with_a_batch_in_flight_still_answers_every_request_after_its_commit() {
+    let mut edge = one_writer_edge().await;
+    let db = edge.db.client().await;
+    let secret = edge.secrets[0].clone();
+    let (blocker_order, blocker) = paid_event(&db, "blocker").await;
+    let mut queued_events = Vec::new();
+    for i in 0..8 {
+        queued_events.push(paid_event(&db, &format!("queued_{i}")).await);
+    }
+
+    let holder = hold_order(&edge.db, blocker_order).await;
+    let first = deliver(edge.public, &secret, &blocker);
+    writer_is_blocked(&db).await;
+    let replies: Vec<_> = queued_events
+        .iter()
+        .map(|(_, e)| deliver(edge.public, &secret, e))
+        .collect();
+    queued(&edge, 8).await;
+
+    // SIGTERM while one batch waits in its transaction and eight events wait for the next.
+    edge.trigger_stop();
+    let draining = eventually(WITHIN, || async {
+        tests::http::get(edge.admin, "/ready").await.status == 503
+    })
+    .await;
+    assert!(draining, "the edge is draining");
+    holder.batch_execute("ROLLBACK").await.expect("release");
+
+    assert_eq!(first.await.expect("task").status, 200);
+    for reply in replies {
+        let reply = reply.await.expect("task");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()["duplicate"], false);
+    }
+    edge.stopped().await;
+    for (id, _) in &queued_events {
+        assert_eq!(order(&db, *id).await.status, "paid");
+    }
+    assert_eq!(event_count(&db).await, 9);
+}
