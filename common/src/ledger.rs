@@ -16,8 +16,7 @@ use crate::stripe::event::{StripeEvent, types};
 
 mod batch;
 pub use batch::{
-    BatchEntry, BatchMeta, INSERT_EVENTS_BATCH, LOCK_ORDERS_BATCH, UPDATE_ORDERS, apply_batch,
-    record_batch,
+    BatchEntry, BatchMeta, LOCK_AND_INSERT_BATCH, UPDATE_ORDERS, apply_batch, record_batch,
 };
 
 /// Who delivered the event (`payment_events.source`).
@@ -256,10 +255,6 @@ pub enum LedgerError {
     Unavailable(String),
     #[error("database write failed: {0}")]
     Write(#[from] tokio_postgres::Error),
-    /// An event of a batch found an order that the batch had not locked (created or given its
-    /// payment intent between the batch's two statements): the batch is rolled back.
-    #[error("an order changed while the batch was being written")]
-    Raced,
 }
 
 impl LedgerError {
@@ -268,7 +263,6 @@ impl LedgerError {
     pub fn is_statement_failure(&self) -> bool {
         match self {
             Self::Write(e) => e.as_db_error().is_some(),
-            Self::Raced => true,
             Self::PoolTimeout | Self::Unavailable(_) => false,
         }
     }
@@ -279,7 +273,6 @@ impl LedgerError {
             Self::PoolTimeout => Self::PoolTimeout,
             Self::Unavailable(m) => Self::Unavailable(m.clone()),
             Self::Write(e) => Self::Unavailable(e.to_string()),
-            Self::Raced => Self::Raced,
         }
     }
 }

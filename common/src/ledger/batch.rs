@@ -1,9 +1,9 @@
 //! Group commit: many verified events applied in one transaction, with exactly the results that
 //! applying them one by one, in the order given, would have had.
 //!
-//! One statement looks up every event's order and locks those orders (in id order, so that
-//! concurrent batches cannot deadlock on them); a second, pipelined with it, inserts every event
-//! from `unnest` arrays with `ON CONFLICT DO NOTHING RETURNING`. The state machine ([`decide`]) is then folded over the
+//! One statement looks up every event's order, locks those orders (in id order, so that
+//! concurrent batches cannot deadlock on them) and inserts every event from `unnest` arrays with
+//! `ON CONFLICT DO NOTHING RETURNING`. The state machine ([`decide`]) is then folded over the
 //! inserted events in order, per order, so two events for one order in one batch move it exactly
 //! as two transactions would. One set-based `UPDATE` writes each changed order's final state.
 
@@ -35,33 +35,12 @@ pub struct BatchMeta {
     pub expect_livemode: Option<bool>,
 }
 
-/// Locks every order the batch's events belong to, in id order (so that concurrent batches
-/// cannot deadlock on them). Parameters: the four lookup keys of each distinct event.
+/// Looks up every distinct event's order, locks those orders in id order (so that concurrent
+/// batches cannot deadlock on them), then inserts the events. Parameters 1–5: the lookup keys
+/// and the event id; 6–12: the other columns; 13: the source. One row per distinct event, in
+/// input order: whether it was inserted, then its order as locked.
 #[doc(hidden)]
-pub const LOCK_ORDERS_BATCH: &str = concat!(
-    "SELECT o.id, o.status, o.amount_total, o.currency, o.stripe_payment_intent_id
-FROM orders AS o
-WHERE o.id = ANY (ARRAY(
-    SELECT ",
-    order_lookup_sql!(
-        "i.session_id",
-        "i.client_ref",
-        "i.metadata_ref",
-        "i.payment_intent"
-    ),
-    "
-    FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[])
-        AS i (session_id, client_ref, metadata_ref, payment_intent)))
-ORDER BY o.id
-FOR UPDATE"
-);
-
-/// Inserts every distinct event of the batch, each with its order (already locked by
-/// `LOCK_ORDERS_BATCH` in the same transaction). Parameters 1–5: the lookup keys and the event
-/// id; 6–12: the other columns; 13: the source. One row per distinct event, in input order:
-/// whether it was inserted, and its order id.
-#[doc(hidden)]
-pub const INSERT_EVENTS_BATCH: &str = concat!(
+pub const LOCK_AND_INSERT_BATCH: &str = concat!(
     "WITH matched AS MATERIALIZED (
     SELECT i.n, i.event_id, i.session_id, ",
     order_lookup_sql!(
@@ -73,22 +52,30 @@ pub const INSERT_EVENTS_BATCH: &str = concat!(
     " AS order_id
     FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
         WITH ORDINALITY AS i (session_id, client_ref, metadata_ref, payment_intent, event_id, n)
+), locked AS MATERIALIZED (
+    SELECT o.id, o.status, o.amount_total, o.currency, o.stripe_payment_intent_id
+    FROM orders AS o
+    WHERE o.id = ANY (ARRAY(SELECT m.order_id FROM matched AS m WHERE m.order_id IS NOT NULL))
+    ORDER BY o.id
+    FOR UPDATE
 ), inserted AS (
     INSERT INTO payment_events (stripe_event_id, event_type, stripe_object_id, stripe_session_id,
         order_id, livemode, api_version, stripe_created_at, payload, source, request_id)
-    SELECT m.event_id, e.event_type, e.object_id, m.session_id, m.order_id, e.livemode,
-        e.api_version, e.created, e.payload::jsonb, $13, e.request_id
+    SELECT m.event_id, e.event_type, e.object_id, m.session_id, l.id, e.livemode, e.api_version,
+        e.created, e.payload::jsonb, $13, e.request_id
     FROM unnest($6::text[], $7::text[], $8::bool[], $9::text[], $10::timestamptz[], $11::text[],
             $12::text[])
         WITH ORDINALITY AS e (event_type, object_id, livemode, api_version, created, payload,
             request_id, n)
     JOIN matched AS m ON m.n = e.n
+    LEFT JOIN locked AS l ON l.id = m.order_id
     ORDER BY m.event_id
     ON CONFLICT (stripe_event_id) DO NOTHING
     RETURNING stripe_event_id
 )
-SELECT m.event_id IN (SELECT x.stripe_event_id FROM inserted AS x) AS inserted, m.order_id
-FROM matched AS m
+SELECT m.event_id IN (SELECT x.stripe_event_id FROM inserted AS x) AS inserted,
+       l.id, l.status, l.amount_total, l.currency, l.stripe_payment_intent_id
+FROM matched AS m LEFT JOIN locked AS l ON l.id = m.order_id
 ORDER BY m.n"
 );
 
@@ -113,8 +100,8 @@ FROM unnest($1::text[], $2::uuid[]) AS l (event_id, order_id)
 WHERE p.stripe_event_id = l.event_id";
 
 /// Records a batch in one transaction of its own; returns one [`Applied`] per entry, in order,
-/// only after `COMMIT`. Two round trips, as for one event: `BEGIN`, the lock and the insert are
-/// pipelined, then the order updates and `COMMIT`. If this future is dropped or fails while the
+/// only after `COMMIT`. Two round trips, as for one event: `BEGIN` and the lock-and-insert statement
+/// are pipelined, then the order updates and `COMMIT`. If this future is dropped or fails while the
 /// transaction is open, the connection is discarded rather than returned to the pool.
 pub async fn record_batch(
     pool: &Pool,
@@ -129,22 +116,11 @@ pub async fn record_batch(
     };
     let client = conn.client()?;
     let columns = Columns::new(entries, meta.source);
-    let lock = client.prepare_cached(LOCK_ORDERS_BATCH).await?;
-    let insert = client.prepare_cached(INSERT_EVENTS_BATCH).await?;
-    let (lock_params, insert_params) = (columns.lock_params(), columns.insert_params());
-    let (begin, locked, inserted) = tokio::join!(
-        client.batch_execute("BEGIN"),
-        client.query(&lock, &lock_params),
-        client.query(&insert, &insert_params)
-    );
+    let stmt = client.prepare_cached(LOCK_AND_INSERT_BATCH).await?;
+    let params = columns.params();
+    let (begin, rows) = tokio::join!(client.batch_execute("BEGIN"), client.query(&stmt, &params));
     begin?;
-    let plan = Plan::fold(
-        entries,
-        &columns,
-        &locked?,
-        &inserted?,
-        meta.expect_livemode,
-    )?;
+    let plan = Plan::fold(entries, &columns, &rows?, meta.expect_livemode);
     if plan.writes_nothing() {
         client.batch_execute("COMMIT").await?;
     } else {
@@ -171,11 +147,9 @@ pub async fn apply_batch<C: GenericClient>(
         return Ok(Vec::new());
     }
     let columns = Columns::new(entries, meta.source);
-    let lock = client.prepare_cached(LOCK_ORDERS_BATCH).await?;
-    let insert = client.prepare_cached(INSERT_EVENTS_BATCH).await?;
-    let locked = client.query(&lock, &columns.lock_params()).await?;
-    let inserted = client.query(&insert, &columns.insert_params()).await?;
-    let plan = Plan::fold(entries, &columns, &locked, &inserted, meta.expect_livemode)?;
+    let stmt = client.prepare_cached(LOCK_AND_INSERT_BATCH).await?;
+    let rows = client.query(&stmt, &columns.params()).await?;
+    let plan = Plan::fold(entries, &columns, &rows, meta.expect_livemode);
     if !plan.writes_nothing() {
         let statements = plan.prepare(client).await?;
         plan.write(client, &statements).await?;
@@ -183,7 +157,7 @@ pub async fn apply_batch<C: GenericClient>(
     Ok(plan.applied)
 }
 
-/// The array parameters of both statements, one element per distinct event id (a second
+/// The array parameters of `LOCK_AND_INSERT_BATCH`, one element per distinct event id (a second
 /// delivery of an id within the batch is answered as a duplicate of the first).
 struct Columns<'a> {
     /// For each entry, the index of its distinct event.
@@ -254,16 +228,7 @@ impl<'a> Columns<'a> {
         c
     }
 
-    fn lock_params(&self) -> [Param<'_>; 4] {
-        [
-            &self.session_id,
-            &self.client_ref,
-            &self.metadata_ref,
-            &self.payment_intent,
-        ]
-    }
-
-    fn insert_params(&self) -> [Param<'_>; 13] {
+    fn params(&self) -> [Param<'_>; 13] {
         [
             &self.session_id,
             &self.client_ref,
@@ -304,23 +269,11 @@ impl Plan {
     fn fold(
         entries: &[BatchEntry<'_>],
         columns: &Columns<'_>,
-        locked: &[tokio_postgres::Row],
-        inserted: &[tokio_postgres::Row],
+        rows: &[tokio_postgres::Row],
         expect_livemode: Option<bool>,
-    ) -> Result<Self, LedgerError> {
-        let mut orders: Vec<Tracked> = Vec::with_capacity(locked.len());
-        let mut index: HashMap<Uuid, usize> = HashMap::with_capacity(locked.len());
-        for row in locked {
-            let order = order_row(row);
-            index.insert(order.id, orders.len());
-            orders.push(Tracked {
-                row: order,
-                changed: false,
-                paid_at: None,
-                payment_intent: None,
-                anomaly: None,
-            });
-        }
+    ) -> Self {
+        let mut orders: Vec<Tracked> = Vec::new();
+        let mut index: HashMap<Uuid, usize> = HashMap::new();
         // Payment intents recorded on an order by this batch, so that a later event looked up by
         // payment intent finds the order as it would after the earlier event's own commit.
         let mut recorded_intents: HashMap<String, usize> = HashMap::new();
@@ -329,16 +282,29 @@ impl Plan {
         for (i, entry) in entries.iter().enumerate() {
             let event = entry.event;
             let slot = columns.slot[i];
-            let row = inserted.get(slot).ok_or_else(|| {
-                LedgerError::Unavailable("the batch insert returned too few rows".into())
-            })?;
-            let new_event = row.get::<_, bool>(0) && columns.first[i];
-            let at = match row.get::<_, Option<Uuid>>(1) {
-                Some(id) => Some(*index.get(&id).ok_or(LedgerError::Raced)?),
-                None => columns.payment_intent[slot]
-                    .and_then(|pi| recorded_intents.get(pi))
-                    .copied(),
+            let Some(row) = rows.get(slot) else {
+                // Unreachable: the statement returns one row per distinct event.
+                applied.push(Applied::new(true, None));
+                continue;
             };
+            let locked = locked_order(row).map(|order| {
+                *index.entry(order.id).or_insert_with(|| {
+                    orders.push(Tracked {
+                        row: order,
+                        changed: false,
+                        paid_at: None,
+                        payment_intent: None,
+                        anomaly: None,
+                    });
+                    orders.len() - 1
+                })
+            });
+            let at = locked.or_else(|| {
+                columns.payment_intent[slot]
+                    .and_then(|pi| recorded_intents.get(pi))
+                    .copied()
+            });
+            let new_event = row.get::<_, bool>(0) && columns.first[i];
             if !new_event {
                 applied.push(Applied::new(true, at.map(|at| orders[at].row.id)));
                 continue;
@@ -354,7 +320,7 @@ impl Plan {
                 continue;
             };
             let tracked = &mut orders[at];
-            if row.get::<_, Option<Uuid>>(1).is_none() {
+            if locked.is_none() {
                 links.push((event.id.clone(), tracked.row.id));
             }
             let decision = decide(event, &tracked.row, expect_livemode);
@@ -381,11 +347,11 @@ impl Plan {
             applied.push(result);
         }
         orders.retain(|o| o.changed);
-        Ok(Self {
+        Self {
             applied,
             orders,
             links,
-        })
+        }
     }
 
     fn writes_nothing(&self) -> bool {
@@ -456,13 +422,14 @@ struct Statements {
     link: Option<tokio_postgres::Statement>,
 }
 
-/// An order as `LOCK_ORDERS_BATCH` locked it.
-fn order_row(row: &tokio_postgres::Row) -> OrderRow {
-    OrderRow {
-        id: row.get(0),
-        status: OrderStatus::parse(row.get::<_, &str>(1)).unwrap_or(OrderStatus::Pending),
-        amount_total: row.get(2),
-        currency: row.get(3),
-        payment_intent: row.get(4),
-    }
+/// The order columns of a `LOCK_AND_INSERT_BATCH` row, when the event has an order.
+fn locked_order(row: &tokio_postgres::Row) -> Option<OrderRow> {
+    let id: Uuid = row.get::<_, Option<Uuid>>(1)?;
+    Some(OrderRow {
+        id,
+        status: OrderStatus::parse(row.get::<_, &str>(2)).unwrap_or(OrderStatus::Pending),
+        amount_total: row.get(3),
+        currency: row.get(4),
+        payment_intent: row.get(5),
+    })
 }

@@ -5,8 +5,7 @@ fn main() {
     let statements = serde_json::json!({
         "lock_and_insert": common::ledger::LOCK_AND_INSERT,
         "update_order": common::ledger::UPDATE_ORDER,
-        "lock_orders_batch": common::ledger::LOCK_ORDERS_BATCH,
-        "insert_events_batch": common::ledger::INSERT_EVENTS_BATCH,
+        "lock_and_insert_batch": common::ledger::LOCK_AND_INSERT_BATCH,
         "update_orders": common::ledger::UPDATE_ORDERS,
     });
     println!("{statements:#}");
