@@ -146,7 +146,7 @@ pub fn pool(cfg: &DbConfig) -> Result<Pool, DbError> {
 mod tests {
     #[test]
     fn migrations_are_embedded() {
-        assert_eq!(super::embedded_migration_count(), 1);
-        assert_eq!(super::required_schema_version(), 1);
+        assert_eq!(super::embedded_migration_count(), 2);
+        assert_eq!(super::required_schema_version(), 2);
     }
 }
