@@ -1,36 +1,44 @@
 #!/usr/bin/env bash
 # Webhook ingestion benchmark, in one run on this machine:
-#   1. pgbench running the ledger's own transaction (lock order + insert event, update order),
-#      prepared, at 32 clients: the Postgres ceiling for one transaction per event;
-#   2. the release edge under the load generator at 8, 32 and 64 connections (unique signed
-#      checkout.session.completed events for pre-created orders; the ledger is checked after).
-# Prints a table and the edge/pgbench ratio, and writes target/bench/edge.json.
+#   1. pgbench running the one-event ledger transaction (lock order + insert event, update order),
+#      prepared, at 32 clients: the ceiling of one transaction per event;
+#   2. the release edge (group commit) under the load generator at 8, 32 and 64 connections
+#      (unique signed checkout.session.completed events for pre-created orders; the ledger is
+#      checked after each run);
+#   3. the reference Node/Express stack of ../shared/peers/node-express (npm ci in a temporary
+#      copy, its own database and schema) under the same load generator and the same kind of events.
+# The 32-connection runs alternate in three rounds (this machine's neighbours make single runs
+# noisy) and the medians are compared. Prints a table and the ratios, writes target/bench/edge.json.
 #
-# Env: BENCH_REQUESTS (30000 per edge run), BENCH_PGBENCH_TX (1500 per pgbench client),
+# Env: BENCH_REQUESTS (30000 per run), BENCH_PGBENCH_TX (1000 per pgbench client),
 #      EDGE_LOG (info: the edge logs one JSON line per event, as in production),
-#      BENCH_PERF=1 (profile the edge with `perf record -e cpu-clock` during the 32-connection run;
-#      the report goes to target/bench/edge-perf.txt).
+#      EDGE_LEDGER_WRITERS / EDGE_BATCH_MAX (passed to the edge), PEER_DIR (the Node peer's folder;
+#      the peer is skipped when node or npm is missing), BENCH_PERF=1 (profile the edge with
+#      `perf record -e cpu-clock` during the first 32-connection run; report in
+#      target/bench/edge-perf.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 requests=${BENCH_REQUESTS:-30000}
-pgbench_tx=${BENCH_PGBENCH_TX:-1500}
+pgbench_tx=${BENCH_PGBENCH_TX:-1000}
 out=target/bench
 mkdir -p "$out"
 pg_bin=$(pg_bin_dir)
 work=$(mktemp -d -t edge-bench-XXXXXX)
 pg_owned_dir "$work"
 edge_pid=
+peer_pid=
 cleanup() {
   [ -n "$edge_pid" ] && kill -TERM "$edge_pid" 2>/dev/null && wait "$edge_pid" 2>/dev/null
+  [ -n "$peer_pid" ] && kill -TERM "$peer_pid" 2>/dev/null && wait "$peer_pid" 2>/dev/null
   stop_throwaway_pg "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 echo "==> building release binaries"
-cargo build --release --locked -q -p edge -p tests --bin edge --bin loadgen
+cargo build --release --locked -q -p edge -p tests --bin edge --bin loadgen --bin ledger-sql
 
 echo "==> starting a throwaway PostgreSQL (durable defaults: fsync and synchronous_commit on)"
 start_throwaway_pg "$work"
@@ -51,20 +59,12 @@ psql() { "$pg_bin/psql" -h "$work" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 ./target/release/edge migrate >/dev/null
 
 clients=32
-python3 - "$work/ledger.sql" <<'PY'
-# The pgbench script: the ledger's own two statements (from common/src/ledger.rs), with the
+./target/release/ledger-sql > "$work/statements.json"
+python3 - "$work/ledger.sql" "$work/statements.json" <<'PY'
+# The pgbench script: the one-event path's own two statements (printed by ledger-sql), with the
 # parameters bound to per-client values and a real Checkout Session payload.
 import json, re, sys
-src = open("common/src/ledger.rs").read()
-def const(name):
-    return re.search(r'const %s: &str = "\\\n(.*?)";' % name, src, re.S).group(1)
-def lock_and_insert():
-    # concat!("...", lock_order_sql!(), "..."): the macro's literal spliced between the others.
-    macro = re.search(r'macro_rules! lock_order_sql \{\s*\(\) => \{\s*"(.*?)"\s*\};', src, re.S).group(1)
-    body = re.search(r'const LOCK_AND_INSERT: &str = concat!\((.*?)\n\);', src, re.S).group(1)
-    parts = [macro if m.group(0).startswith("lock_order_sql") else m.group(1).replace("\\n", "\n")
-             for m in re.finditer(r'"((?:[^"\\]|\\.)*)"|lock_order_sql!\(\)', body)]
-    return "".join(parts)
+sql = json.load(open(sys.argv[2]))
 session = json.load(open("tests/fixtures/stripe/checkout_session.json"))
 payload = json.dumps({"id": "evt_x", "object": "event", "type": "checkout.session.completed",
                       "created": 1, "livemode": False, "data": {"object": session}})
@@ -73,10 +73,10 @@ params = {1: sid, 2: "NULL::uuid", 3: "NULL::uuid", 4: "NULL::text",
           5: "('evt_pgb_' || :r || '_' || :client_id || '_' || :i)", 6: "'checkout.session.completed'",
           7: sid, 8: "false", 9: "'2025-06-30.basil'", 10: "now()",
           11: ":payload", 12: "'webhook'", 13: "NULL::text"}
-lock_and_insert = re.sub(r"\$(\d+)", lambda m: params[int(m.group(1))], lock_and_insert())
+lock_and_insert = re.sub(r"\$(\d+)", lambda m: params[int(m.group(1))], sql["lock_and_insert"])
 update = re.sub(r"\$(\d+)", lambda m: {1: ":id",
                                         2: "'paid'", 3: "now()", 4: "('pi_pgb_' || :r || '_' || :client_id || '_' || :i)", 5: "NULL::text"}[int(m.group(1))],
-                const("UPDATE_ORDER"))
+                sql["update_order"])
 # The payload is a variable (bound per execution, like the edge's), not a literal that the
 # planner would parse into jsonb once.
 open(sys.argv[1] + ".payload", "w").write(payload)
@@ -105,26 +105,50 @@ pgbench_round() {
   echo "$tps:$(( (pg1 - pg0) * 1000000 / tck / (clients * pgbench_tx) ))"
 }
 
-echo "==> edge (release, pool 32, log level ${EDGE_LOG:-info})"
+echo "==> edge (release, group commit, log level ${EDGE_LOG:-info})"
 secret=whsec_bench_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 port=$(free_port)
 admin=$(free_port)
 RUST_LOG=${EDGE_LOG:-info} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin \
-  STRIPE_WEBHOOK_SECRET=$secret DATABASE_POOL_SIZE=32 ./target/release/edge serve >"$work/edge.log" 2>&1 &
+  STRIPE_WEBHOOK_SECRET=$secret ./target/release/edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 
-# One edge run under the load generator: writes $work/<label>.json with the CPU split added.
-edge_round() {
-  local c=$1 label=$2 pg0 e0 pg1 e1 perf_pid=
-  pg0=$(pg_ticks); e0=$(proc_ticks "$edge_pid")
-  if [ "${BENCH_PERF:-}" = 1 ] && [ "$label" = r1_c32 ]; then
-    perf record -q -e cpu-clock -F 2000 -g -p "$edge_pid" -o "$work/perf.data" >/dev/null 2>&1 &
+peer_dir=${PEER_DIR:-../shared/peers/node-express}
+peer_port=
+if command -v node >/dev/null && command -v npm >/dev/null && [ -f "$peer_dir/server.js" ]; then
+  echo "==> Node peer ($peer_dir): npm ci in a temporary copy, its own database"
+  cp -r "$peer_dir" "$work/peer"
+  (cd "$work/peer" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
+  psql -d postgres -c "CREATE DATABASE peer"
+  psql -d peer -f "$work/peer/schema.sql" >/dev/null
+  peer_port=$(free_port)
+  PORT=$peer_port HOST=127.0.0.1 STRIPE_WEBHOOK_SECRET=$secret PG_POOL_MAX=20 \
+    PGHOST=$work PGPORT=5432 PGUSER=postgres PGDATABASE=peer \
+    node "$work/peer/server.js" >"$work/peer.log" 2>&1 &
+  peer_pid=$!
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$peer_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+else
+  echo "==> Node peer skipped (node, npm or $peer_dir missing)"
+fi
+
+# One load generator run against a server (edge or peer) whose process is $1: writes
+# $work/<label>.json with the CPU split added.
+load_round() {
+  local server=$1 pid=$2 c=$3 label=$4 pg0 a0 pg1 a1 perf_pid= args
+  if [ "$server" = edge ]; then
+    args=(--addr 127.0.0.1:$port --database-url "$DATABASE_URL")
+  else
+    args=(--addr 127.0.0.1:$peer_port --database-url "host=$work user=postgres dbname=peer" --path /webhook --schema peer)
+  fi
+  pg0=$(pg_ticks); a0=$(proc_ticks "$pid")
+  if [ "${BENCH_PERF:-}" = 1 ] && [ "$label" = edge_r1_c32 ]; then
+    perf record -q -e cpu-clock -F 2000 -g -p "$pid" -o "$work/perf.data" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  ./target/release/loadgen --addr 127.0.0.1:$port --secret "$secret" --database-url "$DATABASE_URL" \
+  ./target/release/loadgen "${args[@]}" --secret "$secret" \
     --connections "$c" --requests "$requests" --label "$label" --json "$work/$label.json" | sed 's/^/    /'
-  pg1=$(pg_ticks); e1=$(proc_ticks "$edge_pid")
+  pg1=$(pg_ticks); a1=$(proc_ticks "$pid")
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
     perf report -i "$work/perf.data" --no-children --percent-limit 1.5 --stdio -g none 2>/dev/null \
@@ -133,15 +157,14 @@ edge_round() {
       | grep -v '^#' | grep -v '^$' | head -12 >> "$out/edge-perf.txt"
     echo "    perf profile of the edge: $out/edge-perf.txt"
   fi
-  python3 - "$work/$label.json" "$(( (e1 - e0) * 1000000 / tck / requests ))" "$(( (pg1 - pg0) * 1000000 / tck / requests ))" <<'PY'
+  python3 - "$work/$label.json" "$server" "$(( (a1 - a0) * 1000000 / tck / requests ))" "$(( (pg1 - pg0) * 1000000 / tck / requests ))" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1])); r["edge_cpu_us_per_req"] = int(sys.argv[2]); r["pg_cpu_us_per_req"] = int(sys.argv[3])
+r = json.load(open(sys.argv[1])); r["server"] = sys.argv[2]
+r["app_cpu_us_per_req"] = int(sys.argv[3]); r["pg_cpu_us_per_req"] = int(sys.argv[4])
 json.dump(r, open(sys.argv[1], "w"))
 PY
 }
 
-# Alternate the two at 32 connections (this machine's neighbours make single runs noisy), then the
-# edge at 8 and 64.
 pgbench_runs=()
 for r in 1 2 3; do
   echo "==> round $r: pgbench, 32 clients x $pgbench_tx"
@@ -149,37 +172,68 @@ for r in 1 2 3; do
   echo "    pgbench ${result%%:*} tx/s, Postgres CPU ${result##*:} us/tx"
   pgbench_runs+=("$result")
   echo "==> round $r: edge, 32 connections"
-  edge_round 32 r${r}_c32
+  load_round edge "$edge_pid" 32 edge_r${r}_c32
+  if [ -n "$peer_pid" ]; then
+    echo "==> round $r: Node peer, 32 connections"
+    load_round peer "$peer_pid" 32 peer_r${r}_c32
+  fi
 done
 for c in 8 64; do
   echo "==> edge, $c connections"
-  edge_round $c c$c
+  load_round edge "$edge_pid" $c edge_c$c
+  if [ -n "$peer_pid" ]; then
+    echo "==> Node peer, $c connections"
+    load_round peer "$peer_pid" $c peer_c$c
+  fi
 done
 rss_kb=$(sed -n 's/^VmHWM:\s*\([0-9]*\) kB/\1/p' /proc/$edge_pid/status)
+peer_rss_kb=0
+[ -n "$peer_pid" ] && peer_rss_kb=$(sed -n 's/^VmHWM:\s*\([0-9]*\) kB/\1/p' /proc/$peer_pid/status)
+batches=$(curl -fsS "http://127.0.0.1:$admin/metrics" | sed -n 's/^edge_ledger_batch_events_\(sum\|count\) \(.*\)/\1=\2/p' | tr '\n' ' ')
 
-python3 - "$rss_kb" "$out/edge.json" "${pgbench_runs[*]}" "$work" <<'PY'
-import json, statistics, sys
-rss_kb, dest, pgb, work = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(), sys.argv[4]
+python3 - "$rss_kb" "$peer_rss_kb" "$out/edge.json" "${pgbench_runs[*]}" "$work" "$batches" <<'PY'
+import json, os, statistics, sys
+rss_kb, peer_rss_kb, dest, pgb, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4].split(), sys.argv[5]
+batches = dict(kv.split("=") for kv in sys.argv[6].split())
+mean_batch = float(batches.get("sum", 0)) / max(float(batches.get("count", 1)), 1.0)
 pgbench = [{"round": i + 1, "tps": float(x.split(":")[0]), "pg_cpu_us_per_tx": int(x.split(":")[1])} for i, x in enumerate(pgb)]
-load = lambda label: json.load(open(f"{work}/{label}.json"))
-rounds = [load(f"r{i}_c32") for i in (1, 2, 3)]
-others = [load("c8"), load("c64")]
+def load(label):
+    path = f"{work}/{label}.json"
+    return json.load(open(path)) if os.path.exists(path) else None
+edge_rounds = [load(f"edge_r{i}_c32") for i in (1, 2, 3)]
+peer_rounds = [r for r in (load(f"peer_r{i}_c32") for i in (1, 2, 3)) if r]
+others = [r for r in (load(l) for l in ("edge_c8", "edge_c64", "peer_c8", "peer_c64")) if r]
+name = {"edge": "edge (group commit)", "peer": "Node/Express peer"}
+def row(label, r):
+    check = "ok" if r["rows_checked"] else "MISMATCH"
+    return (f"| {label} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['app_cpu_us_per_req']} | {r['pg_cpu_us_per_req']} | {check} |")
 print()
-print("| run | req/s | p50 ms | p99 ms | edge CPU us/req | Postgres CPU us/req | rows checked |")
+print("| run | req/s | p50 ms | p99 ms | app CPU µs/req | Postgres CPU µs/req | rows checked |")
 print("|---|---:|---:|---:|---:|---:|---|")
-for p, e in zip(pgbench, rounds):
-    print(f"| round {p['round']}: pgbench, ledger transaction, 32 clients | {p['tps']:,.0f} | | | | {p['pg_cpu_us_per_tx']} | every order paid |")
-    print(f"| round {p['round']}: edge, 32 connections | {e['rps']:,.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['edge_cpu_us_per_req']} | {e['pg_cpu_us_per_req']} | {'ok' if e['rows_checked'] else 'MISMATCH'} |")
-for e in others:
-    print(f"| edge, {e['connections']} connections | {e['rps']:,.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['edge_cpu_us_per_req']} | {e['pg_cpu_us_per_req']} | {'ok' if e['rows_checked'] else 'MISMATCH'} |")
+for i, p in enumerate(pgbench):
+    print(f"| round {p['round']}: pgbench, one-event transaction, 32 clients | {p['tps']:,.0f} | | | | {p['pg_cpu_us_per_tx']} | every order paid |")
+    print(row(f"round {p['round']}: {name['edge']}, 32 connections", edge_rounds[i]))
+    if i < len(peer_rounds):
+        print(row(f"round {p['round']}: {name['peer']}, 32 connections", peer_rounds[i]))
+for r in others:
+    print(row(f"{name[r['server']]}, {r['connections']} connections", r))
 pg_median = statistics.median(p["tps"] for p in pgbench)
-edge_median = statistics.median(e["rps"] for e in rounds)
-ratios = [e["rps"] / p["tps"] for p, e in zip(pgbench, rounds)]
+edge_median = statistics.median(e["rps"] for e in edge_rounds)
+edge_p99 = statistics.median(e["p99_ms"] for e in edge_rounds)
+result = {"pgbench_32": pgbench, "edge_32": edge_rounds, "peer_32": peer_rounds, "other": others,
+          "edge_over_pgbench_32": edge_median / pg_median, "edge_p99_ms_32": edge_p99,
+          "edge_peak_rss_mb": rss_kb / 1024, "peer_peak_rss_mb": peer_rss_kb / 1024,
+          "edge_mean_events_per_commit": mean_batch}
 print()
-print(f"edge / pgbench at 32 connections: {edge_median / pg_median:.2f} (medians; per round {', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.90)")
-print(f"edge peak RSS: {rss_kb / 1024:.1f} MB (target < 50 MB)")
-json.dump({"pgbench_32": pgbench, "edge_32": rounds, "edge_other": others,
-           "ratio_32_medians": edge_median / pg_median, "ratios_32_per_round": ratios,
-           "edge_peak_rss_mb": rss_kb / 1024}, open(dest, "w"), indent=2)
+print(f"edge / pgbench ceiling at 32 connections: {edge_median / pg_median:.2f} (medians; target >= 1.5)")
+if peer_rounds:
+    peer_median = statistics.median(p["rps"] for p in peer_rounds)
+    result["edge_over_peer_32"] = edge_median / peer_median
+    print(f"edge / Node peer at 32 connections: {edge_median / peer_median:.2f} (medians; target >= 5)")
+print(f"edge p99 at 32 connections: {edge_p99:.2f} ms (median of rounds; target < 10 ms)")
+print(f"edge peak RSS: {rss_kb / 1024:.1f} MB (target < 50 MB); Node peer peak RSS: {peer_rss_kb / 1024:.1f} MB")
+print(f"edge events per commit (all runs): {mean_batch:.1f} on average")
+json.dump(result, open(dest, "w"), indent=2)
 print(f"written: {dest}")
 PY

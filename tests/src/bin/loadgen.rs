@@ -39,6 +39,37 @@ struct Args {
     /// Write the result as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// The webhook route of the server under test.
+    #[arg(long, default_value = "/stripe/webhook")]
+    path: String,
+    /// Whose `orders` table to fill: ours, or the Node peer's (`../shared/peers/node-express`).
+    #[arg(long, value_enum, default_value_t = Schema::Edge)]
+    schema: Schema,
+}
+
+/// The two `orders` tables the generator knows. Both have `stripe_session_id` and `status`, and
+/// both ledgers have `payment_events.stripe_event_id`, so the checks are the same.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Schema {
+    Edge,
+    Peer,
+}
+
+impl Schema {
+    fn insert_orders(self) -> &'static str {
+        match self {
+            Self::Edge => {
+                "INSERT INTO orders (id, stripe_session_id, amount_total, currency)
+                 SELECT gen_random_uuid(), 'cs_test_' || $1 || '_' || g, 2000, 'eur'
+                 FROM generate_series(1, $2::int) AS g"
+            }
+            Self::Peer => {
+                "INSERT INTO orders (stripe_session_id, amount_cents, currency)
+                 SELECT 'cs_test_' || $1 || '_' || g, 2000, 'eur'
+                 FROM generate_series(1, $2::int) AS g"
+            }
+        }
+    }
 }
 
 struct Totals {
@@ -56,9 +87,7 @@ async fn main() -> Result<(), String> {
         .map_err(|e| tests::pg::pg_error(&e))?;
     let prefix = format!("load_{}_{}", args.label, uuid::Uuid::new_v4().simple());
     db.execute(
-        "INSERT INTO orders (id, stripe_session_id, amount_total, currency)
-         SELECT gen_random_uuid(), 'cs_test_' || $1 || '_' || g, 2000, 'eur'
-         FROM generate_series(1, $2::int) AS g",
+        args.schema.insert_orders(),
         &[&prefix, &(args.requests as i32)],
     )
     .await
@@ -85,8 +114,16 @@ async fn main() -> Result<(), String> {
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let path: Arc<str> = args.path.clone().into();
     let workers: Vec<_> = (0..args.connections)
-        .map(|_| tokio::spawn(worker(args.addr, requests.clone(), next.clone())))
+        .map(|_| {
+            tokio::spawn(worker(
+                args.addr,
+                path.clone(),
+                requests.clone(),
+                next.clone(),
+            ))
+        })
         .collect();
     let mut totals = Totals {
         ok: 0,
@@ -165,6 +202,7 @@ async fn main() -> Result<(), String> {
 
 async fn worker(
     addr: SocketAddr,
+    path: Arc<str>,
     requests: Arc<Vec<(Bytes, String)>>,
     next: Arc<AtomicUsize>,
 ) -> Result<Totals, String> {
@@ -179,7 +217,7 @@ async fn worker(
         let Some((body, header)) = requests.get(i) else {
             break;
         };
-        let req = Request::post("/stripe/webhook")
+        let req = Request::post(&*path)
             .header("host", addr.to_string())
             .header("content-type", "application/json; charset=utf-8")
             .header("stripe-signature", header.as_str())
