@@ -1,6 +1,6 @@
 //! The Stripe webhook edge: a hyper 1.x server that verifies `Stripe-Signature`, records each event
-//! and its order transition in one Postgres transaction before answering 200, and proxies every
-//! other route to the app.
+//! and its order transition in one Postgres transaction (shared by concurrent webhooks: group
+//! commit) before answering 200, and proxies every other route to the app.
 //!
 //! # Layout
 //! - [`App`]: build (schema check, pool, bind) and run until a shutdown signal.
