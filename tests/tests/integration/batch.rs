@@ -166,6 +166,18 @@ async fn snapshot(db: &Client, seed: u64) -> (Vec<String>, Vec<String>) {
     (orders, events)
 }
 
+/// A pending order for `session`.
+async fn pending_order(db: &Client, session: &Session) -> Uuid {
+    insert_order(
+        db,
+        NewOrder {
+            session_id: Some(session.id.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 fn entries(deliveries: &[Delivery]) -> Vec<BatchEntry<'_>> {
     deliveries
         .iter()
@@ -259,16 +271,7 @@ async fn duplicates_within_a_batch_and_already_in_the_ledger_are_answered_as_dup
         .collect();
     let mut ids = Vec::new();
     for s in &sessions {
-        ids.push(
-            insert_order(
-                &client,
-                NewOrder {
-                    session_id: Some(s.id.clone()),
-                    ..Default::default()
-                },
-            )
-            .await,
-        );
+        ids.push(pending_order(&client, s).await);
     }
     let events: Vec<Value> = sessions
         .iter()
@@ -395,16 +398,7 @@ async fn concurrent_batches_over_the_same_orders_and_events_apply_each_event_onc
     let mut ids = Vec::new();
     for i in 0..40 {
         let s = Session::new(format!("cs_test_overlap_{i}"));
-        ids.push(
-            insert_order(
-                &client,
-                NewOrder {
-                    session_id: Some(s.id.clone()),
-                    ..Default::default()
-                },
-            )
-            .await,
-        );
+        ids.push(pending_order(&client, &s).await);
         values.push(session_event("checkout.session.completed", &s));
     }
     // Four writers get the same 40 events in different orders, at the same time.

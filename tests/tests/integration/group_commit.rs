@@ -44,6 +44,15 @@ async fn paid_event(db: &Client, name: &str) -> (Uuid, Value) {
     (id, session_event("checkout.session.completed", &session))
 }
 
+/// `n` pending orders named `{prefix}_{i}` and their paying events.
+async fn paid_events(db: &Client, prefix: &str, n: usize) -> Vec<(Uuid, Value)> {
+    let mut events = Vec::with_capacity(n);
+    for i in 0..n {
+        events.push(paid_event(db, &format!("{prefix}_{i}")).await);
+    }
+    events
+}
+
 /// Sends a signed delivery from its own task.
 fn deliver(addr: SocketAddr, secret: &str, event: &Value) -> JoinHandle<Reply> {
     let body = Bytes::from(event.to_string());
@@ -68,6 +77,20 @@ async fn hold_order(db: &TestDb, order: Uuid) -> Client {
         .await
         .expect("lock");
     holder
+}
+
+/// Delivers `blocker` while its order is locked, and returns once the writer's transaction waits
+/// for that lock: every event delivered from now on queues for the next batch. Rolling back the
+/// returned holder lets the writer go on.
+async fn block_the_writer(
+    edge: &TestEdge,
+    db: &Client,
+    (order, blocker): &(Uuid, Value),
+) -> (Client, JoinHandle<Reply>) {
+    let holder = hold_order(&edge.db, *order).await;
+    let first = deliver(edge.public, &edge.secrets[0], blocker);
+    writer_is_blocked(db).await;
+    (holder, first)
 }
 
 /// Waits until one of the edge's connections is waiting for a row lock.
@@ -118,18 +141,13 @@ async fn requests_arriving_during_a_commit_share_the_next_one_with_correct_answe
     let edge = one_writer_edge().await;
     let db = edge.db.client().await;
     let secret = edge.secrets[0].clone();
-    let (blocker_order, blocker) = paid_event(&db, "blocker").await;
+    let blocker = paid_event(&db, "blocker").await;
     let (earlier_order, earlier) = paid_event(&db, "earlier").await;
     assert_eq!(edge.webhook_json(&earlier).await.status, 200);
-    let mut fresh = Vec::new();
-    for i in 0..10 {
-        fresh.push(paid_event(&db, &format!("fresh_{i}")).await);
-    }
+    let fresh = paid_events(&db, "fresh", 10).await;
     let (tripled_order, tripled) = paid_event(&db, "tripled").await;
 
-    let holder = hold_order(&edge.db, blocker_order).await;
-    let first = deliver(edge.public, &secret, &blocker);
-    writer_is_blocked(&db).await;
+    let (holder, first) = block_the_writer(&edge, &db, &blocker).await;
     let fresh_replies: Vec<_> = fresh
         .iter()
         .map(|(_, e)| deliver(edge.public, &secret, e))
@@ -166,7 +184,7 @@ async fn requests_arriving_during_a_commit_share_the_next_one_with_correct_answe
     for (id, _) in &fresh {
         assert_eq!(order(&db, *id).await.status, "paid");
     }
-    for id in [blocker_order, earlier_order, tripled_order] {
+    for id in [blocker.0, earlier_order, tripled_order] {
         assert_eq!(order(&db, id).await.status, "paid");
     }
     assert_eq!(event_count(&db).await, 13, "one row per distinct event");
@@ -198,16 +216,11 @@ async fn a_failing_event_gets_its_own_error_and_its_batch_is_still_recorded() {
     )
     .await
     .expect("trigger");
-    let (blocker_order, blocker) = paid_event(&db, "blocker").await;
-    let mut innocent = Vec::new();
-    for i in 0..6 {
-        innocent.push(paid_event(&db, &format!("innocent_{i}")).await);
-    }
+    let blocker = paid_event(&db, "blocker").await;
+    let innocent = paid_events(&db, "innocent", 6).await;
     let (poison_order, poison) = paid_event(&db, "poison").await;
 
-    let holder = hold_order(&edge.db, blocker_order).await;
-    let first = deliver(edge.public, &secret, &blocker);
-    writer_is_blocked(&db).await;
+    let (holder, first) = block_the_writer(&edge, &db, &blocker).await;
     let mut replies: Vec<_> = innocent[..3]
         .iter()
         .map(|(_, e)| deliver(edge.public, &secret, e))
@@ -242,15 +255,10 @@ async fn shutdown_with_a_batch_in_flight_still_answers_every_request_after_its_c
     let mut edge = one_writer_edge().await;
     let db = edge.db.client().await;
     let secret = edge.secrets[0].clone();
-    let (blocker_order, blocker) = paid_event(&db, "blocker").await;
-    let mut queued_events = Vec::new();
-    for i in 0..8 {
-        queued_events.push(paid_event(&db, &format!("queued_{i}")).await);
-    }
+    let blocker = paid_event(&db, "blocker").await;
+    let queued_events = paid_events(&db, "queued", 8).await;
 
-    let holder = hold_order(&edge.db, blocker_order).await;
-    let first = deliver(edge.public, &secret, &blocker);
-    writer_is_blocked(&db).await;
+    let (holder, first) = block_the_writer(&edge, &db, &blocker).await;
     let replies: Vec<_> = queued_events
         .iter()
         .map(|(_, e)| deliver(edge.public, &secret, e))
