@@ -57,6 +57,12 @@ impl Delivery {
     }
 }
 
+/// Webhook deliveries, any mode accepted.
+const WEBHOOK: BatchMeta = BatchMeta {
+    source: Source::Webhook,
+    expect_livemode: None,
+};
+
 const STATUSES: [&str; 4] = ["pending", "paid", "failed", "expired"];
 
 async fn create_orders(dbs: [&Client; 2], seed: u64, rng: &mut Rng) -> Vec<ScenarioOrder> {
@@ -277,10 +283,7 @@ async fn duplicates_within_a_batch_and_already_in_the_ledger_are_answered_as_dup
         .iter()
         .map(|s| session_event("checkout.session.completed", s))
         .collect();
-    let meta = BatchMeta {
-        source: Source::Webhook,
-        expect_livemode: None,
-    };
+    let meta = WEBHOOK;
     let earlier = [Delivery::new(&events[2], "req-earlier".into())];
     ledger::record_batch(&pool, &entries(&earlier), meta)
         .await
@@ -343,16 +346,9 @@ async fn one_order_moved_three_times_in_one_batch_moves_as_three_transactions_wo
         .enumerate()
         .map(|(n, v)| Delivery::new(v, format!("req-move-{n}")))
         .collect();
-    let applied = ledger::record_batch(
-        &pool,
-        &entries(&deliveries),
-        BatchMeta {
-            source: Source::Webhook,
-            expect_livemode: None,
-        },
-    )
-    .await
-    .expect("batch");
+    let applied = ledger::record_batch(&pool, &entries(&deliveries), WEBHOOK)
+        .await
+        .expect("batch");
     use common::ledger::OrderStatus::*;
     let moves: Vec<_> = applied.iter().map(|a| a.transition).collect();
     assert_eq!(
@@ -415,16 +411,9 @@ async fn concurrent_batches_over_the_same_orders_and_events_apply_each_event_onc
                     .iter()
                     .map(|v| Delivery::new(v, format!("req-writer-{w}")))
                     .collect();
-                ledger::record_batch(
-                    &pool,
-                    &entries(&deliveries),
-                    BatchMeta {
-                        source: Source::Webhook,
-                        expect_livemode: None,
-                    },
-                )
-                .await
-                .map(|applied| applied.iter().filter(|a| !a.duplicate).count())
+                ledger::record_batch(&pool, &entries(&deliveries), WEBHOOK)
+                    .await
+                    .map(|applied| applied.iter().filter(|a| !a.duplicate).count())
             })
         })
         .collect();
