@@ -42,8 +42,8 @@ cargo build --release --locked -q -p edge -p tests --bin edge --bin loadgen --bi
 
 echo "==> starting a throwaway PostgreSQL (durable defaults: fsync and synchronous_commit on)"
 start_throwaway_pg "$work"
-# CPU ticks used so far by Postgres (the postmaster, its reaped children, its live children) and by
-# one process.
+# CPU ticks used so far by Postgres (the postmaster, its reaped children, its live children), for
+# the pgbench rounds (pgbench's own CPU is not counted).
 pg_ticks() {
   local pm t c
   pm=$(head -n 1 "$work/data/postmaster.pid")
@@ -53,7 +53,6 @@ pg_ticks() {
   done
   echo "$t"
 }
-proc_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12+$13}'; }
 tck=$(getconf CLK_TCK)
 psql() { "$pg_bin/psql" -h "$work" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 ./target/release/edge migrate >/dev/null
@@ -132,23 +131,23 @@ else
   echo "==> Node peer skipped (node, npm or $peer_dir missing)"
 fi
 
-# One load generator run against a server (edge or peer) whose process is $1: writes
-# $work/<label>.json with the CPU split added.
+# One load generator run against a server (edge or peer) whose process is $2: writes
+# $work/<label>.json, with the CPU the server, Postgres and the load generator used while the
+# clock ran (measured by the load generator from /proc).
 load_round() {
-  local server=$1 pid=$2 c=$3 label=$4 pg0 a0 pg1 a1 perf_pid= args
+  local server=$1 pid=$2 c=$3 label=$4 perf_pid= args
   if [ "$server" = edge ]; then
     args=(--addr 127.0.0.1:$port --database-url "$DATABASE_URL")
   else
     args=(--addr 127.0.0.1:$peer_port --database-url "host=$work user=postgres dbname=peer" --path /webhook --schema peer)
   fi
-  pg0=$(pg_ticks); a0=$(proc_ticks "$pid")
   if [ "${BENCH_PERF:-}" = 1 ] && [ "$label" = edge_r1_c32 ]; then
     perf record -q -e cpu-clock -F 2000 -g -p "$pid" -o "$work/perf.data" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  ./target/release/loadgen "${args[@]}" --secret "$secret" \
+  ./target/release/loadgen "${args[@]}" --secret "$secret" --app-pid "$pid" \
+    --postmaster-pid "$(head -n 1 "$work/data/postmaster.pid")" \
     --connections "$c" --requests "$requests" --label "$label" --json "$work/$label.json" | sed 's/^/    /'
-  pg1=$(pg_ticks); a1=$(proc_ticks "$pid")
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
     perf report -i "$work/perf.data" --no-children --percent-limit 1.5 --stdio -g none 2>/dev/null \
@@ -157,10 +156,9 @@ load_round() {
       | grep -v '^#' | grep -v '^$' | head -12 >> "$out/edge-perf.txt"
     echo "    perf profile of the edge: $out/edge-perf.txt"
   fi
-  python3 - "$work/$label.json" "$server" "$(( (a1 - a0) * 1000000 / tck / requests ))" "$(( (pg1 - pg0) * 1000000 / tck / requests ))" <<'PY'
+  python3 - "$work/$label.json" "$server" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); r["server"] = sys.argv[2]
-r["app_cpu_us_per_req"] = int(sys.argv[3]); r["pg_cpu_us_per_req"] = int(sys.argv[4])
 json.dump(r, open(sys.argv[1], "w"))
 PY
 }
@@ -207,12 +205,12 @@ name = {"edge": "edge (group commit)", "peer": "Node/Express peer"}
 def row(label, r):
     check = "ok" if r["rows_checked"] else "MISMATCH"
     return (f"| {label} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-            f"{r['app_cpu_us_per_req']} | {r['pg_cpu_us_per_req']} | {check} |")
+            f"{r['app_cpu_us_per_req']:.0f} | {r['pg_cpu_us_per_req']:.0f} | {r['loadgen_cpu_us_per_req']:.0f} | {check} |")
 print()
-print("| run | req/s | p50 ms | p99 ms | app CPU µs/req | Postgres CPU µs/req | rows checked |")
-print("|---|---:|---:|---:|---:|---:|---|")
+print("| run | req/s | p50 ms | p99 ms | server CPU µs/req | Postgres CPU µs/req | load generator CPU µs/req | rows checked |")
+print("|---|---:|---:|---:|---:|---:|---:|---|")
 for i, p in enumerate(pgbench):
-    print(f"| round {p['round']}: pgbench, one-event transaction, 32 clients | {p['tps']:,.0f} | | | | {p['pg_cpu_us_per_tx']} | every order paid |")
+    print(f"| round {p['round']}: pgbench, one-event transaction, 32 clients | {p['tps']:,.0f} | | | | {p['pg_cpu_us_per_tx']} | | every order paid |")
     print(row(f"round {p['round']}: {name['edge']}, 32 connections", edge_rounds[i]))
     if i < len(peer_rounds):
         print(row(f"round {p['round']}: {name['peer']}, 32 connections", peer_rounds[i]))

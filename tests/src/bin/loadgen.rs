@@ -45,6 +45,74 @@ struct Args {
     /// Whose `orders` table to fill: ours, or the Node peer's (`../shared/peers/node-express`).
     #[arg(long, value_enum, default_value_t = Schema::Edge)]
     schema: Schema,
+    /// The server process under test: its CPU time while the clock runs is reported per request.
+    #[arg(long)]
+    app_pid: Option<u32>,
+    /// The Postgres postmaster: its CPU time and its children's while the clock runs is reported
+    /// per request (the set-up and the ledger check are outside the window).
+    #[arg(long)]
+    postmaster_pid: Option<u32>,
+}
+
+/// CPU time (user + system, in clock ticks) of the processes whose time a run reports.
+#[derive(Clone, Copy, Default)]
+struct CpuTicks {
+    app: u64,
+    postgres: u64,
+    loadgen: u64,
+}
+
+impl CpuTicks {
+    fn now(args: &Args) -> Self {
+        Self {
+            app: args.app_pid.map_or(0, |pid| process_ticks(pid, false)),
+            postgres: args.postmaster_pid.map_or(0, |pid| {
+                process_ticks(pid, true)
+                    + children(pid).map(|c| process_ticks(c, false)).sum::<u64>()
+            }),
+            loadgen: process_ticks(std::process::id(), false),
+        }
+    }
+}
+
+/// utime + stime of a process, plus its reaped children's when asked (a postmaster's exited
+/// backends), from `/proc/<pid>/stat`; 0 if it cannot be read.
+fn process_ticks(pid: u32, with_reaped_children: bool) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15,
+    // cutime 16, cstime 17.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0;
+    };
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let field = |n: usize| fields.get(n - 3).copied().unwrap_or(0);
+    field(14)
+        + field(15)
+        + if with_reaped_children {
+            field(16) + field(17)
+        } else {
+            0
+        }
+}
+
+/// The live children of a process, from `/proc/<pid>/task/*/children`.
+fn children(pid: u32) -> impl Iterator<Item = u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.flatten().collect::<Vec<_>>())
+        .unwrap_or_default();
+    tasks
+        .into_iter()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
 }
 
 /// The two `orders` tables the generator knows. Both have `stripe_session_id` and `status`, and
@@ -113,6 +181,7 @@ async fn main() -> Result<(), String> {
         .collect();
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = CpuTicks::now(&args);
     let started = Instant::now();
     let path: Arc<str> = args.path.clone().into();
     let workers: Vec<_> = (0..args.connections)
@@ -137,6 +206,11 @@ async fn main() -> Result<(), String> {
         totals.latencies_us.extend(t.latencies_us);
     }
     let elapsed = started.elapsed();
+    let cpu_after = CpuTicks::now(&args);
+    // Clock ticks per second: 100 on Linux (`getconf CLK_TCK`).
+    let per_request = |before: u64, after: u64| {
+        after.saturating_sub(before) as f64 * 10_000.0 / args.requests.max(1) as f64
+    };
     totals.latencies_us.sort_unstable();
     let pct = |p: f64| {
         let l = &totals.latencies_us;
@@ -176,6 +250,9 @@ async fn main() -> Result<(), String> {
         "ledger_rows": rows,
         "orders_paid": paid,
         "rows_checked": rows_ok,
+        "app_cpu_us_per_req": per_request(cpu_before.app, cpu_after.app),
+        "pg_cpu_us_per_req": per_request(cpu_before.postgres, cpu_after.postgres),
+        "loadgen_cpu_us_per_req": per_request(cpu_before.loadgen, cpu_after.loadgen),
     });
     println!(
         "loadgen c={:<3} requests={} ok={} failed={} {:.0} req/s p50={:.2} ms p99={:.2} ms ledger_rows={} paid={} rows_checked={}",
