@@ -121,6 +121,15 @@ impl GroupCommit {
         self.pool.close();
     }
 
+    /// Whether every writer is still running. One can only end early by panicking; its events
+    /// are then answered with 5xx, and `/ready` reports it so that the process gets replaced.
+    pub fn all_running(&self) -> bool {
+        match self.writers.lock() {
+            Ok(handles) => handles.iter().all(|h| !h.is_finished()),
+            Err(_) => false,
+        }
+    }
+
     /// Events waiting for a writer (not yet in a transaction).
     pub fn queued(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()

@@ -37,12 +37,20 @@ pub fn live() -> Response<Body> {
     json(StatusCode::OK, &value!({ "status": "live" }))
 }
 
-/// Ready = not draining, the database answers, and its schema is current.
+/// Ready = not draining, every group-commit writer is running, the database answers, and its
+/// schema is current.
 pub async fn ready(state: &State) -> Response<Body> {
     if state.is_draining() {
         return json(
             StatusCode::SERVICE_UNAVAILABLE,
             &value!({ "status": "draining" }),
+        );
+    }
+    if !state.ledger.all_running() {
+        tracing::error!("not ready: a ledger writer has stopped");
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &value!({ "status": "unavailable", "reason": "ledger_writer" }),
         );
     }
     let check = async {
