@@ -149,11 +149,7 @@ load_round() {
     --postmaster-pid "$(head -n 1 "$work/data/postmaster.pid")" \
     --connections "$c" --requests "$requests" --label "$label" --json "$work/$label.json" | sed 's/^/    /'
   if [ -n "$perf_pid" ]; then
-    kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
-    perf report -i "$work/perf.data" --no-children --percent-limit 1.5 --stdio -g none 2>/dev/null \
-      | grep -v '^#' | grep -v '^$' | head -60 > "$out/edge-perf.txt"
-    perf report -i "$work/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
-      | grep -v '^#' | grep -v '^$' | head -12 >> "$out/edge-perf.txt"
+    perf_stop_and_report "$perf_pid" "$work/perf.data" "$out/edge-perf.txt" 1.5
     echo "    perf profile of the edge: $out/edge-perf.txt"
   fi
   python3 - "$work/$label.json" "$server" <<'PY'

@@ -41,10 +41,6 @@ fi
   --requests "${BENCH_REQUESTS:-30000}" --stream-mb "${BENCH_STREAM_MB:-100}" --json "$out/proxy.json"
 echo "written: $out/proxy.json"
 if [ "${BENCH_PERF:-}" = 1 ]; then
-  kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
-  perf report -i "$work/perf.data" --no-children --percent-limit 1 --stdio -g none 2>/dev/null \
-    | grep -v '^#' | grep -v '^$' | head -60 > "$out/proxy-perf.txt"
-  perf report -i "$work/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
-    | grep -v '^#' | grep -v '^$' | head -12 >> "$out/proxy-perf.txt"
+  perf_stop_and_report "$perf_pid" "$work/perf.data" "$out/proxy-perf.txt" 1
   echo "perf profile of the edge: $out/proxy-perf.txt"
 fi

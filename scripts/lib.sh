@@ -58,3 +58,14 @@ stop_throwaway_pg() {
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+
+# Stops the `perf record` running as PID, then writes its report to OUT: the functions above
+# LIMIT % of the samples in DATA, then the split by binary.
+perf_stop_and_report() {
+  local pid=$1 data=$2 out=$3 limit=$4
+  kill -INT "$pid"; wait "$pid" 2>/dev/null || true
+  perf report -i "$data" --no-children --percent-limit "$limit" --stdio -g none 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' | head -60 > "$out"
+  perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' | head -12 >> "$out"
+}
