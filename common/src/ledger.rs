@@ -1,10 +1,12 @@
-//! The ledger: the one function that applies a verified Stripe event. It writes the event to
+//! The ledger: the code that applies verified Stripe events. It writes each event to
 //! `payment_events` and the order's new state in the same transaction. The edge (source `webhook`),
 //! the reconciler (`reconciler`) and a manual session reconcile (`manual`) all go through it.
 //!
-//! The state machine (`decide`) is a pure function; `apply` does the I/O in two statements: one
+//! The state machine (`decide`) is a pure function, and `judge` turns its decision into the
+//! answer for one new event. `record`/`apply` do the I/O for one event in two statements: one
 //! that locks the order and inserts the event (`ON CONFLICT DO NOTHING`), and, only when the event
-//! was new and the order must change, one `UPDATE`.
+//! was new and the order must change, one `UPDATE`. `batch` does the same for many events in
+//! one transaction (group commit), with the same results.
 
 use std::fmt;
 
@@ -151,6 +153,20 @@ pub struct OrderRow {
     pub payment_intent: Option<String>,
 }
 
+impl OrderRow {
+    /// The order columns (id, status, amount_total, currency, payment intent) of a row, from
+    /// column `at` on; `None` when the id is NULL (the event has no order).
+    fn read(row: &tokio_postgres::Row, at: usize) -> Option<Self> {
+        Some(Self {
+            id: row.get::<_, Option<Uuid>>(at)?,
+            status: OrderStatus::parse(row.get::<_, &str>(at + 1)).unwrap_or(OrderStatus::Pending),
+            amount_total: row.get(at + 2),
+            currency: row.get(at + 3),
+            payment_intent: row.get(at + 4),
+        })
+    }
+}
+
 /// What the state machine wants done to the order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {
@@ -244,6 +260,34 @@ fn amount_problem(event: &StripeEvent, order: &OrderRow) -> Option<String> {
         event.id,
         show(o.amount_total, o.currency.as_deref()),
     ))
+}
+
+/// What a new event does: the answer for whoever delivered it and, when its order must change,
+/// the decision. `order` is the order as locked (or as earlier events of the same batch left it);
+/// `None` makes an order-moving event an orphan.
+fn judge(
+    event: &StripeEvent,
+    order: Option<&OrderRow>,
+    expect_livemode: Option<bool>,
+) -> (Applied, Option<Decision>) {
+    let Some(order) = order else {
+        let applied = Applied {
+            orphan: event.moves_orders(),
+            anomaly: expect_livemode
+                .is_some_and(|want| want != event.livemode)
+                .then_some(AnomalyKind::LivemodeMismatch),
+            ..Applied::new(false, None)
+        };
+        return (applied, None);
+    };
+    let decision = decide(event, order, expect_livemode);
+    let mut applied = Applied::new(false, Some(order.id));
+    applied.anomaly = decision.anomaly;
+    if !decision.changes_order() {
+        return (applied, None);
+    }
+    applied.transition = decision.to.map(|to| (order.status, to));
+    (applied, Some(decision))
 }
 
 /// Why the ledger could not record an event. The edge maps these to 5xx so that Stripe retries.
@@ -463,35 +507,15 @@ fn outcome(
     meta: &RecordMeta<'_>,
 ) -> (Applied, Option<OrderUpdate>) {
     let inserted: i64 = row.get(0);
-    let order = row.get::<_, Option<Uuid>>(1).map(|id| OrderRow {
-        id,
-        status: OrderStatus::parse(row.get::<_, &str>(2)).unwrap_or(OrderStatus::Pending),
-        amount_total: row.get(3),
-        currency: row.get(4),
-        payment_intent: row.get(5),
-    });
-    let mut applied = Applied::new(inserted == 0, order.as_ref().map(|o| o.id));
-    if applied.duplicate {
-        return (applied, None);
+    let order = OrderRow::read(row, 1);
+    if inserted == 0 {
+        return (Applied::new(true, order.map(|o| o.id)), None);
     }
-    let Some(order) = order else {
-        applied.orphan = event.moves_orders();
-        if meta
-            .expect_livemode
-            .is_some_and(|want| want != event.livemode)
-        {
-            applied.anomaly = Some(AnomalyKind::LivemodeMismatch);
-        }
-        return (applied, None);
-    };
-    let decision = decide(event, &order, meta.expect_livemode);
-    applied.anomaly = decision.anomaly;
-    if !decision.changes_order() {
-        return (applied, None);
-    }
-    applied.transition = decision.to.map(|to| (order.status, to));
-    let update = OrderUpdate::new(&order, decision);
-    (applied, Some(update))
+    let (applied, decision) = judge(event, order.as_ref(), meta.expect_livemode);
+    let update = order
+        .zip(decision)
+        .map(|(order, decision)| OrderUpdate::new(&order, decision));
+    (applied, update)
 }
 
 /// Records one event in its own transaction; returns only after `COMMIT`.
@@ -614,11 +638,6 @@ pub async fn adopt_orphans(
         .query(&tx.prepare_cached(ORPHANS).await?, &[&types, &limit])
         .await?;
     let mut adopted = Adopted::default();
-    let meta = RecordMeta {
-        source: Source::Reconciler,
-        request_id: None,
-        expect_livemode,
-    };
     for row in orphans {
         let (row_id, payload): (i64, &str) = (row.get(0), row.get(1));
         let Ok(event) = StripeEvent::parse(payload.as_bytes()) else {
@@ -640,18 +659,12 @@ pub async fn adopt_orphans(
         else {
             continue;
         };
-        let order = OrderRow {
-            id: found.get(0),
-            status: OrderStatus::parse(found.get::<_, &str>(1)).unwrap_or(OrderStatus::Pending),
-            amount_total: found.get(2),
-            currency: found.get(3),
-            payment_intent: found.get(4),
+        let Some(order) = OrderRow::read(&found, 0) else {
+            continue;
         };
-        let decision = decide(&event, &order, meta.expect_livemode);
-        if decision.changes_order() {
-            if let Some(to) = decision.to {
-                adopted.transitions.push((order.status, to));
-            }
+        let (applied, decision) = judge(&event, Some(&order), expect_livemode);
+        if let Some(decision) = decision {
+            adopted.transitions.extend(applied.transition);
             let update = OrderUpdate::new(&order, decision);
             tx.execute(&tx.prepare_cached(UPDATE_ORDER).await?, &update.params())
                 .await?;

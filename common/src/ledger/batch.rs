@@ -3,7 +3,7 @@
 //!
 //! One statement looks up every event's order, locks those orders (in id order, so that
 //! concurrent batches cannot deadlock on them) and inserts every event from `unnest` arrays with
-//! `ON CONFLICT DO NOTHING RETURNING`. The state machine ([`decide`]) is then folded over the
+//! `ON CONFLICT DO NOTHING RETURNING`. The state machine ([`super::decide`]) is then folded over the
 //! inserted events in order, per order, so two events for one order in one batch move it exactly
 //! as two transactions would. One set-based `UPDATE` writes each changed order's final state.
 
@@ -14,8 +14,8 @@ use deadpool_postgres::{GenericClient, Pool};
 use uuid::Uuid;
 
 use super::{
-    AnomalyKind, Applied, LedgerError, OpenTransaction, OrderRow, OrderStatus, Param, Source,
-    decide, keys, order_lookup_sql,
+    Applied, Decision, LedgerError, OpenTransaction, OrderRow, Param, Source, judge, keys,
+    order_lookup_sql,
 };
 use crate::stripe::event::StripeEvent;
 
@@ -256,6 +256,38 @@ struct Tracked {
     anomaly: Option<String>,
 }
 
+impl Tracked {
+    fn new(row: OrderRow) -> Self {
+        Self {
+            row,
+            changed: false,
+            paid_at: None,
+            payment_intent: None,
+            anomaly: None,
+        }
+    }
+
+    /// Moves the order as one more event's decision says, and keeps what the final `UPDATE`
+    /// writes: the one-event `UPDATE`'s rules applied in turn (the last `paid_at` and anomaly,
+    /// the first payment intent).
+    fn absorb(&mut self, decision: Decision) {
+        self.changed = true;
+        if let Some(to) = decision.to {
+            self.row.status = to;
+        }
+        if decision.paid_at.is_some() {
+            self.paid_at = decision.paid_at;
+        }
+        if let Some(pi) = decision.payment_intent {
+            self.row.payment_intent = Some(pi.clone());
+            self.payment_intent = Some(pi);
+        }
+        if decision.order_anomaly.is_some() {
+            self.anomaly = decision.order_anomaly;
+        }
+    }
+}
+
 /// What the batch does: one [`Applied`] per entry, the orders to write and the events to link.
 struct Plan {
     applied: Vec<Applied>,
@@ -287,15 +319,9 @@ impl Plan {
                 applied.push(Applied::new(true, None));
                 continue;
             };
-            let locked = locked_order(row).map(|order| {
+            let locked = OrderRow::read(row, 1).map(|order| {
                 *index.entry(order.id).or_insert_with(|| {
-                    orders.push(Tracked {
-                        row: order,
-                        changed: false,
-                        paid_at: None,
-                        payment_intent: None,
-                        anomaly: None,
-                    });
+                    orders.push(Tracked::new(order));
                     orders.len() - 1
                 })
             });
@@ -310,39 +336,19 @@ impl Plan {
                 continue;
             }
             let Some(at) = at else {
-                applied.push(Applied {
-                    orphan: event.moves_orders(),
-                    anomaly: expect_livemode
-                        .is_some_and(|want| want != event.livemode)
-                        .then_some(AnomalyKind::LivemodeMismatch),
-                    ..Applied::new(false, None)
-                });
+                applied.push(judge(event, None, expect_livemode).0);
                 continue;
             };
             let tracked = &mut orders[at];
             if locked.is_none() {
                 links.push((event.id.clone(), tracked.row.id));
             }
-            let decision = decide(event, &tracked.row, expect_livemode);
-            let mut result = Applied::new(false, Some(tracked.row.id));
-            result.anomaly = decision.anomaly;
-            if decision.changes_order() {
-                result.transition = decision.to.map(|to| (tracked.row.status, to));
-                tracked.changed = true;
-                if let Some(to) = decision.to {
-                    tracked.row.status = to;
-                }
-                if decision.paid_at.is_some() {
-                    tracked.paid_at = decision.paid_at;
-                }
-                if let Some(pi) = decision.payment_intent {
+            let (result, decision) = judge(event, Some(&tracked.row), expect_livemode);
+            if let Some(decision) = decision {
+                if let Some(pi) = &decision.payment_intent {
                     recorded_intents.insert(pi.clone(), at);
-                    tracked.row.payment_intent = Some(pi.clone());
-                    tracked.payment_intent = Some(pi);
                 }
-                if decision.order_anomaly.is_some() {
-                    tracked.anomaly = decision.order_anomaly;
-                }
+                tracked.absorb(decision);
             }
             applied.push(result);
         }
@@ -420,16 +426,4 @@ impl Plan {
 struct Statements {
     update: Option<tokio_postgres::Statement>,
     link: Option<tokio_postgres::Statement>,
-}
-
-/// The order columns of a `LOCK_AND_INSERT_BATCH` row, when the event has an order.
-fn locked_order(row: &tokio_postgres::Row) -> Option<OrderRow> {
-    let id: Uuid = row.get::<_, Option<Uuid>>(1)?;
-    Some(OrderRow {
-        id,
-        status: OrderStatus::parse(row.get::<_, &str>(2)).unwrap_or(OrderStatus::Pending),
-        amount_total: row.get(3),
-        currency: row.get(4),
-        payment_intent: row.get(5),
-    })
 }
