@@ -115,12 +115,13 @@ pub async fn record_batch(
         client: Some(pool.get().await?),
     };
     let client = conn.client()?;
-    let columns = Columns::new(entries, meta.source);
-    let stmt = client.prepare_cached(LOCK_AND_INSERT_BATCH).await?;
-    let params = columns.params();
-    let (begin, rows) = tokio::join!(client.batch_execute("BEGIN"), client.query(&stmt, &params));
+    // Polled in order: BEGIN is sent first, then the statement, in one round trip.
+    let (begin, plan) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        Plan::lock_and_insert(client, entries, meta)
+    );
     begin?;
-    let plan = Plan::fold(entries, &columns, &rows?, meta.expect_livemode);
+    let plan = plan?;
     if plan.writes_nothing() {
         client.batch_execute("COMMIT").await?;
     } else {
@@ -143,13 +144,7 @@ pub async fn apply_batch<C: GenericClient>(
     entries: &[BatchEntry<'_>],
     meta: BatchMeta,
 ) -> Result<Vec<Applied>, LedgerError> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
-    let columns = Columns::new(entries, meta.source);
-    let stmt = client.prepare_cached(LOCK_AND_INSERT_BATCH).await?;
-    let rows = client.query(&stmt, &columns.params()).await?;
-    let plan = Plan::fold(entries, &columns, &rows, meta.expect_livemode);
+    let plan = Plan::lock_and_insert(client, entries, meta).await?;
     if !plan.writes_nothing() {
         let statements = plan.prepare(client).await?;
         plan.write(client, &statements).await?;
@@ -297,6 +292,23 @@ struct Plan {
 }
 
 impl Plan {
+    /// Runs `LOCK_AND_INSERT_BATCH` for the entries and folds its rows (no I/O when empty).
+    async fn lock_and_insert<C: GenericClient>(
+        client: &C,
+        entries: &[BatchEntry<'_>],
+        meta: BatchMeta,
+    ) -> Result<Self, LedgerError> {
+        let columns = Columns::new(entries, meta.source);
+        let rows = match entries.is_empty() {
+            true => Vec::new(),
+            false => {
+                let stmt = client.prepare_cached(LOCK_AND_INSERT_BATCH).await?;
+                client.query(&stmt, &columns.params()).await?
+            }
+        };
+        Ok(Self::fold(entries, &columns, &rows, meta.expect_livemode))
+    }
+
     /// Folds the state machine over the batch's inserted events, in entry order.
     fn fold(
         entries: &[BatchEntry<'_>],
