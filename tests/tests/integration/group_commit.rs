@@ -121,6 +121,15 @@ async fn queued(edge: &TestEdge, n: usize) {
     );
 }
 
+/// Waits for every reply and checks that each is 200 for a new event.
+async fn all_new(replies: Vec<JoinHandle<Reply>>) {
+    for reply in replies {
+        let reply = reply.await.expect("task");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()["duplicate"], false);
+    }
+}
+
 /// How many transactions wrote the ledger rows of these events.
 async fn writing_transactions(db: &Client, events: &[&Value]) -> i64 {
     let ids: Vec<&str> = events
@@ -160,11 +169,7 @@ async fn requests_arriving_during_a_commit_share_the_next_one_with_correct_answe
     holder.batch_execute("ROLLBACK").await.expect("release");
 
     assert_eq!(first.await.expect("task").status, 200);
-    for reply in fresh_replies {
-        let reply = reply.await.expect("task");
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.json()["duplicate"], false);
-    }
+    all_new(fresh_replies).await;
     let mut duplicates = Vec::new();
     for reply in tripled_replies {
         let reply = reply.await.expect("task");
@@ -235,11 +240,7 @@ async fn a_failing_event_gets_its_own_error_and_its_batch_is_still_recorded() {
     holder.batch_execute("ROLLBACK").await.expect("release");
 
     assert_eq!(first.await.expect("task").status, 200);
-    for reply in replies {
-        let reply = reply.await.expect("task");
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        assert_eq!(reply.json()["duplicate"], false);
-    }
+    all_new(replies).await;
     let poison_reply = poison_reply.await.expect("task");
     assert_eq!(poison_reply.status, 500);
     assert_eq!(poison_reply.json()["error"]["code"], "storage_unavailable");
@@ -275,11 +276,7 @@ async fn shutdown_with_a_batch_in_flight_still_answers_every_request_after_its_c
     holder.batch_execute("ROLLBACK").await.expect("release");
 
     assert_eq!(first.await.expect("task").status, 200);
-    for reply in replies {
-        let reply = reply.await.expect("task");
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        assert_eq!(reply.json()["duplicate"], false);
-    }
+    all_new(replies).await;
     edge.stopped().await;
     for (id, _) in &queued_events {
         assert_eq!(order(&db, *id).await.status, "paid");
