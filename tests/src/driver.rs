@@ -59,6 +59,17 @@ pub struct Deliveries {
     pub retries: u64,
 }
 
+impl std::ops::AddAssign for Deliveries {
+    fn add_assign(&mut self, d: Deliveries) {
+        self.events += d.events;
+        self.dropped += d.dropped;
+        self.duplicated += d.duplicated;
+        self.reordered += d.reordered;
+        self.delayed += d.delayed;
+        self.retries += d.retries;
+    }
+}
+
 /// Rates in [0, 1].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rates {

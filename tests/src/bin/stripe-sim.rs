@@ -115,13 +115,7 @@ async fn main() -> Result<(), String> {
             let c = driver
                 .checkout(&db, &sim, endings[i % endings.len()], now - 600 + i as i64)
                 .await;
-            let d = driver.deliver(&c).await;
-            total.events += d.events;
-            total.dropped += d.dropped;
-            total.duplicated += d.duplicated;
-            total.reordered += d.reordered;
-            total.delayed += d.delayed;
-            total.retries += d.retries;
+            total += driver.deliver(&c).await;
         }
         total.retries += driver.deliver_delayed().await;
         println!(

@@ -19,15 +19,6 @@ fn never() -> watch::Receiver<bool> {
     watch::channel(false).1
 }
 
-fn add(total: &mut Deliveries, d: Deliveries) {
-    total.events += d.events;
-    total.dropped += d.dropped;
-    total.duplicated += d.duplicated;
-    total.reordered += d.reordered;
-    total.delayed += d.delayed;
-    total.retries += d.retries;
-}
-
 #[tokio::test]
 async fn lost_webhooks_of_a_thousand_sessions_are_backfilled_in_one_pass() {
     let sim = StripeSim::start(KEY).await;
@@ -58,7 +49,7 @@ async fn lost_webhooks_of_a_thousand_sessions_are_backfilled_in_one_pass() {
     }
     let mut total = Deliveries::default();
     for c in &checkouts {
-        add(&mut total, driver.deliver(c).await);
+        total += driver.deliver(c).await;
     }
     total.retries += driver.deliver_delayed().await;
     assert!(total.dropped > 20, "the run drops deliveries: {total:?}");
