@@ -81,6 +81,16 @@ pub struct Rates {
     pub delay: f64,
 }
 
+impl Rates {
+    /// Only drops, at `rate`: the webhooks the reconciler must make up for.
+    pub fn dropping(rate: f64) -> Self {
+        Self {
+            drop: rate,
+            ..Self::default()
+        }
+    }
+}
+
 /// A deterministic driver (seeded), so a failing run can be replayed.
 pub struct Driver {
     pub edge: SocketAddr,

@@ -32,14 +32,7 @@ async fn the_daemon_passes_at_start_and_serves_support() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(
-        &edge,
-        Rates {
-            drop: 1.0,
-            ..Rates::default()
-        },
-        9,
-    );
+    let mut driver = Driver::for_edge(&edge, Rates::dropping(1.0), 9);
     let lost = driver
         .checkout(
             &db,

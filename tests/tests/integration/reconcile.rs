@@ -123,14 +123,7 @@ async fn a_storm_of_429s_is_ridden_out_within_budget() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(
-        &edge,
-        Rates {
-            drop: 1.0,
-            ..Rates::default()
-        },
-        7,
-    );
+    let mut driver = Driver::for_edge(&edge, Rates::dropping(1.0), 7);
     driver
         .play(
             &db,
@@ -160,14 +153,7 @@ async fn two_reconcilers_started_at_once_run_one_pass() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(
-        &edge,
-        Rates {
-            drop: 1.0,
-            ..Rates::default()
-        },
-        11,
-    );
+    let mut driver = Driver::for_edge(&edge, Rates::dropping(1.0), 11);
     driver
         .play(
             &db,
@@ -200,14 +186,7 @@ async fn one_session_is_reconciled_on_demand() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(
-        &edge,
-        Rates {
-            drop: 1.0,
-            ..Rates::default()
-        },
-        3,
-    );
+    let mut driver = Driver::for_edge(&edge, Rates::dropping(1.0), 3);
     let lost = driver
         .checkout(
             &db,
@@ -288,14 +267,7 @@ async fn a_database_cut_mid_pass_fails_it_and_the_next_pass_completes() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(
-        &edge,
-        Rates {
-            drop: 0.5,
-            ..Rates::default()
-        },
-        5,
-    );
+    let mut driver = Driver::for_edge(&edge, Rates::dropping(0.5), 5);
     driver
         .play(
             &db,
@@ -460,14 +432,7 @@ async fn shutdown_stops_a_pass_between_pages_and_keeps_what_it_committed() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(
-        &edge,
-        Rates {
-            drop: 1.0,
-            ..Rates::default()
-        },
-        13,
-    );
+    let mut driver = Driver::for_edge(&edge, Rates::dropping(1.0), 13);
     driver
         .play(
             &db,
