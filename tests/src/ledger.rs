@@ -27,6 +27,18 @@ pub async fn insert_order(db: &Client, order: NewOrder) -> Uuid {
     id
 }
 
+/// A pending order for a Checkout Session, with no expected amount: the usual test order.
+pub async fn pending_order(db: &Client, session_id: &str) -> Uuid {
+    insert_order(
+        db,
+        NewOrder {
+            session_id: Some(session_id.to_owned()),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// An order's current state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderView {

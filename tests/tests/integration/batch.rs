@@ -5,7 +5,7 @@
 use common::ledger::{self, Applied, BatchEntry, BatchMeta, RecordMeta, Source};
 use common::stripe::event::StripeEvent;
 use serde_json::{Value, json};
-use tests::ledger::{NewOrder, event_rows, insert_order, order};
+use tests::ledger::{NewOrder, event_rows, insert_order, order, pending_order};
 use tests::pg::TestDb;
 use tests::stripe::{Session, charge_refunded, envelope, session_event};
 use tokio_postgres::Client;
@@ -172,18 +172,6 @@ async fn snapshot(db: &Client, seed: u64) -> (Vec<String>, Vec<String>) {
     (orders, events)
 }
 
-/// A pending order for `session`.
-async fn pending_order(db: &Client, session: &Session) -> Uuid {
-    insert_order(
-        db,
-        NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await
-}
-
 fn entries(deliveries: &[Delivery]) -> Vec<BatchEntry<'_>> {
     deliveries
         .iter()
@@ -277,7 +265,7 @@ async fn duplicates_within_a_batch_and_already_in_the_ledger_are_answered_as_dup
         .collect();
     let mut ids = Vec::new();
     for s in &sessions {
-        ids.push(pending_order(&client, s).await);
+        ids.push(pending_order(&client, &s.id).await);
     }
     let events: Vec<Value> = sessions
         .iter()
@@ -394,7 +382,7 @@ async fn concurrent_batches_over_the_same_orders_and_events_apply_each_event_onc
     let mut ids = Vec::new();
     for i in 0..40 {
         let s = Session::new(format!("cs_test_overlap_{i}"));
-        ids.push(pending_order(&client, &s).await);
+        ids.push(pending_order(&client, &s.id).await);
         values.push(session_event("checkout.session.completed", &s));
     }
     // Four writers get the same 40 events in different orders, at the same time.

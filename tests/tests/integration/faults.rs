@@ -43,14 +43,7 @@ async fn prepare_in(
     for i in 0..n {
         let mut session = Session::new(format!("cs_test_fault_{prefix}_{i}"));
         session.created = now - 120;
-        tests::ledger::insert_order(
-            db,
-            tests::ledger::NewOrder {
-                session_id: Some(session.id.clone()),
-                ..Default::default()
-            },
-        )
-        .await;
+        tests::ledger::pending_order(db, &session.id).await;
         let id = format!("evt_fault_{prefix}_{i}");
         let event = envelope(
             &id,

@@ -13,7 +13,7 @@ use http_body_util::Full;
 use serde_json::Value;
 use tests::edge::TestEdge;
 use tests::http::{Reply, eventually, request, send};
-use tests::ledger::{NewOrder, event_count, insert_order, order};
+use tests::ledger::{event_count, order, pending_order};
 use tests::pg::TestDb;
 use tests::stripe::{Session, session_event};
 use tokio::task::JoinHandle;
@@ -33,14 +33,7 @@ async fn one_writer_edge() -> TestEdge {
 /// A pending order and the `checkout.session.completed` event that pays it.
 async fn paid_event(db: &Client, name: &str) -> (Uuid, Value) {
     let session = Session::new(format!("cs_test_gc_{name}"));
-    let id = insert_order(
-        db,
-        NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let id = pending_order(db, &session.id).await;
     (id, session_event("checkout.session.completed", &session))
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use common::ledger::{self, RecordMeta, Source};
 use common::stripe::event::StripeEvent;
-use tests::ledger::{NewOrder, event_rows, insert_order, order};
+use tests::ledger::{event_rows, order, pending_order};
 use tests::pg::TestDb;
 use tests::stripe::{Session, session_event};
 
@@ -15,14 +15,7 @@ async fn a_cancelled_write_commits_nothing_and_leaves_no_open_transaction() {
     let pool = common::db::pool(&db.db_config()).expect("pool");
     let session = Session::new("cs_test_cancel");
     let admin = db.client().await;
-    let id = insert_order(
-        &admin,
-        NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let id = pending_order(&admin, &session.id).await;
     let event_json = session_event("checkout.session.completed", &session);
     let body = event_json.to_string();
     let event = StripeEvent::parse(body.as_bytes()).expect("event");

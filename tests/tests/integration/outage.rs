@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tests::edge::TestEdge;
 use tests::http::{eventually, get};
-use tests::ledger::{NewOrder, event_count, event_rows, insert_order, order};
+use tests::ledger::{event_count, event_rows, order, pending_order};
 use tests::stripe::{Session, session_event};
 
 #[tokio::test]
@@ -22,14 +22,7 @@ async fn database_outage_answers_5xx_and_recovers_without_restart() {
     assert_eq!(get(edge.admin, "/ready").await.status, 200);
 
     let session = Session::new("cs_test_outage");
-    let id = insert_order(
-        &db,
-        NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let id = pending_order(&db, &session.id).await;
     let event = session_event("checkout.session.completed", &session);
     fault.cut();
     for _ in 0..3 {

@@ -9,7 +9,7 @@ use reconciler::pass::Trigger;
 use tests::driver::{Deliveries, Driver, Ending, Rates};
 use tests::edge::TestEdge;
 use tests::http::eventually;
-use tests::ledger::{event_count, order};
+use tests::ledger::{event_count, order, pending_order};
 use tests::stripe_sim::{Faults, StripeSim};
 use tokio::sync::watch;
 
@@ -399,14 +399,7 @@ async fn an_event_that_arrived_before_its_order_is_adopted() {
     let event = tests::stripe::session_event("checkout.session.completed", &session);
     sim.add_event(event.clone());
     assert_eq!(edge.webhook_json(&event).await.status, 200);
-    let id = tests::ledger::insert_order(
-        &db,
-        tests::ledger::NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let id = pending_order(&db, &session.id).await;
     assert_eq!(order(&db, id).await.status, "pending");
 
     let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;

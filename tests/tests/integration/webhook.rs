@@ -4,7 +4,7 @@
 use common::stripe::signature;
 use serde_json::json;
 use tests::edge::TestEdge;
-use tests::ledger::{NewOrder, event_count, event_rows, insert_order, order};
+use tests::ledger::{event_count, event_rows, order, pending_order};
 use tests::stripe::{OFFICIAL_PAYLOAD, Session, session_event};
 
 #[tokio::test]
@@ -12,14 +12,7 @@ async fn new_event_is_recorded_and_acknowledged_after_commit() {
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
     let session = Session::new("cs_test_new_event");
-    let id = insert_order(
-        &db,
-        NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let id = pending_order(&db, &session.id).await;
     let event = session_event("checkout.session.completed", &session);
     let reply = edge.webhook_json(&event).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -44,14 +37,7 @@ async fn duplicate_is_200_and_changes_nothing() {
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
     let session = Session::new("cs_test_dup");
-    let id = insert_order(
-        &db,
-        NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let id = pending_order(&db, &session.id).await;
     let event = session_event("checkout.session.completed", &session);
     assert_eq!(edge.webhook_json(&event).await.status, 200);
     let before = order(&db, id).await;
@@ -223,14 +209,7 @@ async fn twenty_concurrent_deliveries_of_one_event_make_one_row_and_one_transiti
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
     let session = Session::new("cs_test_concurrent");
-    let id = insert_order(
-        &db,
-        NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let id = pending_order(&db, &session.id).await;
     count_order_updates(&db).await;
     let event = session_event("checkout.session.completed", &session);
     let body = event.to_string();
