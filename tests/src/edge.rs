@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::config::EdgeConfig;
 use common::stripe::signature;
 use edge::Limits;
-use http::Method;
+use http::{Method, Request};
 use http_body_util::Full;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -138,10 +138,14 @@ impl TestEdge {
         Self::builder().spawn().await
     }
 
+    /// The `Stripe-Signature` of `body`, signed now with the first secret.
+    pub fn sign(&self, body: &[u8]) -> String {
+        signature::sign(&self.secrets[0], chrono::Utc::now().timestamp(), body)
+    }
+
     /// POSTs `body` signed now with the first secret.
     pub async fn webhook(&self, body: &[u8]) -> Reply {
-        let header = signature::sign(&self.secrets[0], chrono::Utc::now().timestamp(), body);
-        self.webhook_with(body, &[("stripe-signature", header.as_str())])
+        self.webhook_with(body, &[("stripe-signature", self.sign(body).as_str())])
             .await
     }
 
@@ -150,20 +154,21 @@ impl TestEdge {
         self.webhook(event.to_string().as_bytes()).await
     }
 
+    /// [`TestEdge::webhook_json`] from a task of its own, for deliveries that run concurrently.
+    pub fn spawn_webhook_json(&self, event: &serde_json::Value) -> JoinHandle<Reply> {
+        let body = Bytes::from(event.to_string());
+        let req = webhook_request(
+            self.public,
+            body.clone(),
+            &[("stripe-signature", &self.sign(&body))],
+        );
+        let public = self.public;
+        tokio::spawn(async move { send(public, req).await.expect("webhook request") })
+    }
+
     /// POSTs `body` with exactly these extra headers.
     pub async fn webhook_with(&self, body: &[u8], headers: &[(&str, &str)]) -> Reply {
-        let mut req = request(Method::POST, self.public, "/stripe/webhook")
-            .header("content-type", "application/json; charset=utf-8")
-            .header(
-                "user-agent",
-                "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-            );
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req
-            .body(Full::new(Bytes::copy_from_slice(body)))
-            .expect("request");
+        let req = webhook_request(self.public, Bytes::copy_from_slice(body), headers);
         send(self.public, req).await.expect("webhook request")
     }
 
@@ -194,6 +199,24 @@ impl Drop for TestEdge {
     fn drop(&mut self) {
         self.trigger_stop();
     }
+}
+
+/// A webhook delivery as Stripe sends it, with these extra headers.
+fn webhook_request(
+    public: SocketAddr,
+    body: Bytes,
+    headers: &[(&str, &str)],
+) -> Request<Full<Bytes>> {
+    let mut req = request(Method::POST, public, "/stripe/webhook")
+        .header("content-type", "application/json; charset=utf-8")
+        .header(
+            "user-agent",
+            "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        );
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(Full::new(body)).expect("request")
 }
 
 /// Captures the JSON logs (shown on stderr when `TEST_LOG` is set, e.g. `TEST_LOG=1 scripts/test.sh`).

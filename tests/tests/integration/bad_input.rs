@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use common::stripe::signature;
 use edge::Limits;
 use tests::edge::TestEdge;
 use tests::http::{get, read_until_closed};
@@ -34,11 +33,7 @@ async fn duplicated_signature_headers_are_refused() {
         &Session::new("cs_test_two_sigs"),
     );
     let body = event.to_string();
-    let header = signature::sign(
-        &edge.secrets[0],
-        chrono::Utc::now().timestamp(),
-        body.as_bytes(),
-    );
+    let header = edge.sign(body.as_bytes());
     let reply = edge
         .webhook_with(
             body.as_bytes(),

@@ -3,16 +3,11 @@
 //! with the batch in flight. A row lock held by the test keeps the first commit waiting, so that
 //! the batch that follows is known exactly.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::stripe::signature;
-use http::Method;
-use http_body_util::Full;
 use serde_json::Value;
 use tests::edge::TestEdge;
-use tests::http::{Reply, eventually, request, send};
+use tests::http::{Reply, eventually};
 use tests::ledger::{event_count, order, pending_order};
 use tests::pg::TestDb;
 use tests::stripe::{Session, session_event};
@@ -46,20 +41,6 @@ async fn paid_events(db: &Client, prefix: &str, n: usize) -> Vec<(Uuid, Value)> 
     events
 }
 
-/// Sends a signed delivery from its own task.
-fn deliver(addr: SocketAddr, secret: &str, event: &Value) -> JoinHandle<Reply> {
-    let body = Bytes::from(event.to_string());
-    let header = signature::sign(secret, chrono::Utc::now().timestamp(), &body);
-    tokio::spawn(async move {
-        let req = request(Method::POST, addr, "/stripe/webhook")
-            .header("content-type", "application/json")
-            .header("stripe-signature", header)
-            .body(Full::new(body))
-            .expect("request");
-        send(addr, req).await.expect("webhook answer")
-    })
-}
-
 /// Holds a row lock on `order` until dropped or rolled back: the batch that contains an event
 /// of that order waits inside its transaction.
 async fn hold_order(db: &TestDb, order: Uuid) -> Client {
@@ -81,7 +62,7 @@ async fn block_the_writer(
     (order, blocker): &(Uuid, Value),
 ) -> (Client, JoinHandle<Reply>) {
     let holder = hold_order(&edge.db, *order).await;
-    let first = deliver(edge.public, &edge.secrets[0], blocker);
+    let first = edge.spawn_webhook_json(blocker);
     writer_is_blocked(db).await;
     (holder, first)
 }
@@ -142,7 +123,6 @@ async fn writing_transactions(db: &Client, events: &[&Value]) -> i64 {
 async fn requests_arriving_during_a_commit_share_the_next_one_with_correct_answers() {
     let edge = one_writer_edge().await;
     let db = edge.db.client().await;
-    let secret = edge.secrets[0].clone();
     let blocker = paid_event(&db, "blocker").await;
     let (earlier_order, earlier) = paid_event(&db, "earlier").await;
     assert_eq!(edge.webhook_json(&earlier).await.status, 200);
@@ -152,12 +132,10 @@ async fn requests_arriving_during_a_commit_share_the_next_one_with_correct_answe
     let (holder, first) = block_the_writer(&edge, &db, &blocker).await;
     let fresh_replies: Vec<_> = fresh
         .iter()
-        .map(|(_, e)| deliver(edge.public, &secret, e))
+        .map(|(_, e)| edge.spawn_webhook_json(e))
         .collect();
-    let tripled_replies: Vec<_> = (0..3)
-        .map(|_| deliver(edge.public, &secret, &tripled))
-        .collect();
-    let earlier_reply = deliver(edge.public, &secret, &earlier);
+    let tripled_replies: Vec<_> = (0..3).map(|_| edge.spawn_webhook_json(&tripled)).collect();
+    let earlier_reply = edge.spawn_webhook_json(&earlier);
     queued(&edge, 14).await;
     holder.batch_execute("ROLLBACK").await.expect("release");
 
@@ -199,7 +177,6 @@ async fn requests_arriving_during_a_commit_share_the_next_one_with_correct_answe
 async fn a_failing_event_gets_its_own_error_and_its_batch_is_still_recorded() {
     let edge = one_writer_edge().await;
     let db = edge.db.client().await;
-    let secret = edge.secrets[0].clone();
     // A trigger that refuses one event: a stand-in for any row the database rejects.
     db.batch_execute(
         "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -221,13 +198,13 @@ async fn a_failing_event_gets_its_own_error_and_its_batch_is_still_recorded() {
     let (holder, first) = block_the_writer(&edge, &db, &blocker).await;
     let mut replies: Vec<_> = innocent[..3]
         .iter()
-        .map(|(_, e)| deliver(edge.public, &secret, e))
+        .map(|(_, e)| edge.spawn_webhook_json(e))
         .collect();
-    let poison_reply = deliver(edge.public, &secret, &poison);
+    let poison_reply = edge.spawn_webhook_json(&poison);
     replies.extend(
         innocent[3..]
             .iter()
-            .map(|(_, e)| deliver(edge.public, &secret, e)),
+            .map(|(_, e)| edge.spawn_webhook_json(e)),
     );
     queued(&edge, 7).await;
     holder.batch_execute("ROLLBACK").await.expect("release");
@@ -248,14 +225,13 @@ async fn a_failing_event_gets_its_own_error_and_its_batch_is_still_recorded() {
 async fn shutdown_with_a_batch_in_flight_still_answers_every_request_after_its_commit() {
     let mut edge = one_writer_edge().await;
     let db = edge.db.client().await;
-    let secret = edge.secrets[0].clone();
     let blocker = paid_event(&db, "blocker").await;
     let queued_events = paid_events(&db, "queued", 8).await;
 
     let (holder, first) = block_the_writer(&edge, &db, &blocker).await;
     let replies: Vec<_> = queued_events
         .iter()
-        .map(|(_, e)| deliver(edge.public, &secret, e))
+        .map(|(_, e)| edge.spawn_webhook_json(e))
         .collect();
     queued(&edge, 8).await;
 
