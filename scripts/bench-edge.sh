@@ -25,17 +25,8 @@ pgbench_tx=${BENCH_PGBENCH_TX:-1000}
 out=target/bench
 mkdir -p "$out"
 pg_bin=$(pg_bin_dir)
-work=$(mktemp -d -t edge-bench-XXXXXX)
-pg_owned_dir "$work"
-edge_pid=
+use_scratch_dir edge-bench
 peer_pid=
-cleanup() {
-  [ -n "$edge_pid" ] && kill -TERM "$edge_pid" 2>/dev/null && wait "$edge_pid" 2>/dev/null
-  [ -n "$peer_pid" ] && kill -TERM "$peer_pid" 2>/dev/null && wait "$peer_pid" 2>/dev/null
-  stop_throwaway_pg "$work"
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 echo "==> building release binaries"
 cargo build --release --locked -q -p edge -p tests --bin edge --bin loadgen --bin ledger-sql
@@ -111,7 +102,8 @@ admin=$(free_port)
 RUST_LOG=${EDGE_LOG:-info} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin \
   STRIPE_WEBHOOK_SECRET=$secret ./target/release/edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+scratch_pids+=("$edge_pid")
+wait_for_url "http://127.0.0.1:$admin/ready"
 
 peer_dir=${PEER_DIR:-../shared/peers/node-express}
 peer_port=
@@ -126,7 +118,8 @@ if command -v node >/dev/null && command -v npm >/dev/null && [ -f "$peer_dir/se
     PGHOST=$work PGPORT=5432 PGUSER=postgres PGDATABASE=peer \
     node "$work/peer/server.js" >"$work/peer.log" 2>&1 &
   peer_pid=$!
-  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$peer_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  scratch_pids+=("$peer_pid")
+  wait_for_url "http://127.0.0.1:$peer_port/healthz"
 else
   echo "==> Node peer skipped (node, npm or $peer_dir missing)"
 fi

@@ -11,14 +11,7 @@ cd "$(dirname "$0")/.."
 
 out=target/bench
 mkdir -p "$out"
-work=$(mktemp -d -t edge-proxy-bench-XXXXXX)
-edge_pid=
-cleanup() {
-  [ -n "$edge_pid" ] && kill -TERM "$edge_pid" 2>/dev/null && wait "$edge_pid" 2>/dev/null
-  stop_throwaway_pg "$work"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+use_scratch_dir edge-proxy-bench
 
 echo "==> building release binaries"
 cargo build --release --locked -q -p edge -p tests --bin edge --bin proxybench
@@ -31,7 +24,8 @@ echo "==> edge on 127.0.0.1:$port in front of the fake app on 127.0.0.1:$app"
 RUST_LOG=warn EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin UPSTREAM_URL=http://127.0.0.1:$app \
   STRIPE_WEBHOOK_SECRET=whsec_proxy_bench ./target/release/edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+scratch_pids+=("$edge_pid")
+wait_for_url "http://127.0.0.1:$admin/ready"
 
 if [ "${BENCH_PERF:-}" = 1 ]; then
   perf record -q -e cpu-clock -F 2000 -g -p "$edge_pid" -o "$work/perf.data" >/dev/null 2>&1 &

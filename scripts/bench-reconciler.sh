@@ -12,14 +12,7 @@ cd "$(dirname "$0")/.."
 
 out=target/bench
 mkdir -p "$out"
-work=$(mktemp -d -t edge-reconciler-bench-XXXXXX)
-sim_pid=
-cleanup() {
-  [ -n "$sim_pid" ] && kill -TERM "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
-  stop_throwaway_pg "$work"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+use_scratch_dir edge-reconciler-bench
 
 echo "==> building release binaries"
 cargo build --release --locked -q -p edge -p reconciler -p tests --bin edge --bin reconciler --bin stripe-sim
@@ -48,6 +41,7 @@ for n in ${BENCH_SIZES:-10000 100000}; do
   port=$(free_port)
   ./target/release/stripe-sim --listen 127.0.0.1:$port --api-key $key --synthetic "$n" 2>"$work/sim.log" &
   sim_pid=$!
+  scratch_pids+=("$sim_pid")
   for _ in $(seq 1 600); do grep -q listening "$work/sim.log" 2>/dev/null && break; sleep 0.1; done
   started=$(date +%s%N)
   DATABASE_URL="host=$work user=postgres dbname=bench" STRIPE_API_KEY=$key \
@@ -55,7 +49,7 @@ for n in ${BENCH_SIZES:-10000 100000}; do
     /usr/bin/time -v ./target/release/reconciler once >"$work/summary.json" 2>"$work/time.txt"
   elapsed_ms=$(( ($(date +%s%N) - started) / 1000000 ))
   rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/time.txt")
-  kill -TERM "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=
+  kill -TERM "$sim_pid"; wait "$sim_pid" 2>/dev/null || true
   paid=$(psql -d bench -c "SELECT count(*) FROM orders WHERE status = 'paid'")
   python3 - "$work/summary.json" "$n" "$elapsed_ms" "$rss_kb" "$paid" "$work/result_$n.json" <<'PY'
 import json, math, sys

@@ -34,15 +34,7 @@ python3 "$obs/check-dashboards.py" dashboards
 echo "==> building the binaries"
 cargo build --locked -q -p edge -p reconciler -p tests --bin edge --bin reconciler --bin stripe-sim
 
-work=$(mktemp -d -t edge-obs-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  stop_throwaway_pg "$work"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+use_scratch_dir edge-obs
 start_throwaway_pg "$work"
 ./target/debug/edge migrate >/dev/null
 
@@ -50,22 +42,21 @@ edge_port=$(free_port); edge_admin=$(free_port); sim_port=$(free_port); rec_admi
 secret=whsec_observability_check
 key=sk_test_observability_check
 token=observability-check-admin-token
-wait_for() { for _ in $(seq 1 300); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timed out waiting for $1" >&2; return 1; }
 
 echo "==> edge, Stripe simulator (playing a scenario), reconciler"
 LOG_FORMAT=json EDGE_LISTEN=127.0.0.1:$edge_port EDGE_ADMIN_LISTEN=127.0.0.1:$edge_admin STRIPE_WEBHOOK_SECRET=$secret \
   UPSTREAM_URL=http://127.0.0.1:$rec_admin ./target/debug/edge serve >"$work/edge.log" 2>&1 &
-pids+=($!)
-wait_for "http://127.0.0.1:$edge_admin/ready"
+scratch_pids+=($!)
+wait_for_url "http://127.0.0.1:$edge_admin/ready"
 STRIPE_WEBHOOK_SECRET=$secret ./target/debug/stripe-sim --listen 127.0.0.1:$sim_port --api-key $key \
   --scenario 40 --drop 0.25 --duplicate 0.2 --edge 127.0.0.1:$edge_port >"$work/scenario.json" 2>"$work/sim.log" &
-pids+=($!)
+scratch_pids+=($!)
 for _ in $(seq 1 600); do grep -q '"scenario":"done"' "$work/scenario.json" 2>/dev/null && break; sleep 0.1; done
 cat "$work/scenario.json"
 STRIPE_API_KEY=$key STRIPE_API_BASE=http://127.0.0.1:$sim_port RECONCILER_ADMIN_LISTEN=127.0.0.1:$rec_admin \
   RECONCILE_SCHEDULE="*/5 * * * * *" ADMIN_TOKEN=$token ./target/debug/reconciler run >"$work/reconciler.log" 2>&1 &
-pids+=($!)
-wait_for "http://127.0.0.1:$rec_admin/ready"
+scratch_pids+=($!)
+wait_for_url "http://127.0.0.1:$rec_admin/ready"
 
 echo "==> promtool check metrics"
 curl -fsS "http://127.0.0.1:$edge_admin/metrics" | promtool check metrics
@@ -74,8 +65,8 @@ curl -fsS "http://127.0.0.1:$rec_admin/metrics" | promtool check metrics
 echo "==> Prometheus on 127.0.0.1:$prom_port, scraping both"
 "$obs/run-prometheus.sh" -l "127.0.0.1:$prom_port" -d "$work/prom" -r dashboards/alerts.yml \
   "edge=127.0.0.1:$edge_admin" "reconciler=127.0.0.1:$rec_admin" >"$work/prometheus.log" 2>&1 &
-pids+=($!)
-wait_for "http://127.0.0.1:$prom_port/-/ready"
+scratch_pids+=($!)
+wait_for_url "http://127.0.0.1:$prom_port/-/ready"
 
 # Steady traffic while the panels are checked: valid, duplicated and badly signed webhooks, and
 # proxied requests. Bounded: at most 240 rounds of about half a second.
@@ -92,7 +83,7 @@ wait_for "http://127.0.0.1:$prom_port/-/ready"
     sleep 0.5
   done
 ) &
-pids+=($!)
+scratch_pids+=($!)
 
 echo "==> dashboards and rules against the live Prometheus"
 python3 "$obs/check-dashboards.py" --prometheus "http://127.0.0.1:$prom_port" --wait 120 --check-rules dashboards

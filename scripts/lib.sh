@@ -69,3 +69,28 @@ perf_stop_and_report() {
   perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null \
     | grep -v '^#' | grep -v '^$' | head -12 >> "$out"
 }
+
+# Polls URL until it answers 2xx, for up to 30 s; fails loudly otherwise.
+wait_for_url() {
+  for _ in $(seq 1 300); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "timed out waiting for $1" >&2
+  return 1
+}
+
+# A scratch directory for a script ($work, named after $1, owned by the Postgres user) that is
+# removed on exit: first every process whose pid the script added to scratch_pids is stopped,
+# then the throwaway Postgres in it.
+scratch_pids=()
+use_scratch_dir() {
+  work=$(mktemp -d -t "$1-XXXXXX")
+  pg_owned_dir "$work"
+  trap scratch_cleanup EXIT
+}
+scratch_cleanup() {
+  local pid
+  for pid in "${scratch_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  done
+  stop_throwaway_pg "$work"
+  rm -rf "$work"
+}
