@@ -246,7 +246,10 @@ async fn main() -> Result<(), String> {
         "seconds": elapsed.as_secs_f64(),
         "rps": rps,
         "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
         "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+        "max_ms": pct(1.0),
         "ledger_rows": rows,
         "orders_paid": paid,
         "rows_checked": rows_ok,
@@ -255,14 +258,16 @@ async fn main() -> Result<(), String> {
         "loadgen_cpu_us_per_req": per_request(cpu_before.loadgen, cpu_after.loadgen),
     });
     println!(
-        "loadgen c={:<3} requests={} ok={} failed={} {:.0} req/s p50={:.2} ms p99={:.2} ms ledger_rows={} paid={} rows_checked={}",
+        "loadgen c={:<3} requests={} ok={} failed={} {:.0} req/s p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms ledger_rows={} paid={} rows_checked={}",
         args.connections,
         args.requests,
         totals.ok,
         totals.failed,
         rps,
         pct(0.50),
+        pct(0.90),
         pct(0.99),
+        pct(1.0),
         rows,
         paid,
         if rows_ok { "ok" } else { "MISMATCH" }
