@@ -19,6 +19,7 @@ use crate::stripe::event::{StripeEvent, types};
 mod batch;
 pub use batch::{
     BatchEntry, BatchMeta, LOCK_AND_INSERT_BATCH, UPDATE_ORDERS, apply_batch, record_batch,
+    record_batch_on,
 };
 
 /// Who delivered the event (`payment_events.source`).

@@ -8,6 +8,9 @@
 //! as two transactions would. One set-based `UPDATE` writes each changed order's final state.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
@@ -99,10 +102,9 @@ UPDATE payment_events AS p SET order_id = l.order_id
 FROM unnest($1::text[], $2::uuid[]) AS l (event_id, order_id)
 WHERE p.stripe_event_id = l.event_id";
 
-/// Records a batch in one transaction of its own; returns one [`Applied`] per entry, in order,
-/// only after `COMMIT`. Two round trips, as for one event: `BEGIN` and the lock-and-insert statement
-/// are pipelined, then the order updates and `COMMIT`. If this future is dropped or fails while the
-/// transaction is open, the connection is discarded rather than returned to the pool.
+/// Records a batch in one transaction of its own on a pooled connection; returns one [`Applied`]
+/// per entry, in order, only after `COMMIT`. If this future fails or is dropped while the
+/// transaction may be open, the connection is discarded rather than returned to the pool.
 pub async fn record_batch(
     pool: &Pool,
     entries: &[BatchEntry<'_>],
@@ -114,28 +116,86 @@ pub async fn record_batch(
     let conn = OpenTransaction {
         client: Some(pool.get().await?),
     };
-    let client = conn.client()?;
-    // Polled in order: BEGIN is sent first, then the statement, in one round trip.
-    let (begin, plan) = tokio::join!(
-        client.batch_execute("BEGIN"),
-        Plan::lock_and_insert(client, entries, meta)
-    );
-    begin?;
-    let plan = plan?;
-    if plan.writes_nothing() {
-        client.batch_execute("COMMIT").await?;
-    } else {
-        let statements = plan.prepare(client).await?;
-        let (written, commit) = tokio::join!(
-            plan.write(client, &statements),
-            client.batch_execute("COMMIT")
-        );
-        // A failed write turns the pipelined COMMIT into a rollback: report the write's error.
-        written?;
-        commit?;
-    }
+    let applied = record_batch_on(conn.client()?, entries, meta, ()).await?;
     conn.committed();
+    Ok(applied)
+}
+
+/// Records a batch in one transaction of its own on `client`, in two round trips as for one
+/// event: `BEGIN` goes with the lock-and-insert statement, then the order updates go with
+/// `COMMIT`. Returns one [`Applied`] per entry, in order, only after `COMMIT`.
+///
+/// `turn` is dropped as soon as the `COMMIT` has been sent, before its answer: whoever waits for
+/// it (the other writer sharing this connection) can send its own transaction at once, and
+/// Postgres starts on it while this one's commit record is flushed. Every message of this
+/// transaction is sent while `turn` is held, so transactions sharing a connection never
+/// interleave. On an error before the `COMMIT` is sent, the transaction is rolled back before
+/// `turn` is dropped; the connection is then idle again unless it was lost.
+pub async fn record_batch_on<T>(
+    client: &deadpool_postgres::Object,
+    entries: &[BatchEntry<'_>],
+    meta: BatchMeta,
+    turn: T,
+) -> Result<Vec<Applied>, LedgerError> {
+    let opened = async {
+        // Polled in order: BEGIN is sent first, then the statement, in one round trip.
+        let (begin, plan) = tokio::join!(
+            client.batch_execute("BEGIN"),
+            Plan::lock_and_insert(client, entries, meta)
+        );
+        begin?;
+        let plan = plan?;
+        let statements = plan.prepare(client).await?;
+        Ok::<_, LedgerError>((plan, statements))
+    };
+    let (plan, statements) = match opened.await {
+        Ok(opened) => opened,
+        Err(e) => {
+            // A lost connection fails this too, and is replaced by its owner.
+            let _ = client.batch_execute("ROLLBACK").await;
+            drop(turn);
+            return Err(e);
+        }
+    };
+    let (written, commit) = {
+        let written = plan.write(client, &statements);
+        let commit = client.batch_execute("COMMIT");
+        tokio::pin!(written, commit);
+        // Each statement is sent on its future's first poll: the updates, then COMMIT.
+        let written_now = poll_once(written.as_mut()).await;
+        if let Poll::Ready(Err(e)) = written_now {
+            // Nothing was sent (the parameters did not encode): no COMMIT for half a batch; the
+            // COMMIT future is dropped unpolled, so it sends nothing.
+            let _ = client.batch_execute("ROLLBACK").await;
+            drop(turn);
+            return Err(e);
+        }
+        let commit_now = poll_once(commit.as_mut()).await;
+        drop(turn);
+        let written = match written_now {
+            Poll::Ready(result) => result,
+            Poll::Pending => written.await,
+        };
+        let commit = match commit_now {
+            Poll::Ready(result) => result,
+            Poll::Pending => commit.await,
+        };
+        (written, commit)
+    };
+    // A failed update turns the pipelined COMMIT into a rollback: report the update's error.
+    written?;
+    commit?;
     Ok(plan.applied)
+}
+
+/// Polls a future once, so that whatever it sends on its first poll is sent now.
+async fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+    let mut future = Some(future);
+    std::future::poll_fn(move |cx| match future.take() {
+        Some(f) => Poll::Ready(f.poll(cx)),
+        None => Poll::Pending,
+    })
+    .await
 }
 
 /// Applies a batch inside the caller's transaction (the caller commits).

@@ -426,3 +426,157 @@ async fn concurrent_batches_over_the_same_orders_and_events_apply_each_event_onc
     };
     assert_eq!((rows, paid), (40, 40));
 }
+
+/// Two batches on one connection, as a writer's two lanes run them: `first` is sent in full and
+/// then held by advisory lock 7 (which the test holds) inside Postgres; `second` must get the
+/// turn meanwhile and queue its transaction behind `first`'s `COMMIT`. Then `first` is let go,
+/// and both results are returned.
+async fn two_lanes(
+    db: &TestDb,
+    first: &[Delivery],
+    second: &[Delivery],
+) -> (
+    Result<Vec<Applied>, ledger::LedgerError>,
+    Result<Vec<Applied>, ledger::LedgerError>,
+) {
+    let pool = common::db::pool(&db.db_config()).expect("pool");
+    let holder = db.client().await;
+    holder
+        .execute("SELECT pg_advisory_lock(7)", &[])
+        .await
+        .expect("lock");
+    let conn = pool.get().await.expect("connection");
+    let turn = tokio::sync::Mutex::new(());
+    let first_turn = turn.lock().await;
+    let (second_has_turn, turn_taken) = tokio::sync::oneshot::channel();
+    let first_entries = entries(first);
+    let first_done = ledger::record_batch_on(&conn, &first_entries, WEBHOOK, first_turn);
+    let second_done = async {
+        let second_turn = turn.lock().await;
+        let _ = second_has_turn.send(());
+        ledger::record_batch_on(&conn, &entries(second), WEBHOOK, second_turn).await
+    };
+    let release = async {
+        tokio::time::timeout(std::time::Duration::from_secs(10), turn_taken)
+            .await
+            .expect("the second lane gets the turn while the first batch is still open")
+            .expect("turn");
+        let waiting = tests::http::eventually(std::time::Duration::from_secs(10), || async {
+            let n: i64 = holder
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'",
+                    &[],
+                )
+                .await
+                .expect("activity")
+                .get(0);
+            n == 1
+        })
+        .await;
+        assert!(waiting, "the first batch is held inside Postgres");
+        holder
+            .execute("SELECT pg_advisory_unlock(7)", &[])
+            .await
+            .expect("unlock");
+    };
+    let (first, second, ()) = tokio::join!(first_done, second_done, release);
+    (first, second)
+}
+
+/// One paid-session delivery for a new pending order named `name`; its event id is `event_id`.
+async fn session_paid(client: &Client, name: &str, event_id: &str) -> (Uuid, Delivery) {
+    let session = Session::new(format!("cs_test_{name}"));
+    let id = pending_order(client, &session.id).await;
+    let mut value = session_event("checkout.session.completed", &session);
+    value["id"] = json!(event_id);
+    (id, Delivery::new(&value, format!("req-{name}")))
+}
+
+/// How many transactions wrote these events.
+async fn writing_transactions(client: &Client, events: &[&Delivery]) -> i64 {
+    let ids: Vec<&str> = events.iter().map(|d| d.event.id.as_str()).collect();
+    client
+        .query_one(
+            "SELECT count(DISTINCT xmin::text) FROM payment_events WHERE stripe_event_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .expect("xmin")
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_batch_sent_behind_a_pending_commit_on_the_same_connection_commits_on_its_own() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    // The first batch's COMMIT waits for the test (a deferred check takes advisory lock 7).
+    client
+        .batch_execute(
+            "CREATE FUNCTION wait_for_test() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_advisory_xact_lock(7); RETURN NULL; END $$;
+             CREATE CONSTRAINT TRIGGER wait_for_test AFTER INSERT ON payment_events
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+               WHEN (NEW.stripe_event_id LIKE 'evt_held%') EXECUTE FUNCTION wait_for_test();",
+        )
+        .await
+        .expect("trigger");
+    let (held_order, held) = session_paid(&client, "lane_held", "evt_held_1").await;
+    let (next_order, next) = session_paid(&client, "lane_next", "evt_next_1").await;
+
+    let (first, second) = two_lanes(
+        &db,
+        std::slice::from_ref(&held),
+        std::slice::from_ref(&next),
+    )
+    .await;
+
+    assert!(!first.expect("first batch")[0].duplicate);
+    assert!(!second.expect("second batch")[0].duplicate);
+    assert_eq!(order(&client, held_order).await.status, "paid");
+    assert_eq!(order(&client, next_order).await.status, "paid");
+    assert_eq!(
+        writing_transactions(&client, &[&held, &next]).await,
+        2,
+        "each batch is its own transaction"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_failing_after_its_commit_is_sent_leaves_the_batch_behind_it_unharmed() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    // The first batch's order update waits for the test, then is refused.
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_after_wait() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               PERFORM pg_advisory_xact_lock(7);
+               RAISE EXCEPTION 'refused by test trigger';
+             END $$;
+             CREATE TRIGGER refuse_after_wait BEFORE UPDATE ON orders FOR EACH ROW
+               WHEN (NEW.stripe_session_id LIKE 'cs_test_lane_refused%')
+               EXECUTE FUNCTION refuse_after_wait();",
+        )
+        .await
+        .expect("trigger");
+    let (refused_order, refused) = session_paid(&client, "lane_refused", "evt_refused_1").await;
+    let (next_order, next) = session_paid(&client, "lane_after", "evt_after_1").await;
+
+    let (first, second) = two_lanes(
+        &db,
+        std::slice::from_ref(&refused),
+        std::slice::from_ref(&next),
+    )
+    .await;
+
+    let error = first.expect_err("the refused update fails its batch");
+    assert!(error.is_statement_failure(), "{error}");
+    assert_eq!(order(&client, refused_order).await.status, "pending");
+    assert!(
+        event_rows(&client, "evt_refused_1").await.is_empty(),
+        "nothing of the failed batch is written"
+    );
+    assert!(!second.expect("the batch behind it")[0].duplicate);
+    assert_eq!(order(&client, next_order).await.status, "paid");
+    assert_eq!(event_rows(&client, "evt_after_1").await.len(), 1);
+}
