@@ -156,7 +156,7 @@ pub struct EdgeConfig {
     pub webhook_secrets: Vec<Secret>,
     pub webhook_tolerance_secs: u64,
     pub max_body_bytes: usize,
-    /// Group commit: concurrent writers, each with its own connection, and the most events one
+    /// Group commit: writers, each with its own pipelined connection, and the most events one
     /// transaction takes.
     pub ledger_writers: usize,
     pub batch_max: usize,
@@ -408,7 +408,7 @@ impl EdgeConfig {
         let max_body_bytes = p.with(var::EDGE_MAX_BODY_BYTES, 1_048_576, |v| {
             range(v, 1024, 64 * 1024 * 1024)
         });
-        let ledger_writers = p.with(var::EDGE_LEDGER_WRITERS, 2, |v| range(v, 1, 64));
+        let ledger_writers = p.with(var::EDGE_LEDGER_WRITERS, 1, |v| range(v, 1, 64));
         let batch_max = p.with(var::EDGE_BATCH_MAX, 128, |v| range(v, 1, 1000));
         let expect_livemode = p.expect_livemode();
         let upstream_url = p.with(var::UPSTREAM_URL, None, upstream_url);

@@ -1,9 +1,17 @@
-//! Group commit: webhook handlers hand their verified events to writers, each with its own
-//! pooled connection. A writer commits whatever arrived while its previous commit ran (capped at
-//! `EDGE_BATCH_MAX`) as one transaction and answers every handler after that `COMMIT`. There is
-//! no waiting for a batch to fill: under light load a batch is one event.
+//! Group commit: webhook handlers hand their verified events to writers. A writer commits whatever
+//! arrived while its previous commit ran (capped at `EDGE_BATCH_MAX`) as one transaction and
+//! answers every handler after that `COMMIT`. There is no waiting for a batch to fill: under light
+//! load a batch is one event.
+//!
+//! Each writer owns one Postgres connection and pipelines it with two lanes that take turns: a
+//! lane holds the turn from taking its batch until its `COMMIT` is sent, then the other lane takes
+//! the next batch and sends it behind that `COMMIT`. Postgres starts on it while the first commit
+//! is flushed and answered, so one backend stays busy, where two backends on separate connections
+//! would each idle in turn and compete for the same pages.
 
 use std::sync::{Arc, Mutex};
+
+use deadpool_postgres::Object;
 
 use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerError, RecordMeta, Source};
 use common::metrics::EdgeMetrics;
@@ -14,6 +22,14 @@ use tokio::task::JoinHandle;
 
 /// Events waiting for a writer, beyond which handlers wait to enqueue (backpressure).
 const QUEUE_CAPACITY: usize = 4096;
+
+/// Lanes per writer connection: one sends its transaction while the other's commits.
+const LANES: usize = 2;
+
+/// The most connections one writer can hold at once: its line's connection, a lost one that a
+/// lane still finishes with while the line opens its replacement, and one per lane for the
+/// one-event retries of a failed batch.
+pub const CONNECTIONS_PER_WRITER: usize = 2 + LANES;
 
 /// One verified event waiting for its commit.
 struct Job {
@@ -47,6 +63,13 @@ struct Writer {
     metrics: EdgeMetrics,
 }
 
+/// One writer's connection. Its turn is held by a lane from taking a batch until that batch's
+/// `COMMIT` is sent; it holds the connection, opened on first use and replaced once lost.
+#[derive(Default)]
+struct Line {
+    turn: tokio::sync::Mutex<Option<Arc<Object>>>,
+}
+
 /// The handle handlers submit to; [`GroupCommit::shutdown`] finishes every queued event.
 #[derive(Debug)]
 pub struct GroupCommit {
@@ -57,7 +80,8 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts `writers` writers on `pool` (sized for them).
+    /// Starts `writers` writers on `pool`, which must allow [`CONNECTIONS_PER_WRITER`]
+    /// connections per writer.
     pub fn start(
         pool: Pool,
         writers: usize,
@@ -75,7 +99,11 @@ impl GroupCommit {
             metrics,
         });
         let handles = (0..writers.max(1))
-            .map(|_| tokio::spawn(writer.clone().run(receiver.clone(), stopped.clone())))
+            .flat_map(|_| {
+                let line = Arc::new(Line::default());
+                (0..LANES).map(move |_| line.clone())
+            })
+            .map(|line| tokio::spawn(writer.clone().run(line, receiver.clone(), stopped.clone())))
             .collect();
         Self {
             queue,
@@ -144,10 +172,14 @@ impl GroupCommit {
 impl Writer {
     async fn run(
         self: Arc<Self>,
+        line: Arc<Line>,
         queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
         mut stopped: watch::Receiver<bool>,
     ) {
         loop {
+            // The turn first, so that the batch holds everything that arrived until the
+            // connection is free for it.
+            let mut turn = line.turn.lock().await;
             let batch = {
                 let mut queue = queue.lock().await;
                 let next = tokio::select! {
@@ -173,20 +205,47 @@ impl Writer {
                 }
                 batch
             };
-            self.commit(batch).await;
+            let client = match self.connection(&mut turn).await {
+                Ok(client) => client,
+                Err(e) => {
+                    drop(turn);
+                    for job in batch {
+                        job.answer(Err(e.shared()));
+                    }
+                    continue;
+                }
+            };
+            self.commit(client, batch, turn).await;
         }
     }
 
-    /// Commits one batch and answers each of its handlers.
-    async fn commit(&self, batch: Vec<Job>) {
+    /// The line's connection, replaced by a new one from the pool if it was lost.
+    async fn connection(&self, slot: &mut Option<Arc<Object>>) -> Result<Arc<Object>, LedgerError> {
+        match slot {
+            Some(client) if !client.is_closed() => Ok(client.clone()),
+            _ => {
+                *slot = None;
+                let client = Arc::new(self.pool.get().await?);
+                *slot = Some(client.clone());
+                Ok(client)
+            }
+        }
+    }
+
+    /// Commits one batch on `client` (releasing `turn` once its `COMMIT` is sent) and answers each
+    /// of its handlers.
+    async fn commit<T>(&self, client: Arc<Object>, batch: Vec<Job>, turn: T) {
         self.metrics.batch_events.record(batch.len() as f64);
         let meta = BatchMeta {
             source: Source::Webhook,
             expect_livemode: self.expect_livemode,
         };
         let entries: Vec<BatchEntry<'_>> = batch.iter().map(Job::entry).collect();
-        let result = ledger::record_batch(&self.pool, &entries, meta).await;
+        let result = ledger::record_batch_on(&client, &entries, meta, turn).await;
         drop(entries);
+        // Not held through the retries below: a lost connection goes back to the pool (which
+        // discards it) before they and the line's replacement need connections of their own.
+        drop(client);
         match result {
             Ok(applied) => {
                 for (job, applied) in batch.into_iter().zip(applied) {

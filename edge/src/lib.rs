@@ -84,7 +84,7 @@ impl App {
             db::check_schema(&client).await?;
         }
         let writers = db::pool(&common::config::DbConfig {
-            pool_size: config.ledger_writers,
+            pool_size: config.ledger_writers * group_commit::CONNECTIONS_PER_WRITER,
             ..config.db.clone()
         })?;
         let bind = |addr: SocketAddr| async move {

@@ -252,3 +252,31 @@ async fn shutdown_with_a_batch_in_flight_still_answers_every_request_after_its_c
     }
     assert_eq!(event_count(&db).await, 9);
 }
+
+#[tokio::test]
+async fn a_writer_whose_connection_is_lost_opens_a_new_one() {
+    let edge = one_writer_edge().await;
+    let db = edge.db.client().await;
+    let (before_order, before) = paid_event(&db, "before_loss").await;
+    assert_eq!(edge.webhook_json(&before).await.status, 200);
+
+    // Every backend of the edge goes, the writer's pipelined connection among them.
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        &[],
+    )
+    .await
+    .expect("terminate");
+    let (after_order, after) = paid_event(&db, "after_loss").await;
+    // Stripe redelivers until it gets a 2xx; a delivery may still meet the lost connection.
+    let recorded = eventually(WITHIN, || async {
+        edge.webhook_json(&after).await.status == 200
+    })
+    .await;
+
+    assert!(recorded, "the writer records again on a new connection");
+    assert_eq!(order(&db, before_order).await.status, "paid");
+    assert_eq!(order(&db, after_order).await.status, "paid");
+    assert_eq!(event_count(&db).await, 2);
+}
