@@ -9,6 +9,7 @@
 //! is flushed and answered, so one backend stays busy, where two backends on separate connections
 //! would each idle in turn and compete for the same pages.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::Object;
@@ -67,7 +68,40 @@ struct Writer {
 /// `COMMIT` is sent; it holds the connection, opened on first use and replaced once lost.
 #[derive(Default)]
 struct Line {
-    turn: tokio::sync::Mutex<Option<Arc<Object>>>,
+    turn: tokio::sync::Mutex<Option<Arc<LineConnection>>>,
+}
+
+/// A line's connection, marked while a transaction on it may be open. A lane that panics or is
+/// cancelled mid-transaction leaves the mark: the line then replaces the connection, which is
+/// closed (so Postgres rolls the transaction back) instead of returning to the pool. Nobody may
+/// ever send a `COMMIT` on a connection holding another lane's half-written batch.
+struct LineConnection {
+    client: Option<Object>,
+    in_transaction: AtomicBool,
+}
+
+impl LineConnection {
+    fn client(&self) -> Result<&Object, LedgerError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| LedgerError::Unavailable("connection already released".into()))
+    }
+
+    /// Open, and no transaction of an earlier lane left on it.
+    fn usable(&self) -> bool {
+        !self.in_transaction.load(Ordering::Acquire)
+            && self.client.as_ref().is_some_and(|c| !c.is_closed())
+    }
+}
+
+impl Drop for LineConnection {
+    fn drop(&mut self) {
+        if *self.in_transaction.get_mut()
+            && let Some(client) = self.client.take()
+        {
+            drop(Object::take(client));
+        }
+    }
 }
 
 /// The handle handlers submit to; [`GroupCommit::shutdown`] finishes every queued event.
@@ -205,8 +239,8 @@ impl Writer {
                 }
                 batch
             };
-            let client = match self.connection(&mut turn).await {
-                Ok(client) => client,
+            let conn = match self.connection(&mut turn).await {
+                Ok(conn) => conn,
                 Err(e) => {
                     drop(turn);
                     for job in batch {
@@ -215,37 +249,52 @@ impl Writer {
                     continue;
                 }
             };
-            self.commit(client, batch, turn).await;
+            self.commit(conn, batch, turn).await;
         }
     }
 
-    /// The line's connection, replaced by a new one from the pool if it was lost.
-    async fn connection(&self, slot: &mut Option<Arc<Object>>) -> Result<Arc<Object>, LedgerError> {
+    /// The line's connection, replaced by a new one from the pool if it was lost or left in a
+    /// transaction.
+    async fn connection(
+        &self,
+        slot: &mut Option<Arc<LineConnection>>,
+    ) -> Result<Arc<LineConnection>, LedgerError> {
         match slot {
-            Some(client) if !client.is_closed() => Ok(client.clone()),
+            Some(conn) if conn.usable() => Ok(conn.clone()),
             _ => {
                 *slot = None;
-                let client = Arc::new(self.pool.get().await?);
-                *slot = Some(client.clone());
-                Ok(client)
+                let conn = Arc::new(LineConnection {
+                    client: Some(self.pool.get().await?),
+                    in_transaction: AtomicBool::new(false),
+                });
+                *slot = Some(conn.clone());
+                Ok(conn)
             }
         }
     }
 
-    /// Commits one batch on `client` (releasing `turn` once its `COMMIT` is sent) and answers each
+    /// Commits one batch on `conn` (passing `turn` on once its `COMMIT` is sent) and answers each
     /// of its handlers.
-    async fn commit<T>(&self, client: Arc<Object>, batch: Vec<Job>, turn: T) {
+    async fn commit<T>(&self, conn: Arc<LineConnection>, batch: Vec<Job>, turn: T) {
         self.metrics.batch_events.record(batch.len() as f64);
         let meta = BatchMeta {
             source: Source::Webhook,
             expect_livemode: self.expect_livemode,
         };
         let entries: Vec<BatchEntry<'_>> = batch.iter().map(Job::entry).collect();
-        let result = ledger::record_batch_on(&client, &entries, meta, turn).await;
+        conn.in_transaction.store(true, Ordering::Release);
+        let sent = || {
+            conn.in_transaction.store(false, Ordering::Release);
+            drop(turn);
+        };
+        let result = match conn.client() {
+            Ok(client) => ledger::record_batch_on(client, &entries, meta, sent).await,
+            Err(e) => Err(e),
+        };
         drop(entries);
         // Not held through the retries below: a lost connection goes back to the pool (which
         // discards it) before they and the line's replacement need connections of their own.
-        drop(client);
+        drop(conn);
         match result {
             Ok(applied) => {
                 for (job, applied) in batch.into_iter().zip(applied) {

@@ -116,7 +116,7 @@ pub async fn record_batch(
     let conn = OpenTransaction {
         client: Some(pool.get().await?),
     };
-    let applied = record_batch_on(conn.client()?, entries, meta, ()).await?;
+    let applied = record_batch_on(conn.client()?, entries, meta, || ()).await?;
     conn.committed();
     Ok(applied)
 }
@@ -125,17 +125,18 @@ pub async fn record_batch(
 /// event: `BEGIN` goes with the lock-and-insert statement, then the order updates go with
 /// `COMMIT`. Returns one [`Applied`] per entry, in order, only after `COMMIT`.
 ///
-/// `turn` is dropped as soon as the `COMMIT` has been sent, before its answer: whoever waits for
-/// it (the other writer sharing this connection) can send its own transaction at once, and
-/// Postgres starts on it while this one's commit record is flushed. Every message of this
-/// transaction is sent while `turn` is held, so transactions sharing a connection never
-/// interleave. On an error before the `COMMIT` is sent, the transaction is rolled back before
-/// `turn` is dropped; the connection is then idle again unless it was lost.
-pub async fn record_batch_on<T>(
+/// `sent` is called as soon as the transaction's last message has been sent (its `COMMIT`, or the
+/// `ROLLBACK` after an earlier error), before the answer: from then on the connection takes the
+/// next transaction, which Postgres starts while this one's commit record is flushed. Every
+/// message of this transaction is sent before `sent` is called, so a caller that shares the
+/// connection only after `sent` never interleaves two transactions. `sent` is never called if
+/// the transaction may still be open: this future dropped or panicking midway, or a `ROLLBACK`
+/// that failed; the connection must then be closed, never reused.
+pub async fn record_batch_on(
     client: &deadpool_postgres::Object,
     entries: &[BatchEntry<'_>],
     meta: BatchMeta,
-    turn: T,
+    sent: impl FnOnce(),
 ) -> Result<Vec<Applied>, LedgerError> {
     let opened = async {
         // Polled in order: BEGIN is sent first, then the statement, in one round trip.
@@ -151,9 +152,7 @@ pub async fn record_batch_on<T>(
     let (plan, statements) = match opened.await {
         Ok(opened) => opened,
         Err(e) => {
-            // A lost connection fails this too, and is replaced by its owner.
-            let _ = client.batch_execute("ROLLBACK").await;
-            drop(turn);
+            rollback(client, sent).await;
             return Err(e);
         }
     };
@@ -166,12 +165,11 @@ pub async fn record_batch_on<T>(
         if let Poll::Ready(Err(e)) = written_now {
             // Nothing was sent (the parameters did not encode): no COMMIT for half a batch; the
             // COMMIT future is dropped unpolled, so it sends nothing.
-            let _ = client.batch_execute("ROLLBACK").await;
-            drop(turn);
+            rollback(client, sent).await;
             return Err(e);
         }
         let commit_now = poll_once(commit.as_mut()).await;
-        drop(turn);
+        sent();
         let written = match written_now {
             Poll::Ready(result) => result,
             Poll::Pending => written.await,
@@ -186,6 +184,14 @@ pub async fn record_batch_on<T>(
     written?;
     commit?;
     Ok(plan.applied)
+}
+
+/// Ends a transaction that failed before its `COMMIT` was sent; `sent` only if that worked (a
+/// lost connection fails it too).
+async fn rollback(client: &deadpool_postgres::Object, sent: impl FnOnce()) {
+    if client.batch_execute("ROLLBACK").await.is_ok() {
+        sent();
+    }
 }
 
 /// Polls a future once, so that whatever it sends on its first poll is sent now.

@@ -450,11 +450,12 @@ async fn two_lanes(
     let first_turn = turn.lock().await;
     let (second_has_turn, turn_taken) = tokio::sync::oneshot::channel();
     let first_entries = entries(first);
-    let first_done = ledger::record_batch_on(&conn, &first_entries, WEBHOOK, first_turn);
+    let first_done =
+        ledger::record_batch_on(&conn, &first_entries, WEBHOOK, move || drop(first_turn));
     let second_done = async {
         let second_turn = turn.lock().await;
         let _ = second_has_turn.send(());
-        ledger::record_batch_on(&conn, &entries(second), WEBHOOK, second_turn).await
+        ledger::record_batch_on(&conn, &entries(second), WEBHOOK, move || drop(second_turn)).await
     };
     let release = async {
         tokio::time::timeout(std::time::Duration::from_secs(10), turn_taken)
@@ -579,4 +580,63 @@ async fn a_batch_failing_after_its_commit_is_sent_leaves_the_batch_behind_it_unh
     assert!(!second.expect("the batch behind it")[0].duplicate);
     assert_eq!(order(&client, next_order).await.status, "paid");
     assert_eq!(event_rows(&client, "evt_after_1").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_batch_dropped_before_its_commit_is_sent_never_hands_its_connection_on() {
+    let db = TestDb::new().await;
+    let pool = common::db::pool(&db.db_config()).expect("pool");
+    let client = db.client().await;
+    let (order_id, delivery) = session_paid(&client, "lane_dropped", "evt_dropped_1").await;
+    // The batch's lock-and-insert waits for this row lock, inside its open transaction.
+    let holder = db.client().await;
+    holder.batch_execute("BEGIN").await.expect("begin");
+    holder
+        .execute(
+            "SELECT 1 FROM orders WHERE id = $1 FOR UPDATE",
+            &[&order_id],
+        )
+        .await
+        .expect("lock");
+    let conn = pool.get().await.expect("connection");
+    let handed_on = std::sync::atomic::AtomicBool::new(false);
+    let batch_entries = entries(std::slice::from_ref(&delivery));
+    let batch = ledger::record_batch_on(&conn, &batch_entries, WEBHOOK, || {
+        handed_on.store(true, std::sync::atomic::Ordering::SeqCst)
+    });
+    let waiting = async {
+        tests::http::eventually(std::time::Duration::from_secs(10), || async {
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .expect("activity")
+                .get(0);
+            n == 1
+        })
+        .await
+    };
+    // The writer's future is dropped (a panic or a cancellation) while its transaction is open.
+    let dropped_midway = tokio::select! {
+        _ = batch => false,
+        waited = waiting => waited,
+    };
+
+    assert!(
+        dropped_midway,
+        "the batch was dropped while waiting in its transaction"
+    );
+    assert!(
+        !handed_on.load(std::sync::atomic::Ordering::SeqCst),
+        "a transaction that may be open never hands its connection on"
+    );
+    // Its owner closes that connection (here with the whole pool); Postgres rolls the
+    // transaction back.
+    drop(conn);
+    drop(pool);
+    holder.batch_execute("ROLLBACK").await.expect("release");
+    assert!(event_rows(&client, "evt_dropped_1").await.is_empty());
+    assert_eq!(order(&client, order_id).await.status, "pending");
 }
