@@ -105,3 +105,32 @@ pub async fn event_count(db: &Client) -> i64 {
         .expect("count")
         .get(0)
 }
+
+/// How many transactions wrote the ledger rows of these events (distinct `xmin`).
+pub async fn writing_transactions(db: &Client, event_ids: &[&str]) -> i64 {
+    db.query_one(
+        "SELECT count(DISTINCT xmin::text) FROM payment_events WHERE stripe_event_id = ANY($1)",
+        &[&event_ids],
+    )
+    .await
+    .expect("xmin")
+    .get(0)
+}
+
+/// Waits (up to 10 s) until exactly one backend of this database waits for a lock (a row lock or
+/// an advisory lock that the test holds); whether it came to that.
+pub async fn one_backend_waits_for_a_lock(db: &Client) -> bool {
+    crate::http::eventually(std::time::Duration::from_secs(10), || async {
+        let waiting: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        waiting == 1
+    })
+    .await
+}

@@ -5,7 +5,10 @@
 use common::ledger::{self, Applied, BatchEntry, BatchMeta, RecordMeta, Source};
 use common::stripe::event::StripeEvent;
 use serde_json::{Value, json};
-use tests::ledger::{NewOrder, event_rows, insert_order, order, pending_order};
+use tests::ledger::{
+    NewOrder, event_rows, insert_order, one_backend_waits_for_a_lock, order, pending_order,
+    writing_transactions,
+};
 use tests::pg::TestDb;
 use tests::stripe::{Session, charge_refunded, envelope, session_event};
 use tokio_postgres::Client;
@@ -462,19 +465,10 @@ async fn two_lanes(
             .await
             .expect("the second lane gets the turn while the first batch is still open")
             .expect("turn");
-        let waiting = tests::http::eventually(std::time::Duration::from_secs(10), || async {
-            let n: i64 = holder
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'",
-                    &[],
-                )
-                .await
-                .expect("activity")
-                .get(0);
-            n == 1
-        })
-        .await;
-        assert!(waiting, "the first batch is held inside Postgres");
+        assert!(
+            one_backend_waits_for_a_lock(&holder).await,
+            "the first batch is held inside Postgres"
+        );
         holder
             .execute("SELECT pg_advisory_unlock(7)", &[])
             .await
@@ -491,19 +485,6 @@ async fn session_paid(client: &Client, name: &str, event_id: &str) -> (Uuid, Del
     let mut value = session_event("checkout.session.completed", &session);
     value["id"] = json!(event_id);
     (id, Delivery::new(&value, format!("req-{name}")))
-}
-
-/// How many transactions wrote these events.
-async fn writing_transactions(client: &Client, events: &[&Delivery]) -> i64 {
-    let ids: Vec<&str> = events.iter().map(|d| d.event.id.as_str()).collect();
-    client
-        .query_one(
-            "SELECT count(DISTINCT xmin::text) FROM payment_events WHERE stripe_event_id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .expect("xmin")
-        .get(0)
 }
 
 #[tokio::test]
@@ -536,7 +517,7 @@ async fn a_batch_sent_behind_a_pending_commit_on_the_same_connection_commits_on_
     assert_eq!(order(&client, held_order).await.status, "paid");
     assert_eq!(order(&client, next_order).await.status, "paid");
     assert_eq!(
-        writing_transactions(&client, &[&held, &next]).await,
+        writing_transactions(&client, &["evt_held_1", "evt_next_1"]).await,
         2,
         "each batch is its own transaction"
     );
@@ -604,20 +585,7 @@ async fn a_batch_dropped_before_its_commit_is_sent_never_hands_its_connection_on
     let batch = ledger::record_batch_on(&conn, &batch_entries, WEBHOOK, || {
         handed_on.store(true, std::sync::atomic::Ordering::SeqCst)
     });
-    let waiting = async {
-        tests::http::eventually(std::time::Duration::from_secs(10), || async {
-            let n: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-                    &[],
-                )
-                .await
-                .expect("activity")
-                .get(0);
-            n == 1
-        })
-        .await
-    };
+    let waiting = one_backend_waits_for_a_lock(&client);
     // The writer's future is dropped (a panic or a cancellation) while its transaction is open.
     let dropped_midway = tokio::select! {
         _ = batch => false,

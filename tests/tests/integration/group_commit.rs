@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::edge::TestEdge;
 use tests::http::{Reply, eventually};
-use tests::ledger::{event_count, order, pending_order};
+use tests::ledger::{event_count, one_backend_waits_for_a_lock, order, pending_order};
 use tests::pg::TestDb;
 use tests::stripe::{Session, session_event};
 use tokio::task::JoinHandle;
@@ -63,26 +63,11 @@ async fn block_the_writer(
 ) -> (Client, JoinHandle<Reply>) {
     let holder = hold_order(&edge.db, *order).await;
     let first = edge.spawn_webhook_json(blocker);
-    writer_is_blocked(db).await;
+    assert!(
+        one_backend_waits_for_a_lock(db).await,
+        "the first batch waits for the held row lock"
+    );
     (holder, first)
-}
-
-/// Waits until one of the edge's connections is waiting for a row lock.
-async fn writer_is_blocked(db: &Client) {
-    let blocked = eventually(WITHIN, || async {
-        let waiting: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        waiting == 1
-    })
-    .await;
-    assert!(blocked, "the first batch waits for the held row lock");
 }
 
 /// Waits until `n` events are queued for the writer.
@@ -110,13 +95,7 @@ async fn writing_transactions(db: &Client, events: &[&Value]) -> i64 {
         .iter()
         .map(|e| e["id"].as_str().expect("id"))
         .collect();
-    db.query_one(
-        "SELECT count(DISTINCT xmin::text) FROM payment_events WHERE stripe_event_id = ANY($1)",
-        &[&ids],
-    )
-    .await
-    .expect("xmin")
-    .get(0)
+    tests::ledger::writing_transactions(db, &ids).await
 }
 
 #[tokio::test]
