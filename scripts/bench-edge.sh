@@ -46,24 +46,23 @@ pg_ticks() {
   done
   echo "$t"
 }
+# Postgres's child processes (its backends and auxiliary processes), counted.
+pg_children() { pgrep -c -P "$(head -n 1 "$work/data/postmaster.pid")"; }
 # Waits (up to 10 s) until Postgres has at most $1 child processes: a backend that is exiting is
 # counted nowhere (its /proc entry is going, and its time reaches the postmaster's reaped-children
 # total only once reaped), so the CPU is read only after pgbench's backends are gone.
 pg_children_settle() {
-  local pm
-  pm=$(head -n 1 "$work/data/postmaster.pid")
   for _ in $(seq 1 200); do
-    [ "$(pgrep -c -P "$pm")" -le "$1" ] && return 0
+    [ "$(pg_children)" -le "$1" ] && return 0
     sleep 0.05
   done
-  echo "warning: Postgres still has $(pgrep -c -P "$pm") children" >&2
+  echo "warning: Postgres still has $(pg_children) children" >&2
 }
 # The number of Postgres child processes once it has stopped falling (psql's backends are gone).
 pg_children_steady() {
-  local pm n prev=-1
-  pm=$(head -n 1 "$work/data/postmaster.pid")
+  local n prev=-1
   for _ in $(seq 1 100); do
-    n=$(pgrep -c -P "$pm")
+    n=$(pg_children)
     [ "$n" = "$prev" ] && break
     prev=$n
     sleep 0.1
@@ -253,30 +252,25 @@ for r in others:
 # The machine's speed drifts between rounds (the same work costs up to 1.4x more CPU time in one
 # round than in another), so each ratio is taken within a round, between runs minutes apart, and
 # the median of those paired ratios is the result; the ratio of the medians is shown beside it.
-pg_median = statistics.median(p["tps"] for p in pgbench)
 edge_median = statistics.median(e["rps"] for e in edge_rounds)
 edge_p99 = statistics.median(e["p99_ms"] for e in edge_rounds)
-over_pgbench = [e["rps"] / p["tps"] for e, p in zip(edge_rounds, pgbench)]
 result = {"pgbench_32": pgbench, "edge_32": edge_rounds, "peer_32": peer_rounds, "other": others,
-          "edge_over_pgbench_32": statistics.median(over_pgbench),
-          "edge_over_pgbench_32_rounds": over_pgbench,
-          "edge_over_pgbench_32_of_medians": edge_median / pg_median, "edge_p99_ms_32": edge_p99,
+          "edge_p99_ms_32": edge_p99,
           "edge_peak_rss_mb": rss_kb / 1024, "peer_peak_rss_mb": peer_rss_kb / 1024,
           "edge_mean_events_per_commit": mean_batch}
 print()
-rounds_text = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
-print(f"edge / pgbench ceiling at 32 connections: {statistics.median(over_pgbench):.2f} "
-      f"(median of the rounds' ratios {rounds_text(over_pgbench)}; ratio of medians "
-      f"{edge_median / pg_median:.2f}; target >= 1.5)")
+def paired(key, label, rates, target):
+    """The edge against `rates` (one per round): the median of the rounds' ratios, recorded in
+    `result` with the rounds' ratios and the ratio of the medians, and printed."""
+    ratios = [e["rps"] / rate for e, rate in zip(edge_rounds, rates)]
+    of_medians = edge_median / statistics.median(rates)
+    result[key], result[key + "_rounds"], result[key + "_of_medians"] = statistics.median(ratios), ratios, of_medians
+    print(f"edge / {label} at 32 connections: {statistics.median(ratios):.2f} (median of the rounds' "
+          f"ratios {', '.join(f'{x:.2f}' for x in ratios)}; ratio of medians {of_medians:.2f}; "
+          f"target >= {target})")
+paired("edge_over_pgbench_32", "pgbench ceiling", [p["tps"] for p in pgbench], 1.5)
 if peer_rounds:
-    peer_median = statistics.median(p["rps"] for p in peer_rounds)
-    over_peer = [e["rps"] / p["rps"] for e, p in zip(edge_rounds, peer_rounds)]
-    result["edge_over_peer_32"] = statistics.median(over_peer)
-    result["edge_over_peer_32_rounds"] = over_peer
-    result["edge_over_peer_32_of_medians"] = edge_median / peer_median
-    print(f"edge / Node peer at 32 connections: {statistics.median(over_peer):.2f} "
-          f"(median of the rounds' ratios {rounds_text(over_peer)}; ratio of medians "
-          f"{edge_median / peer_median:.2f}; target >= 5)")
+    paired("edge_over_peer_32", "Node peer", [p["rps"] for p in peer_rounds], 5)
 print(f"edge p99 at 32 connections: {edge_p99:.2f} ms (median of rounds; target < 10 ms)")
 print(f"edge peak RSS: {rss_kb / 1024:.1f} MB (target < 50 MB); Node peer peak RSS: {peer_rss_kb / 1024:.1f} MB")
 print(f"edge events per commit (all runs): {mean_batch:.1f} on average")
