@@ -9,12 +9,9 @@
 //! is flushed and answered, so one backend stays busy, where two backends on separate connections
 //! would each idle in turn and compete for the same pages.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use deadpool_postgres::Object;
-
-use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerError, RecordMeta, Source};
+use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerConnection, LedgerError, Source};
 use common::metrics::EdgeMetrics;
 use common::stripe::event::StripeEvent;
 use deadpool_postgres::Pool;
@@ -65,43 +62,11 @@ struct Writer {
 }
 
 /// One writer's connection. Its turn is held by a lane from taking a batch until that batch's
-/// `COMMIT` is sent; it holds the connection, opened on first use and replaced once lost.
+/// `COMMIT` is sent; it holds the connection, opened on first use and replaced once lost or left
+/// mid-transaction by a lane that panicked or was cancelled.
 #[derive(Default)]
 struct Line {
-    turn: tokio::sync::Mutex<Option<Arc<LineConnection>>>,
-}
-
-/// A line's connection, marked while a transaction on it may be open. A lane that panics or is
-/// cancelled mid-transaction leaves the mark: the line then replaces the connection, which is
-/// closed (so Postgres rolls the transaction back) instead of returning to the pool. Nobody may
-/// ever send a `COMMIT` on a connection holding another lane's half-written batch.
-struct LineConnection {
-    client: Option<Object>,
-    in_transaction: AtomicBool,
-}
-
-impl LineConnection {
-    fn client(&self) -> Result<&Object, LedgerError> {
-        self.client
-            .as_ref()
-            .ok_or_else(|| LedgerError::Unavailable("connection already released".into()))
-    }
-
-    /// Open, and no transaction of an earlier lane left on it.
-    fn usable(&self) -> bool {
-        !self.in_transaction.load(Ordering::Acquire)
-            && self.client.as_ref().is_some_and(|c| !c.is_closed())
-    }
-}
-
-impl Drop for LineConnection {
-    fn drop(&mut self) {
-        if *self.in_transaction.get_mut()
-            && let Some(client) = self.client.take()
-        {
-            drop(Object::take(client));
-        }
-    }
+    turn: tokio::sync::Mutex<Option<Arc<LedgerConnection>>>,
 }
 
 /// The handle handlers submit to; [`GroupCommit::shutdown`] finishes every queued event.
@@ -257,39 +222,37 @@ impl Writer {
     /// transaction.
     async fn connection(
         &self,
-        slot: &mut Option<Arc<LineConnection>>,
-    ) -> Result<Arc<LineConnection>, LedgerError> {
+        slot: &mut Option<Arc<LedgerConnection>>,
+    ) -> Result<Arc<LedgerConnection>, LedgerError> {
         match slot {
-            Some(conn) if conn.usable() => Ok(conn.clone()),
+            Some(conn) if conn.is_usable() => Ok(conn.clone()),
             _ => {
                 *slot = None;
-                let conn = Arc::new(LineConnection {
-                    client: Some(self.pool.get().await?),
-                    in_transaction: AtomicBool::new(false),
-                });
+                let conn = Arc::new(LedgerConnection::get(&self.pool).await?);
                 *slot = Some(conn.clone());
                 Ok(conn)
             }
         }
     }
 
-    /// Commits one batch on `conn` (passing `turn` on once its `COMMIT` is sent) and answers each
+    /// Commits one batch on `conn`, passing `turn` on once its `COMMIT` is sent, and answers each
     /// of its handlers.
-    async fn commit<T>(&self, conn: Arc<LineConnection>, batch: Vec<Job>, turn: T) {
+    async fn commit<T>(&self, conn: Arc<LedgerConnection>, batch: Vec<Job>, turn: T) {
         self.metrics.batch_events.record(batch.len() as f64);
         let meta = BatchMeta {
             source: Source::Webhook,
             expect_livemode: self.expect_livemode,
         };
         let entries: Vec<BatchEntry<'_>> = batch.iter().map(Job::entry).collect();
-        conn.in_transaction.store(true, Ordering::Release);
-        let sent = || {
-            conn.in_transaction.store(false, Ordering::Release);
-            drop(turn);
-        };
-        let result = match conn.client() {
-            Ok(client) => ledger::record_batch_on(client, &entries, meta, sent).await,
-            Err(e) => Err(e),
+        let result = match conn.send_batch(&entries, meta).await {
+            Ok(pending) => {
+                drop(turn);
+                pending.committed().await
+            }
+            Err(e) => {
+                drop(turn);
+                Err(e)
+            }
         };
         drop(entries);
         // Not held through the retries below: a lost connection goes back to the pool (which
@@ -306,12 +269,13 @@ impl Writer {
                 self.metrics.batches_split.increment(1);
                 tracing::warn!(error = %e, events = batch.len(), "batch failed; recording its events one at a time");
                 for job in batch {
-                    let meta = RecordMeta {
-                        source: Source::Webhook,
-                        request_id: Some(&job.request_id),
-                        expect_livemode: self.expect_livemode,
-                    };
-                    let result = ledger::record(&self.pool, &job.event, &job.payload, &meta).await;
+                    let result = ledger::record_batch(&self.pool, &[job.entry()], meta)
+                        .await
+                        .and_then(|mut applied| {
+                            applied.pop().ok_or_else(|| {
+                                LedgerError::Unavailable("no answer for the event".into())
+                            })
+                        });
                     job.answer(result);
                 }
             }

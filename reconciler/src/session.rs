@@ -2,10 +2,8 @@
 //! session, list the checkout events of its lifetime only (a session lives at most 24 h), record the
 //! ones the ledger lacks (source `manual`), and answer a verdict.
 
-use std::collections::HashSet;
-
 use chrono::Utc;
-use common::ledger::{self, RecordMeta, Source};
+use common::ledger::{self, BatchEntry, BatchMeta, Source};
 use common::stripe::event::{StripeEvent, storable_payload};
 use serde::Serialize;
 use serde_json::Value;
@@ -155,31 +153,29 @@ impl Reconciler {
         events.sort_by_key(|(e, _)| e.created);
         let ids: Vec<&str> = events.iter().map(|(e, _)| e.id.as_str()).collect();
         let mut client = self.pool.get().await?;
-        let known: HashSet<String> = client
-            .query(
-                "SELECT stripe_event_id FROM payment_events WHERE stripe_event_id = ANY($1)",
-                &[&ids],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let known = ledger::known_event_ids(&client, &ids).await?;
         let request_id = format!("session-reconcile-{session_id}");
-        let meta = RecordMeta {
+        let meta = BatchMeta {
             source: Source::Manual,
-            request_id: Some(&request_id),
             expect_livemode: self.config.expect_livemode,
         };
+        let payloads: Vec<_> = events.iter().map(|(_, p)| storable_payload(p)).collect();
+        let entries: Vec<BatchEntry<'_>> = events
+            .iter()
+            .zip(&payloads)
+            .filter(|((e, _), _)| !known.contains(&e.id))
+            .map(|((event, _), payload)| BatchEntry {
+                event,
+                payload,
+                request_id: Some(&request_id),
+            })
+            .collect();
         let tx = client.transaction().await?;
-        let mut applied = 0;
-        for (event, payload) in events.iter().filter(|(e, _)| !known.contains(&e.id)) {
-            if !ledger::apply(&tx, event, &storable_payload(payload), &meta)
-                .await?
-                .duplicate
-            {
-                applied += 1;
-            }
-        }
+        let applied = ledger::apply_batch(&tx, &entries, meta)
+            .await?
+            .iter()
+            .filter(|a| !a.duplicate)
+            .count() as u64;
         tx.commit().await?;
         Ok(applied)
     }

@@ -10,6 +10,7 @@
 //! - [`driver`]: checkouts and webhook deliveries as Stripe makes them, with drops and duplicates.
 //! - [`reconciler`]: a reconciler wired to a test database and the simulator.
 //! - [`ledger`]: arranging and reading orders and ledger rows.
+//! - [`oracle`]: the one-event ledger write, the differential oracle of the batched one.
 //! - [`logs`]: the process's JSON logs, captured for assertions.
 //! - [`stripe`]: Stripe payloads built from the real fixtures.
 //! - [`upstream`]: a fake app behind the proxy that records what it receives.
@@ -20,6 +21,7 @@ pub mod fault_proxy;
 pub mod http;
 pub mod ledger;
 pub mod logs;
+pub mod oracle;
 pub mod pg;
 pub mod reconciler;
 pub mod stripe;

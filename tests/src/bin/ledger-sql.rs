@@ -1,12 +1,10 @@
-//! Prints the ledger's SQL statements as JSON, so that benchmark scripts (pgbench) run exactly
-//! the statements the edge runs.
+//! Prints the one-event ledger statements (the differential oracle of `tests::oracle`) as JSON,
+//! so that the pgbench reference of one transaction per event runs exactly them.
 
 fn main() {
     let statements = serde_json::json!({
-        "lock_and_insert": common::ledger::LOCK_AND_INSERT,
-        "update_order": common::ledger::UPDATE_ORDER,
-        "lock_and_insert_batch": common::ledger::LOCK_AND_INSERT_BATCH,
-        "update_orders": common::ledger::UPDATE_ORDERS,
+        "lock_and_insert": tests::oracle::LOCK_AND_INSERT,
+        "update_order": tests::oracle::UPDATE_ORDER,
     });
     println!("{statements:#}");
 }

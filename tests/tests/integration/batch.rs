@@ -2,13 +2,14 @@
 //! cut into batches of every size, leave exactly the same orders, ledger rows and answers; and the
 //! batch edge cases (duplicates, several moves of one order, concurrent overlapping batches).
 
-use common::ledger::{self, Applied, BatchEntry, BatchMeta, RecordMeta, Source};
+use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerConnection, Source};
 use common::stripe::event::StripeEvent;
 use serde_json::{Value, json};
 use tests::ledger::{
     NewOrder, event_rows, insert_order, one_backend_waits_for_a_lock, order, pending_order,
     writing_transactions,
 };
+use tests::oracle::{self, RecordMeta};
 use tests::pg::TestDb;
 use tests::stripe::{Session, charge_refunded, envelope, session_event};
 use tokio_postgres::Client;
@@ -220,7 +221,7 @@ async fn batches_of_any_size_give_exactly_the_one_event_results() {
                 expect_livemode,
             };
             want.push(
-                ledger::record(&one_pool, &d.event, &d.body, &meta)
+                oracle::record(&one_pool, &d.event, &d.body, &meta)
                     .await
                     .expect("one event"),
             );
@@ -448,17 +449,22 @@ async fn two_lanes(
         .execute("SELECT pg_advisory_lock(7)", &[])
         .await
         .expect("lock");
-    let conn = pool.get().await.expect("connection");
+    let conn = LedgerConnection::new(pool.get().await.expect("connection"));
     let turn = tokio::sync::Mutex::new(());
     let first_turn = turn.lock().await;
     let (second_has_turn, turn_taken) = tokio::sync::oneshot::channel();
     let first_entries = entries(first);
-    let first_done =
-        ledger::record_batch_on(&conn, &first_entries, WEBHOOK, move || drop(first_turn));
+    let first_done = async {
+        let sent = conn.send_batch(&first_entries, WEBHOOK).await;
+        drop(first_turn);
+        sent?.committed().await
+    };
     let second_done = async {
         let second_turn = turn.lock().await;
         let _ = second_has_turn.send(());
-        ledger::record_batch_on(&conn, &entries(second), WEBHOOK, move || drop(second_turn)).await
+        let sent = conn.send_batch(&entries(second), WEBHOOK).await;
+        drop(second_turn);
+        sent?.committed().await
     };
     let release = async {
         tokio::time::timeout(std::time::Duration::from_secs(10), turn_taken)
@@ -579,12 +585,14 @@ async fn a_batch_dropped_before_its_commit_is_sent_never_hands_its_connection_on
         )
         .await
         .expect("lock");
-    let conn = pool.get().await.expect("connection");
+    let conn = LedgerConnection::new(pool.get().await.expect("connection"));
     let handed_on = std::sync::atomic::AtomicBool::new(false);
     let batch_entries = entries(std::slice::from_ref(&delivery));
-    let batch = ledger::record_batch_on(&conn, &batch_entries, WEBHOOK, || {
-        handed_on.store(true, std::sync::atomic::Ordering::SeqCst)
-    });
+    let batch = async {
+        let sent = conn.send_batch(&batch_entries, WEBHOOK).await;
+        handed_on.store(true, std::sync::atomic::Ordering::SeqCst);
+        sent.map(|_| ())
+    };
     let waiting = one_backend_waits_for_a_lock(&client);
     // The writer's future is dropped (a panic or a cancellation) while its transaction is open.
     let dropped_midway = tokio::select! {

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use common::ledger::{self, RecordMeta, Source};
+use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerError, Source};
 use common::stripe::event::StripeEvent;
+use deadpool_postgres::Pool;
 use tests::ledger::{event_rows, order, pending_order};
 use tests::pg::TestDb;
 use tests::stripe::{Session, session_event};
@@ -19,11 +20,7 @@ async fn a_cancelled_write_commits_nothing_and_leaves_no_open_transaction() {
     let event_json = session_event("checkout.session.completed", &session);
     let body = event_json.to_string();
     let event = StripeEvent::parse(body.as_bytes()).expect("event");
-    let meta = RecordMeta {
-        source: Source::Webhook,
-        request_id: Some("cancel-test"),
-        expect_livemode: None,
-    };
+    let meta = "cancel-test";
 
     // Another session holds the order's row lock: the write blocks inside its transaction.
     let mut blocker = db.client().await;
@@ -33,7 +30,7 @@ async fn a_cancelled_write_commits_nothing_and_leaves_no_open_transaction() {
         .expect("lock");
     let cancelled = tokio::time::timeout(
         Duration::from_millis(300),
-        ledger::record(&pool, &event, &body, &meta),
+        record(&pool, &event, &body, meta),
     )
     .await;
     assert!(
@@ -64,13 +61,31 @@ async fn a_cancelled_write_commits_nothing_and_leaves_no_open_transaction() {
     assert_eq!(order(&admin, id).await.status, "pending");
 
     // The pool keeps working, and the retried delivery is applied once.
-    let applied = ledger::record(&pool, &event, &body, &meta)
-        .await
-        .expect("retry");
+    let applied = record(&pool, &event, &body, meta).await.expect("retry");
     assert!(!applied.duplicate);
     assert_eq!(order(&admin, id).await.status, "paid");
-    let again = ledger::record(&pool, &event, &body, &meta)
-        .await
-        .expect("duplicate");
+    let again = record(&pool, &event, &body, meta).await.expect("duplicate");
     assert!(again.duplicate);
+}
+
+/// One webhook event written as the edge writes it: a batch of one.
+async fn record(
+    pool: &Pool,
+    event: &StripeEvent,
+    body: &str,
+    request_id: &str,
+) -> Result<Applied, LedgerError> {
+    let entry = BatchEntry {
+        event,
+        payload: body,
+        request_id: Some(request_id),
+    };
+    let meta = BatchMeta {
+        source: Source::Webhook,
+        expect_livemode: None,
+    };
+    let mut applied = ledger::record_batch(pool, &[entry], meta).await?;
+    applied
+        .pop()
+        .ok_or_else(|| LedgerError::Unavailable("no answer".into()))
 }

@@ -1,0 +1,308 @@
+//! The state machine of DESIGN.md as pure functions: what an event does to the order it belongs
+//! to ([`decide`]), the answer for whoever delivered it ([`judge`]), and the keys that find its
+//! order ([`keys`]). No I/O here; the table tests below are the rules' specification.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{AnomalyKind, Applied, OrderRow, OrderStatus};
+use crate::stripe::event::{StripeEvent, types};
+
+/// What the state machine wants done to the order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub to: Option<OrderStatus>,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// Recorded on the order when it has none yet (a later refund finds the order by it).
+    pub payment_intent: Option<String>,
+    pub anomaly: Option<AnomalyKind>,
+    /// Text stored in `orders.anomaly` (only for anomalies that concern the order itself).
+    pub order_anomaly: Option<String>,
+}
+
+impl Decision {
+    /// Whether the order row must be written.
+    pub fn changes_order(&self) -> bool {
+        self.to.is_some() || self.payment_intent.is_some() || self.order_anomaly.is_some()
+    }
+}
+
+/// The state machine of DESIGN.md. `paid` is never downgraded; only the listed moves exist.
+pub fn decide(event: &StripeEvent, order: &OrderRow, expect_livemode: Option<bool>) -> Decision {
+    use OrderStatus::*;
+    if expect_livemode.is_some_and(|want| want != event.livemode) {
+        return Decision {
+            anomaly: Some(AnomalyKind::LivemodeMismatch),
+            ..Decision::default()
+        };
+    }
+    let o = &event.object;
+    let from = order.status;
+    let to = match event.event_type.as_str() {
+        types::SESSION_COMPLETED
+            if matches!(
+                o.payment_status.as_deref(),
+                Some("paid" | "no_payment_required")
+            ) && matches!(from, Pending | Failed | Expired) =>
+        {
+            Some(Paid)
+        }
+        types::SESSION_ASYNC_SUCCEEDED if matches!(from, Pending | Failed) => Some(Paid),
+        types::SESSION_ASYNC_FAILED if from == Pending => Some(Failed),
+        types::SESSION_EXPIRED if from == Pending => Some(Expired),
+        types::CHARGE_REFUNDED if o.fully_refunded && from == Paid => Some(Refunded),
+        _ => None,
+    };
+    let payment_intent = match (event.session_id(), &o.payment_intent, &order.payment_intent) {
+        (Some(_), Some(pi), None) => Some(pi.clone()),
+        _ => None,
+    };
+    if to == Some(Paid)
+        && let Some(problem) = amount_problem(event, order)
+    {
+        return Decision {
+            payment_intent,
+            anomaly: Some(AnomalyKind::AmountMismatch),
+            order_anomaly: Some(problem),
+            ..Decision::default()
+        };
+    }
+    Decision {
+        to,
+        paid_at: (to == Some(Paid)).then_some(event.created),
+        payment_intent,
+        ..Decision::default()
+    }
+}
+
+/// Describes how the session's amount or currency differs from the order's expectation.
+fn amount_problem(event: &StripeEvent, order: &OrderRow) -> Option<String> {
+    let o = &event.object;
+    let amount_ok = order
+        .amount_total
+        .is_none_or(|want| o.amount_total == Some(want));
+    let currency_ok = order
+        .currency
+        .as_deref()
+        .is_none_or(|want| o.currency.as_deref() == Some(want.to_ascii_lowercase().as_str()));
+    if amount_ok && currency_ok {
+        return None;
+    }
+    let show = |a: Option<i64>, c: Option<&str>| {
+        format!(
+            "{} {}",
+            a.map_or_else(|| "?".into(), |a| a.to_string()),
+            c.unwrap_or("?")
+        )
+    };
+    Some(format!(
+        "amount_mismatch: order expects {}, {} event {} has {}",
+        show(order.amount_total, order.currency.as_deref()),
+        event.event_type,
+        event.id,
+        show(o.amount_total, o.currency.as_deref()),
+    ))
+}
+
+/// What a new event does: the answer for whoever delivered it and, when its order must change,
+/// the decision. `order` is the order as locked (or as earlier events of the same batch left it);
+/// `None` makes an order-moving event an orphan.
+pub fn judge(
+    event: &StripeEvent,
+    order: Option<&OrderRow>,
+    expect_livemode: Option<bool>,
+) -> (Applied, Option<Decision>) {
+    let Some(order) = order else {
+        let applied = Applied {
+            orphan: event.moves_orders(),
+            anomaly: expect_livemode
+                .is_some_and(|want| want != event.livemode)
+                .then_some(AnomalyKind::LivemodeMismatch),
+            ..Applied::new(false, None)
+        };
+        return (applied, None);
+    };
+    let decision = decide(event, order, expect_livemode);
+    let mut applied = Applied::new(false, Some(order.id));
+    applied.anomaly = decision.anomaly;
+    if !decision.changes_order() {
+        return (applied, None);
+    }
+    applied.transition = decision.to.map(|to| (order.status, to));
+    (applied, Some(decision))
+}
+
+/// The keys that find an event's order, in precedence order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keys<'a> {
+    pub session_id: Option<&'a str>,
+    pub client_ref: Option<Uuid>,
+    pub metadata_ref: Option<Uuid>,
+    /// Only for objects that are not sessions (charges).
+    pub payment_intent: Option<&'a str>,
+}
+
+/// The lookup keys of an event.
+pub fn keys(event: &StripeEvent) -> Keys<'_> {
+    let o = &event.object;
+    let session_id = event.session_id();
+    Keys {
+        session_id,
+        client_ref: o
+            .client_reference_id
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok()),
+        metadata_ref: o
+            .metadata_order_id
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok()),
+        // Only non-session objects (charges) are matched by payment intent.
+        payment_intent: if session_id.is_none() {
+            o.payment_intent.as_deref()
+        } else {
+            None
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stripe::event::EventObject;
+    use OrderStatus::*;
+
+    fn event(kind: &str, payment_status: Option<&str>) -> StripeEvent {
+        StripeEvent {
+            id: "evt_1".into(),
+            event_type: kind.into(),
+            created: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+            livemode: false,
+            api_version: None,
+            object: EventObject {
+                kind: Some(
+                    if kind.starts_with("charge") {
+                        "charge"
+                    } else {
+                        "checkout.session"
+                    }
+                    .into(),
+                ),
+                id: Some("cs_1".into()),
+                payment_status: payment_status.map(Into::into),
+                amount_total: Some(1000),
+                currency: Some("eur".into()),
+                payment_intent: Some("pi_1".into()),
+                fully_refunded: true,
+                ..EventObject::default()
+            },
+        }
+    }
+
+    fn order(status: OrderStatus) -> OrderRow {
+        OrderRow {
+            id: Uuid::nil(),
+            status,
+            amount_total: None,
+            currency: None,
+            payment_intent: None,
+        }
+    }
+
+    #[test]
+    fn state_machine_table() {
+        let cases: &[(&str, Option<&str>, OrderStatus, Option<OrderStatus>)] = &[
+            (types::SESSION_COMPLETED, Some("paid"), Pending, Some(Paid)),
+            (
+                types::SESSION_COMPLETED,
+                Some("no_payment_required"),
+                Pending,
+                Some(Paid),
+            ),
+            (types::SESSION_COMPLETED, Some("paid"), Failed, Some(Paid)),
+            (types::SESSION_COMPLETED, Some("paid"), Expired, Some(Paid)),
+            (types::SESSION_COMPLETED, Some("paid"), Paid, None),
+            (types::SESSION_COMPLETED, Some("paid"), Refunded, None),
+            (types::SESSION_COMPLETED, Some("unpaid"), Pending, None),
+            (types::SESSION_ASYNC_SUCCEEDED, None, Pending, Some(Paid)),
+            (types::SESSION_ASYNC_SUCCEEDED, None, Failed, Some(Paid)),
+            (types::SESSION_ASYNC_SUCCEEDED, None, Expired, None),
+            (types::SESSION_ASYNC_FAILED, None, Pending, Some(Failed)),
+            (types::SESSION_ASYNC_FAILED, None, Paid, None),
+            (types::SESSION_EXPIRED, None, Pending, Some(Expired)),
+            (types::SESSION_EXPIRED, None, Paid, None),
+            (types::CHARGE_REFUNDED, None, Paid, Some(Refunded)),
+            (types::CHARGE_REFUNDED, None, Pending, None),
+            ("customer.created", None, Pending, None),
+        ];
+        for (kind, ps, from, want) in cases {
+            let d = decide(&event(kind, *ps), &order(*from), None);
+            assert_eq!(d.to, *want, "{kind} {ps:?} from {from}");
+            assert_eq!(d.paid_at.is_some(), *want == Some(Paid));
+        }
+    }
+
+    #[test]
+    fn partial_refund_does_not_refund_the_order() {
+        let mut e = event(types::CHARGE_REFUNDED, None);
+        e.object.fully_refunded = false;
+        assert_eq!(decide(&e, &order(Paid), None).to, None);
+    }
+
+    #[test]
+    fn amount_and_currency_are_guarded() {
+        let e = event(types::SESSION_COMPLETED, Some("paid"));
+        let mut o = order(Pending);
+        o.amount_total = Some(1000);
+        o.currency = Some("EUR".into());
+        assert_eq!(decide(&e, &o, None).to, Some(Paid));
+        o.amount_total = Some(999);
+        let d = decide(&e, &o, None);
+        assert_eq!(d.to, None);
+        assert_eq!(d.anomaly, Some(AnomalyKind::AmountMismatch));
+        assert!(
+            d.order_anomaly
+                .as_deref()
+                .is_some_and(|t| t.contains("999 EUR"))
+        );
+        o.amount_total = Some(1000);
+        o.currency = Some("usd".into());
+        assert_eq!(
+            decide(&e, &o, None).anomaly,
+            Some(AnomalyKind::AmountMismatch)
+        );
+    }
+
+    #[test]
+    fn other_mode_changes_nothing() {
+        let e = event(types::SESSION_COMPLETED, Some("paid"));
+        let d = decide(&e, &order(Pending), Some(true));
+        assert_eq!(d.to, None);
+        assert_eq!(d.anomaly, Some(AnomalyKind::LivemodeMismatch));
+        assert!(!d.changes_order());
+        assert_eq!(decide(&e, &order(Pending), Some(false)).to, Some(Paid));
+    }
+
+    #[test]
+    fn payment_intent_is_recorded_once() {
+        let e = event(types::SESSION_COMPLETED, Some("unpaid"));
+        assert_eq!(
+            decide(&e, &order(Pending), None).payment_intent.as_deref(),
+            Some("pi_1")
+        );
+        let mut o = order(Pending);
+        o.payment_intent = Some("pi_0".into());
+        assert_eq!(decide(&e, &o, None).payment_intent, None);
+    }
+
+    #[test]
+    fn keys_follow_the_object_kind() {
+        let session = event(types::SESSION_COMPLETED, Some("paid"));
+        let k = keys(&session);
+        assert_eq!(k.session_id, Some("cs_1"));
+        assert_eq!(k.payment_intent, None, "sessions are found by their id");
+        let charge = event(types::CHARGE_REFUNDED, None);
+        let k = keys(&charge);
+        assert_eq!(k.session_id, None);
+        assert_eq!(k.payment_intent, Some("pi_1"));
+    }
+}

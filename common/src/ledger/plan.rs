@@ -1,0 +1,298 @@
+//! What a batch does, decided without I/O: the array parameters of its statements
+//! ([`Columns`]), then the state machine folded over its events in order ([`Plan::fold`]), so
+//! that two events for one order in one batch move it exactly as two transactions would. The
+//! result is one [`Applied`] per entry and the writes to make ([`Writes`]).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::decide::{judge, keys};
+use super::{Applied, BatchEntry, Decision, OrderRow, Source};
+
+type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
+/// The array parameters of the batch statements, one element per distinct event id (a second
+/// delivery of an id within the batch is answered as a duplicate of the first).
+pub(super) struct Columns<'a> {
+    /// For each entry, the index of its distinct event.
+    slot: Vec<usize>,
+    /// For each entry, whether it is the first with its id.
+    first: Vec<bool>,
+    session_id: Vec<Option<&'a str>>,
+    client_ref: Vec<Option<Uuid>>,
+    metadata_ref: Vec<Option<Uuid>>,
+    payment_intent: Vec<Option<&'a str>>,
+    event_id: Vec<&'a str>,
+    event_type: Vec<&'a str>,
+    object_id: Vec<Option<&'a str>>,
+    livemode: Vec<bool>,
+    api_version: Vec<Option<&'a str>>,
+    created: Vec<DateTime<Utc>>,
+    payload: Vec<&'a str>,
+    request_id: Vec<Option<&'a str>>,
+    source: &'static str,
+}
+
+impl<'a> Columns<'a> {
+    pub(super) fn new(entries: &[BatchEntry<'a>], source: Source) -> Self {
+        let n = entries.len();
+        let mut c = Self {
+            slot: Vec::with_capacity(n),
+            first: Vec::with_capacity(n),
+            session_id: Vec::with_capacity(n),
+            client_ref: Vec::with_capacity(n),
+            metadata_ref: Vec::with_capacity(n),
+            payment_intent: Vec::with_capacity(n),
+            event_id: Vec::with_capacity(n),
+            event_type: Vec::with_capacity(n),
+            object_id: Vec::with_capacity(n),
+            livemode: Vec::with_capacity(n),
+            api_version: Vec::with_capacity(n),
+            created: Vec::with_capacity(n),
+            payload: Vec::with_capacity(n),
+            request_id: Vec::with_capacity(n),
+            source: source.as_str(),
+        };
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(n);
+        for entry in entries {
+            let e = entry.event;
+            if let Some(&slot) = seen.get(e.id.as_str()) {
+                c.slot.push(slot);
+                c.first.push(false);
+                continue;
+            }
+            let slot = c.event_id.len();
+            seen.insert(&e.id, slot);
+            c.slot.push(slot);
+            c.first.push(true);
+            let k = keys(e);
+            c.session_id.push(k.session_id);
+            c.client_ref.push(k.client_ref);
+            c.metadata_ref.push(k.metadata_ref);
+            c.payment_intent.push(k.payment_intent);
+            c.event_id.push(&e.id);
+            c.event_type.push(&e.event_type);
+            c.object_id.push(e.object.id.as_deref());
+            c.livemode.push(e.livemode);
+            c.api_version.push(e.api_version.as_deref());
+            c.created.push(e.created);
+            c.payload.push(entry.payload);
+            c.request_id.push(entry.request_id);
+        }
+        c
+    }
+
+    /// Parameters 1–5: what finds each event's order.
+    pub(super) fn lookup_params(&self) -> [Param<'_>; 5] {
+        [
+            &self.session_id,
+            &self.client_ref,
+            &self.metadata_ref,
+            &self.payment_intent,
+            &self.event_id,
+        ]
+    }
+
+    /// Parameters 1–13 of the lock-and-insert statement.
+    pub(super) fn insert_params(&self) -> [Param<'_>; 13] {
+        [
+            &self.session_id,
+            &self.client_ref,
+            &self.metadata_ref,
+            &self.payment_intent,
+            &self.event_id,
+            &self.event_type,
+            &self.object_id,
+            &self.livemode,
+            &self.api_version,
+            &self.created,
+            &self.payload,
+            &self.request_id,
+            &self.source,
+        ]
+    }
+}
+
+/// What the database said about one distinct event of a batch.
+#[derive(Debug, Clone)]
+pub(super) struct Found {
+    /// The event is new (inserted now, or an orphan being adopted): the rules apply to it.
+    pub new: bool,
+    /// Its order, as locked.
+    pub order: Option<OrderRow>,
+    /// Its ledger row already points at that order (set by the insert itself).
+    pub linked: bool,
+}
+
+/// An order as the batch has moved it so far, and what must be written to it.
+struct Tracked {
+    row: OrderRow,
+    changed: bool,
+    paid_at: Option<DateTime<Utc>>,
+    payment_intent: Option<String>,
+    anomaly: Option<String>,
+}
+
+impl Tracked {
+    fn new(row: OrderRow) -> Self {
+        Self {
+            row,
+            changed: false,
+            paid_at: None,
+            payment_intent: None,
+            anomaly: None,
+        }
+    }
+
+    /// Moves the order as one more event's decision says, and keeps what the final `UPDATE`
+    /// writes: the one-event rules applied in turn (the last `paid_at` and anomaly, the first
+    /// payment intent).
+    fn absorb(&mut self, decision: Decision) {
+        self.changed = true;
+        if let Some(to) = decision.to {
+            self.row.status = to;
+        }
+        if decision.paid_at.is_some() {
+            self.paid_at = decision.paid_at;
+        }
+        if let Some(pi) = decision.payment_intent {
+            self.row.payment_intent = Some(pi.clone());
+            self.payment_intent = Some(pi);
+        }
+        if decision.order_anomaly.is_some() {
+            self.anomaly = decision.order_anomaly;
+        }
+    }
+}
+
+/// What a batch does: one [`Applied`] per entry, the orders to write and the events to link.
+pub(super) struct Plan {
+    pub applied: Vec<Applied>,
+    /// Changed orders, in the order they were first touched.
+    orders: Vec<Tracked>,
+    links: Vec<(String, Uuid)>,
+}
+
+impl Plan {
+    /// Folds the state machine over the batch's new events, in entry order. `found` holds one
+    /// element per distinct event (`Columns`' slots).
+    pub(super) fn fold(
+        entries: &[BatchEntry<'_>],
+        columns: &Columns<'_>,
+        found: &[Found],
+        expect_livemode: Option<bool>,
+    ) -> Self {
+        let mut orders: Vec<Tracked> = Vec::new();
+        let mut index: HashMap<Uuid, usize> = HashMap::new();
+        // Payment intents recorded on an order by this batch, so that a later event looked up by
+        // payment intent finds the order as it would after the earlier event's own commit.
+        let mut recorded_intents: HashMap<String, usize> = HashMap::new();
+        let mut links = Vec::new();
+        let mut applied = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let event = entry.event;
+            let slot = columns.slot[i];
+            let Some(found) = found.get(slot) else {
+                // Unreachable: the statements return one row per distinct event.
+                applied.push(Applied::new(true, None));
+                continue;
+            };
+            let locked = found.order.clone().map(|order| {
+                *index.entry(order.id).or_insert_with(|| {
+                    orders.push(Tracked::new(order));
+                    orders.len() - 1
+                })
+            });
+            let at = locked.or_else(|| {
+                columns.payment_intent[slot]
+                    .and_then(|pi| recorded_intents.get(pi))
+                    .copied()
+            });
+            if !(found.new && columns.first[i]) {
+                applied.push(Applied::new(true, at.map(|at| orders[at].row.id)));
+                continue;
+            }
+            let Some(at) = at else {
+                applied.push(judge(event, None, expect_livemode).0);
+                continue;
+            };
+            let tracked = &mut orders[at];
+            if !(found.linked && locked.is_some()) {
+                links.push((event.id.clone(), tracked.row.id));
+            }
+            let (result, decision) = judge(event, Some(&tracked.row), expect_livemode);
+            if let Some(decision) = decision {
+                if let Some(pi) = &decision.payment_intent {
+                    recorded_intents.insert(pi.clone(), at);
+                }
+                tracked.absorb(decision);
+            }
+            applied.push(result);
+        }
+        orders.retain(|o| o.changed);
+        Self {
+            applied,
+            orders,
+            links,
+        }
+    }
+
+    /// The parameters of the writes, owned, so that the statements can be sent and awaited
+    /// later (after the turn on a shared connection has been handed on).
+    pub(super) fn writes(&self) -> Writes {
+        Writes {
+            ids: self.orders.iter().map(|o| o.row.id).collect(),
+            status: self.orders.iter().map(|o| o.row.status.as_str()).collect(),
+            paid_at: self.orders.iter().map(|o| o.paid_at).collect(),
+            payment_intent: self
+                .orders
+                .iter()
+                .map(|o| o.payment_intent.clone())
+                .collect(),
+            anomaly: self.orders.iter().map(|o| o.anomaly.clone()).collect(),
+            link_events: self.links.iter().map(|(e, _)| e.clone()).collect(),
+            link_orders: self.links.iter().map(|(_, o)| *o).collect(),
+        }
+    }
+}
+
+/// The parameters of the order `UPDATE` and of the late links.
+pub(super) struct Writes {
+    ids: Vec<Uuid>,
+    status: Vec<&'static str>,
+    paid_at: Vec<Option<DateTime<Utc>>>,
+    payment_intent: Vec<Option<String>>,
+    anomaly: Vec<Option<String>>,
+    link_events: Vec<String>,
+    link_orders: Vec<Uuid>,
+}
+
+impl Writes {
+    pub(super) fn updates_orders(&self) -> bool {
+        !self.ids.is_empty()
+    }
+
+    pub(super) fn links_events(&self) -> bool {
+        !self.link_events.is_empty()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        !self.updates_orders() && !self.links_events()
+    }
+
+    pub(super) fn update_params(&self) -> [Param<'_>; 5] {
+        [
+            &self.ids,
+            &self.status,
+            &self.paid_at,
+            &self.payment_intent,
+            &self.anomaly,
+        ]
+    }
+
+    pub(super) fn link_params(&self) -> [Param<'_>; 2] {
+        [&self.link_events, &self.link_orders]
+    }
+}

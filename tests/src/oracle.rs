@@ -1,0 +1,128 @@
+//! The one-event ledger write, kept as the differential oracle for the batched write (every
+//! sequence of events must leave the same answers and the same database either way) and as the
+//! pgbench reference of one transaction per event (`ledger-sql` prints these statements). It is
+//! a second, deliberately plain spelling of the rules' I/O: two statements, one order per event.
+
+use chrono::{DateTime, Utc};
+use common::ledger::decide::{Decision, judge, keys};
+use common::ledger::{Applied, OrderRow, Source};
+use common::stripe::event::StripeEvent;
+use deadpool_postgres::Pool;
+use uuid::Uuid;
+
+/// Locks the event's order (found by keys $1–$4) and inserts the event; one row: the inserted
+/// count, then the order.
+pub const LOCK_AND_INSERT: &str = "\
+WITH target AS (
+SELECT id, status, amount_total, currency, stripe_payment_intent_id
+FROM orders
+WHERE id = COALESCE(
+    (SELECT o.id FROM orders AS o WHERE o.stripe_session_id = $1),
+    (SELECT o.id FROM orders AS o WHERE o.id = $2),
+    (SELECT o.id FROM orders AS o WHERE o.id = $3),
+    (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = $4 LIMIT 1))
+FOR UPDATE
+), inserted AS (
+    INSERT INTO payment_events (stripe_event_id, event_type, stripe_object_id, stripe_session_id,
+        order_id, livemode, api_version, stripe_created_at, payload, source, request_id)
+    SELECT $5, $6, $7, $1, (SELECT id FROM target), $8, $9, $10, $11::text::jsonb, $12, $13
+    ON CONFLICT (stripe_event_id) DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM inserted) AS inserted,
+       t.id, t.status, t.amount_total, t.currency, t.stripe_payment_intent_id
+FROM (VALUES (1)) AS one (x) LEFT JOIN target AS t ON true";
+
+/// Writes one order's change.
+pub const UPDATE_ORDER: &str = "\
+UPDATE orders
+SET status = $2,
+    paid_at = COALESCE($3, paid_at),
+    stripe_payment_intent_id = COALESCE(stripe_payment_intent_id, $4),
+    anomaly = COALESCE($5, anomaly),
+    updated_at = now()
+WHERE id = $1";
+
+/// How one event is recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordMeta<'a> {
+    pub source: Source,
+    pub request_id: Option<&'a str>,
+    pub expect_livemode: Option<bool>,
+}
+
+/// Records one event in its own transaction, one statement after the other.
+pub async fn record(
+    pool: &Pool,
+    event: &StripeEvent,
+    payload: &str,
+    meta: &RecordMeta<'_>,
+) -> Result<Applied, tokio_postgres::Error> {
+    let mut client = pool.get().await.expect("oracle connection");
+    let tx = client.transaction().await?;
+    let k = keys(event);
+    let row = tx
+        .query_one(
+            LOCK_AND_INSERT,
+            &[
+                &k.session_id,
+                &k.client_ref,
+                &k.metadata_ref,
+                &k.payment_intent,
+                &event.id,
+                &event.event_type,
+                &event.object.id,
+                &event.livemode,
+                &event.api_version,
+                &event.created,
+                &payload,
+                &meta.source.as_str(),
+                &meta.request_id,
+            ],
+        )
+        .await?;
+    let inserted: i64 = row.get(0);
+    let order = OrderRow::read(&row, 1);
+    if inserted == 0 {
+        tx.commit().await?;
+        return Ok(Applied::new(true, order.map(|o| o.id)));
+    }
+    let (applied, decision) = judge(event, order.as_ref(), meta.expect_livemode);
+    if let Some((order, decision)) = order.zip(decision) {
+        let update = Update::new(&order, decision);
+        tx.execute(
+            UPDATE_ORDER,
+            &[
+                &update.id,
+                &update.to,
+                &update.paid_at,
+                &update.payment_intent,
+                &update.anomaly,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// The parameters of [`UPDATE_ORDER`].
+struct Update {
+    id: Uuid,
+    to: &'static str,
+    paid_at: Option<DateTime<Utc>>,
+    payment_intent: Option<String>,
+    anomaly: Option<String>,
+}
+
+impl Update {
+    fn new(order: &OrderRow, decision: Decision) -> Self {
+        Self {
+            id: order.id,
+            to: decision.to.unwrap_or(order.status).as_str(),
+            paid_at: decision.paid_at,
+            payment_intent: decision.payment_intent,
+            anomaly: decision.order_anomaly,
+        }
+    }
+}
