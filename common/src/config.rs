@@ -34,6 +34,9 @@ pub mod var {
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 }
 
+/// Most webhook secrets active at once (`STRIPE_WEBHOOK_SECRET`).
+pub const MAX_WEBHOOK_SECRETS: usize = 8;
+
 /// Stripe keeps events for 30 days; a first pass must stay inside that.
 pub const MAX_LOOKBACK: Duration = Duration::from_secs(29 * 24 * 3600);
 
@@ -343,8 +346,10 @@ fn webhook_secrets(v: &str) -> Result<Vec<Secret>, String> {
         }
         out.push(Secret::new(s.to_owned()));
     }
-    if out.len() > 8 {
-        return Err("at most 8 secrets may be active at once".into());
+    if out.len() > MAX_WEBHOOK_SECRETS {
+        return Err(format!(
+            "at most {MAX_WEBHOOK_SECRETS} secrets may be active at once"
+        ));
     }
     Ok(out)
 }

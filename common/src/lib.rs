@@ -1,17 +1,21 @@
 //! The ground floor shared by `edge` and `reconciler`; neither depends on the other.
 //!
 //! # Layout
+//! - [`admin`]: `/metrics`, `/live` and the database half of `/ready`, for both admin listeners.
 //! - [`config`]: every environment variable, parsed once into types.
+//! - [`error`]: error text that keeps its cause (the Postgres server's message above all).
 //! - [`db`]: the connection pool, embedded migrations and the schema check.
 //! - [`http`]: the accept loop, response bodies and request ids shared by every listener.
 //! - [`ledger`]: the one function that applies a Stripe event (ledger row + order state).
 //! - [`stripe`]: the event envelope and `Stripe-Signature` signing/verification.
 //! - [`telemetry`]: JSON logs and the request id.
-//! - [`metrics`]: every metric name, declared once.
+//! - [`metrics`]: the recorder, enum labels and the macro each binary declares its metrics with.
 //! - [`shutdown`]: the SIGTERM/SIGINT future.
 
+pub mod admin;
 pub mod config;
 pub mod db;
+pub mod error;
 pub mod http;
 pub mod ledger;
 pub mod metrics;

@@ -1,9 +1,9 @@
 //! The edge's one error enum and its one mapping to HTTP status, code and JSON body. Causes go to
 //! the logs; clients get a stable code and a short message, never database internals.
 
+use crate::metrics::WebhookOutcome;
 use bytes::Bytes;
 use common::ledger::LedgerError;
-use common::metrics::WebhookOutcome;
 use common::stripe::event::EventError;
 use common::stripe::signature::SignatureError;
 use common::telemetry::RequestId;

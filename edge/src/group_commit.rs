@@ -11,8 +11,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::metrics::EdgeMetrics;
 use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerConnection, LedgerError, Source};
-use common::metrics::EdgeMetrics;
 use common::stripe::event::StripeEvent;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -238,7 +238,7 @@ impl Writer {
     /// Commits one batch on `conn`, passing `turn` on once its `COMMIT` is sent, and answers each
     /// of its handlers.
     async fn commit<T>(&self, conn: Arc<LedgerConnection>, batch: Vec<Job>, turn: T) {
-        self.metrics.batch_events.record(batch.len() as f64);
+        self.metrics.batch_events.record_value(batch.len() as f64);
         let meta = BatchMeta {
             source: Source::Webhook,
             expect_livemode: self.expect_livemode,

@@ -4,13 +4,17 @@
 //!
 //! # Layout
 //! - [`App`]: build (schema check, pool, bind) and run until a shutdown signal.
-//! - [`routes`]: the one routing `match`; `webhook`, `proxy` and `admin` handlers.
+//! - [`routes`]: the one routing `match`; the `webhook` and `admin` handlers.
+//! - [`proxy`]: the client that forwards every other route to the app.
+//! - [`metrics`]: every edge metric, declared once.
 //! - [`error`]: the one error enum and its mapping to HTTP.
 //! - [`group_commit`]: the writers that commit concurrent webhook events together.
 //! - [`state`]: what handlers share.
 
 pub mod error;
 pub mod group_commit;
+pub mod metrics;
+pub mod proxy;
 pub mod routes;
 pub mod state;
 
@@ -28,8 +32,6 @@ use crate::group_commit::GroupCommit;
 use crate::state::State;
 pub use common::http::Limits;
 
-/// How often histogram and idle-series housekeeping runs for the exporter.
-const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// The admin listener's own drain (scrapes and probes are short).
 const ADMIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -74,7 +76,7 @@ impl App {
 
     /// [`App::build`] with other client time-outs (tests use short ones).
     pub async fn build_with_limits(config: EdgeConfig, limits: Limits) -> Result<Self, StartError> {
-        let metrics = common::metrics::EdgeMetrics::register(config.webhook_secrets.len());
+        let metrics = metrics::EdgeMetrics::register(config.webhook_secrets.len());
         let pool = db::pool(&config.db)?;
         {
             let client = pool
@@ -134,13 +136,7 @@ impl App {
         let admin_addr = self.admin_addr();
         let (stop_public, public_stopped) = watch::channel(false);
         let (stop_admin, admin_stopped) = watch::channel(false);
-        let upkeep = tokio::spawn(async {
-            let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
-            loop {
-                tick.tick().await;
-                common::metrics::handle().run_upkeep();
-            }
-        });
+        let upkeep = tokio::spawn(common::metrics::upkeep());
         let state = self.state.clone();
         let public = tokio::spawn(common::http::serve(
             "public",
@@ -168,7 +164,7 @@ impl App {
         // Events already handed to the writers are committed even if their client is gone. A
         // writer stuck past the grace period is abandoned: its transaction rolls back with the
         // connection, and no client was told otherwise.
-        if tokio::time::timeout(self.grace, self.state.ledger.shutdown())
+        if tokio::time::timeout(self.grace, self.state.writer.shutdown())
             .await
             .is_err()
         {

@@ -1,14 +1,14 @@
-//! What every request handler shares: the pool, the group-commit writer, the verification settings, the proxy and the
-//! draining flag that `/ready` reports.
+//! What every request handler shares: the pool, the group-commit writer, the verification
+//! settings, the proxy and the draining flag that `/ready` reports.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::metrics::EdgeMetrics;
 use common::config::{EdgeConfig, Secret};
-use common::metrics::EdgeMetrics;
 use deadpool_postgres::Pool;
 
 use crate::group_commit::GroupCommit;
-use crate::routes::proxy::Proxy;
+use crate::proxy::Proxy;
 use common::http::Limits;
 
 /// Shared, read-mostly state of one edge process.
@@ -16,8 +16,8 @@ use common::http::Limits;
 pub struct State {
     /// Readiness checks.
     pub pool: Pool,
-    /// Every webhook write goes through it.
-    pub ledger: GroupCommit,
+    /// The group-commit writer: every webhook write goes through it.
+    pub writer: GroupCommit,
     pub webhook_secrets: Vec<Secret>,
     pub tolerance_secs: u64,
     pub max_body_bytes: usize,
@@ -31,13 +31,13 @@ impl State {
     pub fn new(
         config: &EdgeConfig,
         pool: Pool,
-        ledger: GroupCommit,
+        writer: GroupCommit,
         limits: Limits,
         metrics: EdgeMetrics,
     ) -> Self {
         Self {
             pool,
-            ledger,
+            writer,
             webhook_secrets: config.webhook_secrets.clone(),
             tolerance_secs: config.webhook_tolerance_secs,
             max_body_bytes: config.max_body_bytes,

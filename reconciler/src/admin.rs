@@ -5,9 +5,8 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use common::db;
+use common::admin::{self as health, NotReady};
 use common::http::{Body, json, request_id, with_request_id};
 use common::stripe::event::is_stripe_id;
 use common::telemetry::RequestId;
@@ -19,11 +18,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::Reconciler;
-use crate::pass::{PassError, Trigger};
-use crate::stripe_api::StripeError;
-
-/// `/ready` answers 503 when the database has not answered within this time.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::runs::{RunStatus, Trigger};
 
 /// What the admin handlers share.
 pub struct AdminState {
@@ -80,8 +75,8 @@ pub async fn handle(
 async fn answer(req: Request<Incoming>, state: &AdminState, rid: &RequestId) -> Response<Body> {
     let route = Route::of(req.method(), req.uri().path());
     match route {
-        Route::Metrics => metrics(),
-        Route::Live => json(StatusCode::OK, &value!({ "status": "live" })),
+        Route::Metrics => health::metrics(),
+        Route::Live => health::live(),
         Route::Ready => ready(state).await,
         Route::MethodNotAllowed(allow) => {
             let mut r = error(
@@ -148,41 +143,11 @@ fn authorize(
     }
 }
 
-fn metrics() -> Response<Body> {
-    let mut resp = Response::new(common::http::full(common::metrics::render()));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    resp
-}
-
 async fn ready(state: &AdminState) -> Response<Body> {
     if state.draining.load(Ordering::SeqCst) {
-        return json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &value!({ "status": "draining" }),
-        );
+        return health::ready(Err(NotReady::Draining));
     }
-    let check = async {
-        let client = state
-            .reconciler
-            .pool
-            .get()
-            .await
-            .map_err(|e| e.to_string())?;
-        db::check_schema(&client).await.map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(READY_TIMEOUT, check).await {
-        Ok(Ok(version)) => json(
-            StatusCode::OK,
-            &value!({ "status": "ready", "schemaVersion": version }),
-        ),
-        _ => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &value!({ "status": "unavailable", "reason": "database" }),
-        ),
-    }
+    health::ready(health::database_ready(&state.reconciler.pool).await)
 }
 
 async fn run(state: &AdminState, rid: &RequestId) -> Response<Body> {
@@ -196,7 +161,7 @@ async fn run(state: &AdminState, rid: &RequestId) -> Response<Body> {
     }
     let summary = state.reconciler.pass(Trigger::Manual, &state.stop).await;
     state.busy.store(false, Ordering::SeqCst);
-    let status = if summary.status == "failed" {
+    let status = if summary.status == RunStatus::Failed {
         StatusCode::BAD_GATEWAY
     } else {
         StatusCode::OK
@@ -226,32 +191,10 @@ async fn session(state: &AdminState, id: &str, rid: &RequestId) -> Response<Body
             };
             json(status, &serde_json::to_value(&v).unwrap_or_default())
         }
-        Err(PassError::Stripe(StripeError::Unauthorized(m))) => {
-            tracing::error!(error = %m, "Stripe refused the API key");
-            error(
-                StatusCode::BAD_GATEWAY,
-                "stripe_unauthorized",
-                "Stripe refused the API key",
-                rid,
-            )
-        }
-        Err(PassError::Db(m)) => {
-            tracing::error!(error = %m, "session reconcile: database");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                "the database is unavailable",
-                rid,
-            )
-        }
         Err(e) => {
             tracing::error!(error = %e, "session reconcile failed");
-            error(
-                StatusCode::BAD_GATEWAY,
-                "stripe_unavailable",
-                &e.to_string(),
-                rid,
-            )
+            let answer = e.http();
+            error(answer.status, answer.code, &answer.message, rid)
         }
     }
 }

@@ -4,12 +4,16 @@
 
 use std::fmt::Write as _;
 
-use common::ledger::OrderStatus;
+use chrono::{DateTime, SecondsFormat, Utc};
+use common::ledger::decide::Keys;
 use deadpool_postgres::Pool;
 use serde::Serialize;
 
-use crate::pass::PassError;
+use crate::error::Error;
+use crate::orders::{self, OrderView};
+use crate::runs;
 use crate::stripe_api::{StripeClient, StripeError};
+use crate::verdict::{Facts, OrderFacts, StripeView as Seen, verdict};
 
 /// What support asks about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,17 +24,15 @@ pub enum Target {
     RequestId(String),
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderView {
-    pub id: String,
-    pub status: String,
-    pub stripe_session_id: Option<String>,
-    pub amount_total: Option<i64>,
-    pub currency: Option<String>,
-    pub paid_at: Option<String>,
-    pub anomaly: Option<String>,
-    pub created_at: String,
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Self::Event(e) => format!("event {e}"),
+            Self::Session(s) => format!("session {s}"),
+            Self::Order(o) => format!("order {o}"),
+            Self::RequestId(r) => format!("request {r}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -40,8 +42,8 @@ pub struct EventView {
     pub event_type: String,
     pub source: String,
     pub request_id: Option<String>,
-    pub stripe_created_at: String,
-    pub received_at: String,
+    pub stripe_created_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
     pub linked_to_order: bool,
 }
 
@@ -51,7 +53,7 @@ pub struct RunView {
     pub id: i64,
     pub trigger: String,
     pub status: String,
-    pub started_at: String,
+    pub started_at: DateTime<Utc>,
     pub events_backfilled: i32,
 }
 
@@ -76,74 +78,51 @@ pub struct Timeline {
     pub verdict: String,
 }
 
-const ORDER_COLUMNS: &str = "id::text, status, stripe_session_id, amount_total, currency, \
-    to_char(paid_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), anomaly, \
-    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
-
 /// Builds the timeline of `target`.
 pub async fn inspect(
     pool: &Pool,
     stripe: Option<&StripeClient>,
     target: &Target,
-) -> Result<Timeline, PassError> {
+) -> Result<Timeline, Error> {
     let client = pool.get().await?;
-    // Resolve the target to an order id and/or a session id.
-    let (mut order_id, mut session_id): (Option<uuid::Uuid>, Option<String>) = match target {
-        Target::Order(id) => (Some(*id), None),
-        Target::Session(cs) => (None, Some(cs.clone())),
-        Target::Event(evt) => match client
-            .query_opt(
-                "SELECT order_id, stripe_session_id FROM payment_events WHERE stripe_event_id = $1",
-                &[evt],
-            )
-            .await?
-        {
-            Some(r) => (r.get(0), r.get(1)),
-            None => (None, None),
-        },
-        Target::RequestId(rid) => match client
-            .query_opt(
-                "SELECT order_id, stripe_session_id FROM payment_events WHERE request_id = $1
-                 ORDER BY (order_id IS NULL), id LIMIT 1",
-                &[rid],
-            )
-            .await?
-        {
-            Some(r) => (r.get(0), r.get(1)),
-            None => (None, None),
-        },
-    };
-    let order_row = client
-        .query_opt(
-            &format!(
-                "SELECT {ORDER_COLUMNS} FROM orders
-                 WHERE id = COALESCE($1, (SELECT id FROM orders WHERE stripe_session_id = $2))"
-            ),
-            &[&order_id, &session_id],
-        )
-        .await?;
-    let order = order_row.map(|r| OrderView {
-        id: r.get(0),
-        status: r.get(1),
-        stripe_session_id: r.get(2),
-        amount_total: r.get(3),
-        currency: r.get(4),
-        paid_at: r.get(5),
-        anomaly: r.get(6),
-        created_at: r.get(7),
-    });
-    if let Some(o) = &order {
-        order_id = uuid::Uuid::parse_str(&o.id).ok();
-        if session_id.is_none() {
-            session_id = o.stripe_session_id.clone();
+    let client = &client;
+    // Resolve the target to an order and/or a session id.
+    let (order, mut session_id) = match target {
+        Target::Order(id) => (orders::view(client, *id).await?, None),
+        Target::Session(cs) => (find_by_session(client, cs).await?, Some(cs.clone())),
+        Target::Event(evt) => {
+            let row = client
+                .query_opt(
+                    "SELECT order_id, stripe_session_id FROM payment_events
+                     WHERE stripe_event_id = $1",
+                    &[evt],
+                )
+                .await?;
+            ledger_row_order(client, row).await?
         }
+        Target::RequestId(rid) => {
+            let row = client
+                .query_opt(
+                    "SELECT order_id, stripe_session_id FROM payment_events WHERE request_id = $1
+                     ORDER BY (order_id IS NULL), id LIMIT 1",
+                    &[rid],
+                )
+                .await?;
+            ledger_row_order(client, row).await?
+        }
+    };
+    if let Some(o) = &order
+        && session_id.is_none()
+    {
+        session_id = o.stripe_session_id.clone();
     }
-    let rows = client
+    let order_id = order
+        .as_ref()
+        .and_then(|o| uuid::Uuid::parse_str(&o.id).ok());
+    let events: Vec<EventView> = client
         .query(
-            "SELECT stripe_event_id, event_type, source, request_id,
-                    to_char(stripe_created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
-                    order_id IS NOT NULL
+            "SELECT stripe_event_id, event_type, source, request_id, stripe_created_at,
+                    received_at, order_id IS NOT NULL
              FROM payment_events
              WHERE ($1::uuid IS NOT NULL AND order_id = $1) OR ($2::text IS NOT NULL AND stripe_session_id = $2)
                 OR ($3::text IS NOT NULL AND stripe_event_id = $3)
@@ -153,8 +132,7 @@ pub async fn inspect(
                 _ => None,
             }],
         )
-        .await?;
-    let events: Vec<EventView> = rows
+        .await?
         .iter()
         .map(|r| EventView {
             stripe_event_id: r.get(0),
@@ -168,24 +146,23 @@ pub async fn inspect(
         .collect();
     let run_ids: Vec<i64> = events
         .iter()
-        .filter_map(|e| {
-            e.request_id
-                .as_deref()?
-                .strip_prefix("reconcile-run-")?
-                .parse()
-                .ok()
-        })
+        .filter_map(|e| runs::run_of(e.request_id.as_deref()?))
         .collect();
     let runs = client
         .query(
-            "SELECT id, trigger, status,
-                    to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), events_backfilled
+            "SELECT id, trigger, status, started_at, events_backfilled
              FROM reconcile_runs WHERE id = ANY($1) ORDER BY id",
             &[&run_ids],
         )
         .await?
         .iter()
-        .map(|r| RunView { id: r.get(0), trigger: r.get(1), status: r.get(2), started_at: r.get(3), events_backfilled: r.get(4) })
+        .map(|r| RunView {
+            id: r.get(0),
+            trigger: r.get(1),
+            status: r.get(2),
+            started_at: r.get(3),
+            events_backfilled: r.get(4),
+        })
         .collect();
     let stripe_view = match (stripe, &session_id) {
         (Some(s), Some(cs)) => match s.session(cs).await {
@@ -198,16 +175,27 @@ pub async fn inspect(
         },
         _ => None,
     };
-    let verdict = verdict(
-        target,
-        session_id.as_deref(),
-        order.as_ref(),
-        &events,
-        stripe.is_some(),
-        stripe_view.as_ref(),
-    );
+    let seen = match (&stripe_view, stripe.is_some()) {
+        (Some(v), _) => Seen::Known {
+            status: v.status.as_deref(),
+            payment_status: v.payment_status.as_deref(),
+        },
+        (None, true) => Seen::Unknown,
+        (None, false) => Seen::NotAsked,
+    };
+    let verdict = verdict(&Facts {
+        subject: &target.describe(),
+        session_id: session_id.as_deref(),
+        order: order.as_ref().map(|o| OrderFacts {
+            status: &o.status,
+            anomaly: o.anomaly.as_deref(),
+        }),
+        ledger_events: events.len(),
+        stripe: seen,
+        reconciled: false,
+    });
     Ok(Timeline {
-        target: describe(target),
+        target: target.describe(),
         session_id,
         order,
         events,
@@ -217,72 +205,39 @@ pub async fn inspect(
     })
 }
 
-fn describe(target: &Target) -> String {
-    match target {
-        Target::Event(e) => format!("event {e}"),
-        Target::Session(s) => format!("session {s}"),
-        Target::Order(o) => format!("order {o}"),
-        Target::RequestId(r) => format!("request {r}"),
-    }
+/// The order of a session, found as the ledger finds it.
+async fn find_by_session(
+    client: &deadpool_postgres::Client,
+    session_id: &str,
+) -> Result<Option<OrderView>, Error> {
+    let keys = Keys {
+        session_id: Some(session_id),
+        client_ref: None,
+        metadata_ref: None,
+        payment_intent: None,
+    };
+    Ok(orders::find(client, &keys).await?)
 }
 
-fn verdict(
-    target: &Target,
-    session: Option<&str>,
-    order: Option<&OrderView>,
-    events: &[EventView],
-    has_key: bool,
-    stripe: Option<&StripeView>,
-) -> String {
-    let fix = session.map_or_else(
-        || "resend the event from the Stripe Dashboard".to_owned(),
-        |cs| format!("run `reconciler session {cs}`"),
-    );
-    let paid_on_stripe = stripe.is_some_and(|s| {
-        matches!(
-            s.payment_status.as_deref(),
-            Some("paid" | "no_payment_required")
-        )
-    });
-    match order {
-        None if events.is_empty() => format!(
-            "nothing here for {}: no order and no ledger row",
-            describe(target)
-        ),
-        None => format!(
-            "{} event(s) in the ledger but no order: an orphan (the app created no order with this session); it is linked when the order appears",
-            events.len()
-        ),
-        Some(o) if o.anomaly.is_some() => {
-            format!(
-                "{} here because of an anomaly: {}",
-                o.status,
-                o.anomaly.as_deref().unwrap_or("")
-            )
-        }
-        Some(o)
-            if paid_on_stripe
-                && OrderStatus::parse(&o.status)
-                    .is_some_and(|s| s != OrderStatus::Paid && s != OrderStatus::Refunded) =>
-        {
-            format!("paid on Stripe, {} here: {fix}", o.status)
-        }
-        Some(o) if paid_on_stripe => format!("paid on Stripe, {} here: nothing to do", o.status),
-        Some(o) if stripe.is_some() => format!(
-            "not paid on Stripe (status {}, payment_status {}); {} here",
-            stripe.and_then(|s| s.status.as_deref()).unwrap_or("?"),
-            stripe
-                .and_then(|s| s.payment_status.as_deref())
-                .unwrap_or("?"),
-            o.status
-        ),
-        Some(o) if !has_key => format!(
-            "{} here with {} ledger event(s); set STRIPE_API_KEY to compare with Stripe",
-            o.status,
-            events.len()
-        ),
-        Some(o) => format!("{} here; Stripe does not know this session", o.status),
-    }
+/// The order and session of a ledger row.
+async fn ledger_row_order(
+    client: &deadpool_postgres::Client,
+    row: Option<tokio_postgres::Row>,
+) -> Result<(Option<OrderView>, Option<String>), Error> {
+    let Some(row) = row else {
+        return Ok((None, None));
+    };
+    let (order_id, session_id): (Option<uuid::Uuid>, Option<String>) = (row.get(0), row.get(1));
+    let order = match (order_id, &session_id) {
+        (Some(id), _) => orders::view(client, id).await?,
+        (None, Some(cs)) => find_by_session(client, cs).await?,
+        (None, None) => None,
+    };
+    Ok((order, session_id))
+}
+
+fn time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// The timeline as text for a terminal.
@@ -299,8 +254,8 @@ pub fn render_text(t: &Timeline) -> String {
                 o.amount_total.map_or("-".into(), |a| a.to_string()),
                 o.currency.as_deref().unwrap_or("-"),
                 o.stripe_session_id.as_deref().unwrap_or("-"),
-                o.created_at,
-                o.paid_at.as_deref().unwrap_or("-"),
+                time(&o.created_at),
+                o.paid_at.as_ref().map_or("-".into(), time),
             );
             if let Some(a) = &o.anomaly {
                 let _ = writeln!(out, "anomaly  {a}");
@@ -315,12 +270,12 @@ pub fn render_text(t: &Timeline) -> String {
         let _ = writeln!(
             out,
             "  {}  {:<42} {}  source {:<10} requestId {}  received {}{}",
-            e.stripe_created_at,
+            time(&e.stripe_created_at),
             e.event_type,
             e.stripe_event_id,
             e.source,
             e.request_id.as_deref().unwrap_or("-"),
-            e.received_at,
+            time(&e.received_at),
             if e.linked_to_order { "" } else { "  (orphan)" }
         );
     }
@@ -328,7 +283,11 @@ pub fn render_text(t: &Timeline) -> String {
         let _ = writeln!(
             out,
             "run      #{} {} {} started {} backfilled {}",
-            r.id, r.trigger, r.status, r.started_at, r.events_backfilled
+            r.id,
+            r.trigger,
+            r.status,
+            time(&r.started_at),
+            r.events_backfilled
         );
     }
     match &t.stripe {

@@ -3,34 +3,47 @@
 //!
 //! # Layout
 //! - [`Reconciler`]: the pool, the Stripe client, the configuration and the metrics.
+//! - [`commands`]: what each command of the binary does, and its exit status.
 //! - [`startup`]: configuration per command and the schema check every command runs first.
-//! - [`stripe_api`]: the Stripe client (rate limit, retries, typed errors).
-//! - [`pass`]: one window pass and its `reconcile_runs` row.
+//! - [`error`]: the one error enum, mapped once to exit statuses, HTTP answers and run rows.
+//! - [`stripe_api`]: the Stripe client (rate limit, retries, typed errors, the event pager).
+//! - [`runs`]: `reconcile_runs` rows, triggers, statuses and run request ids.
+//! - [`pass`]: one window pass.
 //! - [`session`]: reconciling one Checkout Session, with a verdict.
+//! - [`orders`]: orders as support sees them, found as the ledger finds them.
+//! - [`verdict`]: the one-line verdict of `session` and `inspect`.
 //! - [`schedule`]: the daemon: passes on `RECONCILE_SCHEDULE`, the admin listener, shutdown.
 //! - [`inspect`]: support's timeline for an event, a session, an order or a request id.
 //! - [`admin`]: `/metrics`, `/live`, `/ready` and the token-protected support POSTs.
+//! - [`metrics`]: every reconciler metric, declared once.
 
 pub mod admin;
+pub mod commands;
+pub mod error;
 pub mod inspect;
+pub mod metrics;
+pub mod orders;
 pub mod pass;
+pub mod runs;
 pub mod schedule;
 pub mod session;
 pub mod startup;
 pub mod stripe_api;
+pub mod verdict;
 
 use common::config::ReconcilerConfig;
 use common::db;
-use common::metrics::ReconcilerMetrics;
 use deadpool_postgres::Pool;
 
-use crate::startup::StartError;
+pub use crate::error::Error;
+use crate::metrics::ReconcilerMetrics;
 use crate::stripe_api::StripeClient;
 
-/// Everything a pass or a session reconcile needs.
+/// Everything a pass, a session reconcile or an inspection needs.
 #[derive(Debug)]
 pub struct Reconciler {
     pub pool: Pool,
+    /// Without `STRIPE_API_KEY` (allowed for `inspect`), every call fails before anything is sent.
     pub stripe: StripeClient,
     pub config: ReconcilerConfig,
     pub metrics: ReconcilerMetrics,
@@ -38,7 +51,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     /// Checks the schema and builds the pool and the Stripe client.
-    pub async fn build(config: ReconcilerConfig) -> Result<Self, StartError> {
+    pub async fn build(config: ReconcilerConfig) -> Result<Self, Error> {
         startup::check_database(&config).await?;
         let metrics = ReconcilerMetrics::register();
         let pool = db::pool(&config.db)?;

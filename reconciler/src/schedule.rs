@@ -15,19 +15,8 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::Reconciler;
 use crate::admin::{self, AdminState};
-use crate::pass::Trigger;
-
-/// Why the daemon could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("RECONCILE_SCHEDULE: {0}")]
-    Schedule(String),
-}
+use crate::error::Error;
+use crate::runs::Trigger;
 
 /// A daemon with its admin listener bound.
 pub struct Daemon {
@@ -36,11 +25,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub async fn bind(reconciler: Reconciler) -> Result<Self, DaemonError> {
+    pub async fn bind(reconciler: Reconciler) -> Result<Self, Error> {
         let addr = reconciler.config.admin_listen;
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| DaemonError::Bind { addr, source })?;
+            .map_err(|source| Error::Bind { addr, source })?;
         Ok(Self {
             reconciler: Arc::new(reconciler),
             listener,
@@ -55,10 +44,7 @@ impl Daemon {
 
     /// Runs until `shutdown` resolves: the pass in flight stops after its current page, then the
     /// admin listener drains.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), DaemonError> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let grace = self.reconciler.config.shutdown_grace;
         let (stop_passes, stop) = watch::channel(false);
         let busy = Arc::new(AtomicBool::new(false));
@@ -78,17 +64,11 @@ impl Daemon {
             Duration::from_secs(2),
             Limits::default(),
         ));
-        let upkeep = tokio::spawn(async {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                common::metrics::handle().run_upkeep();
-            }
-        });
+        let upkeep = tokio::spawn(common::metrics::upkeep());
 
         let mut scheduler = JobScheduler::new()
             .await
-            .map_err(|e| DaemonError::Schedule(e.to_string()))?;
+            .map_err(|e| Error::Schedule(e.to_string()))?;
         let job = {
             let reconciler = self.reconciler.clone();
             let busy = busy.clone();
@@ -99,16 +79,16 @@ impl Daemon {
                 let stop = stop.clone();
                 Box::pin(async move { scheduled_pass(&reconciler, &busy, &stop).await })
             })
-            .map_err(|e| DaemonError::Schedule(e.to_string()))?
+            .map_err(|e| Error::Schedule(e.to_string()))?
         };
         scheduler
             .add(job)
             .await
-            .map_err(|e| DaemonError::Schedule(e.to_string()))?;
+            .map_err(|e| Error::Schedule(e.to_string()))?;
         scheduler
             .start()
             .await
-            .map_err(|e| DaemonError::Schedule(e.to_string()))?;
+            .map_err(|e| Error::Schedule(e.to_string()))?;
         tracing::info!(schedule = %self.reconciler.config.schedule, "reconciler running");
         let first = {
             let (reconciler, busy, stop) = (self.reconciler.clone(), busy.clone(), stop.clone());

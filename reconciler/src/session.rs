@@ -6,26 +6,16 @@ use chrono::Utc;
 use common::ledger::{self, BatchEntry, BatchMeta, Source};
 use common::stripe::event::{StripeEvent, storable_payload};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::Reconciler;
-use crate::pass::{PassError, Trigger};
-use serde_json::value::RawValue;
-
-use crate::stripe_api::{EventHead, EventQuery, StripeError};
+use crate::error::Error;
+use crate::orders::{self, OrderView};
+use crate::runs::{self, Counts, RunStatus, Scope, Trigger};
+use crate::stripe_api::{EventQuery, ListedEvent, StripeError};
+use crate::verdict::{Facts, OrderFacts, StripeView, verdict};
 
 /// Events may be created a little after `expires_at` (the expiry itself, late async results).
 const AFTER_EXPIRY_MARGIN_SECS: i64 = 3600;
-
-/// An order as the verdict shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderState {
-    pub id: String,
-    pub status: String,
-    pub paid_at: Option<String>,
-    pub anomaly: Option<String>,
-}
 
 /// The answer of a session reconcile.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -35,8 +25,8 @@ pub struct Verdict {
     pub found_on_stripe: bool,
     pub stripe_status: Option<String>,
     pub stripe_payment_status: Option<String>,
-    pub order_before: Option<OrderState>,
-    pub order_after: Option<OrderState>,
+    pub order_before: Option<OrderView>,
+    pub order_after: Option<OrderView>,
     pub events_found: u64,
     pub events_applied: u64,
     pub verdict: String,
@@ -49,7 +39,7 @@ impl Reconciler {
         &self,
         session_id: &str,
         trigger: Trigger,
-    ) -> Result<Verdict, PassError> {
+    ) -> Result<Verdict, Error> {
         let session = match self.stripe.session(session_id).await {
             Ok(s) => s,
             Err(StripeError::NotFound(_)) => {
@@ -74,58 +64,53 @@ impl Reconciler {
             .as_i64()
             .unwrap_or(created + 24 * 3600);
         let window_to = (expires + AFTER_EXPIRY_MARGIN_SECS).min(Utc::now().timestamp());
-        let before = self.order_state(session_id, &session).await?;
+        let keys = orders::session_keys(session_id, &session);
+        let before = orders::find(&self.pool.get().await?, &keys).await?;
 
         let mut found = Vec::new();
-        let mut query = EventQuery {
+        let mut pages = self.stripe.events(EventQuery {
             type_pattern: Some("checkout.session.*".into()),
             created_gte: Some(created - 60),
             created_lte: Some(window_to),
             limit: 100,
             ..EventQuery::default()
-        };
-        loop {
-            let page = self.stripe.list_events(&query).await?;
-            let mut last = None;
-            for raw in page.data {
-                let head = EventHead::read(&raw)?;
-                if head.object_id.as_deref() == Some(session_id) {
-                    found.push(raw);
-                }
-                last = Some(head.id);
-            }
-            match (page.has_more, last) {
-                (true, Some(last)) => query.starting_after = Some(last),
-                _ => break,
-            }
+        });
+        while let Some(page) = pages.next_page().await? {
+            found.extend(
+                page.into_iter()
+                    .filter(|e| e.head.object_id.as_deref() == Some(session_id)),
+            );
         }
         let applied = self.apply_found(&found, session_id).await?;
-        let after = self.order_state(session_id, &session).await?;
+        let client = self.pool.get().await?;
+        let after = orders::find(&client, &keys).await?;
         let stripe_status = session["status"].as_str().map(str::to_owned);
         let payment_status = session["payment_status"].as_str().map(str::to_owned);
-        let verdict = verdict_text(
-            session_id,
-            payment_status.as_deref(),
-            stripe_status.as_deref(),
-            after.as_ref(),
-        );
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO reconcile_runs (trigger, scope, finished_at, window_from, window_to,
-                   stripe_requests, events_seen, events_missing, events_backfilled, orders_updated, status)
-                 VALUES ($1, 'session', now(), to_timestamp($2), to_timestamp($3), 0, $4, $5, $5,
-                   $6, 'ok')",
-                &[
-                    &trigger.as_str(),
-                    &(created as f64),
-                    &(window_to as f64),
-                    &(found.len() as i32),
-                    &(applied as i32),
-                    &i32::from(before != after),
-                ],
-            )
-            .await?;
+        let verdict = verdict(&Facts {
+            subject: &format!("session {session_id}"),
+            session_id: Some(session_id),
+            order: after.as_ref().map(|o| OrderFacts {
+                status: &o.status,
+                anomaly: o.anomaly.as_deref(),
+            }),
+            ledger_events: found.len(),
+            stripe: StripeView::Known {
+                status: stripe_status.as_deref(),
+                payment_status: payment_status.as_deref(),
+            },
+            reconciled: true,
+        });
+        let counts = Counts {
+            stripe_requests: 0,
+            seen: found.len() as u64,
+            missing: applied,
+            backfilled: applied,
+            orders_updated: u64::from(before != after),
+        };
+        let from = chrono::DateTime::from_timestamp(created, 0).unwrap_or_default();
+        let to = chrono::DateTime::from_timestamp(window_to, 0).unwrap_or_default();
+        let run = runs::start(&client, trigger, Scope::Session, from, to).await?;
+        runs::finish(&client, run, RunStatus::Ok, &counts, None).await?;
         Ok(Verdict {
             session_id: session_id.to_owned(),
             found_on_stripe: true,
@@ -139,16 +124,12 @@ impl Reconciler {
         })
     }
 
-    async fn apply_found(
-        &self,
-        found: &[Box<RawValue>],
-        session_id: &str,
-    ) -> Result<u64, PassError> {
+    /// Records the found events that the ledger lacks, oldest first, in one transaction.
+    async fn apply_found(&self, found: &[ListedEvent], session_id: &str) -> Result<u64, Error> {
         let mut events = Vec::new();
-        for raw in found {
-            let e = StripeEvent::parse(raw.get().as_bytes())
-                .map_err(|e| PassError::BadEvent(e.to_string()))?;
-            events.push((e, raw.get()));
+        for listed in found {
+            let raw = listed.raw.get();
+            events.push((StripeEvent::parse(raw.as_bytes())?, raw));
         }
         events.sort_by_key(|(e, _)| e.created);
         let ids: Vec<&str> = events.iter().map(|(e, _)| e.id.as_str()).collect();
@@ -178,73 +159,5 @@ impl Reconciler {
             .count() as u64;
         tx.commit().await?;
         Ok(applied)
-    }
-
-    /// The order of a session: by session id, else `client_reference_id`, else `metadata.order_id`.
-    async fn order_state(
-        &self,
-        session_id: &str,
-        session: &Value,
-    ) -> Result<Option<OrderState>, PassError> {
-        let as_uuid = |v: &Value| v.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok());
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT id::text, status, paid_at::text, anomaly FROM orders
-                 WHERE id = COALESCE(
-                   (SELECT id FROM orders WHERE stripe_session_id = $1),
-                   (SELECT id FROM orders WHERE id = $2),
-                   (SELECT id FROM orders WHERE id = $3))",
-                &[
-                    &session_id,
-                    &as_uuid(&session["client_reference_id"]),
-                    &as_uuid(&session["metadata"]["order_id"]),
-                ],
-            )
-            .await?;
-        Ok(row.map(|r| OrderState {
-            id: r.get(0),
-            status: r.get(1),
-            paid_at: r.get(2),
-            anomaly: r.get(3),
-        }))
-    }
-}
-
-fn verdict_text(
-    session_id: &str,
-    payment_status: Option<&str>,
-    status: Option<&str>,
-    order: Option<&OrderState>,
-) -> String {
-    let paid_on_stripe = matches!(payment_status, Some("paid" | "no_payment_required"));
-    match (paid_on_stripe, order) {
-        (true, Some(o)) if o.status == "paid" || o.status == "refunded" => {
-            format!("paid on Stripe, {} here: nothing to do", o.status)
-        }
-        (true, Some(o)) => match &o.anomaly {
-            Some(a) => format!(
-                "paid on Stripe, {} here because of an anomaly: {a}",
-                o.status
-            ),
-            None => format!(
-                "paid on Stripe, {} here: no paying event in the ledger; resend it from Stripe",
-                o.status
-            ),
-        },
-        (true, None) => format!(
-            "paid on Stripe, but no order here has session {session_id}: the app never created it"
-        ),
-        (false, Some(o)) => format!(
-            "not paid on Stripe (status {}, payment_status {}); {} here",
-            status.unwrap_or("?"),
-            payment_status.unwrap_or("?"),
-            o.status
-        ),
-        (false, None) => format!(
-            "not paid on Stripe (status {}, payment_status {}); no order here",
-            status.unwrap_or("?"),
-            payment_status.unwrap_or("?")
-        ),
     }
 }

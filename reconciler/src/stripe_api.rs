@@ -1,15 +1,17 @@
 //! Stripe's REST API as the reconciler uses it (`GET /v1/events`, `GET /v1/checkout/sessions/{id}`):
 //! a client-side rate limit (`STRIPE_MAX_RPS`), retries with exponential backoff and jitter on 429,
-//! 409, 5xx and connection errors (honouring `Stripe-Should-Retry`), per-request metrics, and an
-//! API key that never leaves the `Authorization` header.
+//! 409, 5xx and connection errors (honouring `Stripe-Should-Retry`), per-request metrics, an API
+//! key that never leaves the `Authorization` header, and the one pager over event lists.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::config::{ReconcilerConfig, Secret};
-use common::metrics::{ReconcilerMetrics, status_class};
+use common::metrics::{StatusClass, status_class};
 use common::stripe::event::is_stripe_id;
 use serde_json::Value;
+
+use crate::metrics::{Endpoint, ReconcilerMetrics};
 
 /// How failed requests are retried.
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +138,9 @@ impl Limiter {
 pub struct StripeClient {
     http: reqwest::Client,
     base: String,
-    key: Secret,
+    /// `None` for `inspect` without `STRIPE_API_KEY`: every call then fails with
+    /// [`StripeError::Unauthorized`] before anything is sent.
+    key: Option<Secret>,
     version: Option<String>,
     limiter: Limiter,
     retry: RetryPolicy,
@@ -146,10 +150,7 @@ pub struct StripeClient {
 
 impl StripeClient {
     pub fn new(config: &ReconcilerConfig, metrics: ReconcilerMetrics) -> Result<Self, StripeError> {
-        let key = config
-            .stripe_api_key
-            .clone()
-            .ok_or_else(|| StripeError::Unauthorized("STRIPE_API_KEY is not set".into()))?;
+        let key = config.stripe_api_key.clone();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
@@ -183,6 +184,20 @@ impl StripeClient {
         self
     }
 
+    /// Whether an API key is set (without one, Stripe is never asked).
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Every page of the events matching `query`, newest first, one request per page.
+    pub fn events(&self, query: EventQuery) -> EventPager<'_> {
+        EventPager {
+            client: self,
+            query,
+            done: false,
+        }
+    }
+
     /// HTTP requests sent so far, retries included.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -210,7 +225,7 @@ impl StripeClient {
             q.push(format!("starting_after={after}"));
         }
         let body = self
-            .get_bytes("events.list", &format!("/v1/events?{}", q.join("&")))
+            .get_bytes(Endpoint::EventsList, &format!("/v1/events?{}", q.join("&")))
             .await?;
         let list: RawList = serde_json::from_slice(&body)
             .map_err(|e| StripeError::Malformed(format!("not an event list: {e}")))?;
@@ -232,7 +247,7 @@ impl StripeClient {
         }
         let body = self
             .get_bytes(
-                "checkout.sessions.retrieve",
+                Endpoint::SessionsRetrieve,
                 &format!("/v1/checkout/sessions/{id}"),
             )
             .await?;
@@ -250,11 +265,11 @@ impl StripeClient {
     }
 
     /// The body of a successful GET, after retries.
-    async fn get_bytes(
-        &self,
-        endpoint: &'static str,
-        path: &str,
-    ) -> Result<bytes::Bytes, StripeError> {
+    async fn get_bytes(&self, endpoint: Endpoint, path: &str) -> Result<bytes::Bytes, StripeError> {
+        let key = self
+            .key
+            .as_ref()
+            .ok_or_else(|| StripeError::Unauthorized("STRIPE_API_KEY is not set".into()))?;
         let url = format!("{}{path}", self.base);
         let mut attempt = 0;
         loop {
@@ -262,22 +277,25 @@ impl StripeClient {
             self.limiter.acquire().await;
             self.requests.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
-            let mut req = self.http.get(&url).bearer_auth(self.key.expose());
+            let mut req = self.http.get(&url).bearer_auth(key.expose());
             if let Some(v) = &self.version {
                 req = req.header("Stripe-Version", v);
             }
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    self.metrics
-                        .stripe_request(endpoint, "error", started.elapsed().as_secs_f64());
+                    self.metrics.stripe_request(
+                        endpoint,
+                        StatusClass::Error,
+                        started.elapsed().as_secs_f64(),
+                    );
                     if attempt >= self.retry.max_attempts {
                         return Err(StripeError::Transport {
                             attempts: attempt,
                             message: e.to_string(),
                         });
                     }
-                    tracing::warn!(endpoint, attempt, error = %e, "Stripe unreachable; retrying");
+                    tracing::warn!(endpoint = endpoint.as_str(), attempt, error = %e, "Stripe unreachable; retrying");
                     self.pause(attempt).await;
                     continue;
                 }
@@ -294,7 +312,7 @@ impl StripeClient {
             let body = match body {
                 Ok(b) => b,
                 Err(e) if attempt < self.retry.max_attempts => {
-                    tracing::warn!(endpoint, attempt, error = %e, "Stripe answer cut off; retrying");
+                    tracing::warn!(endpoint = endpoint.as_str(), attempt, error = %e, "Stripe answer cut off; retrying");
                     self.pause(attempt).await;
                     continue;
                 }
@@ -306,7 +324,7 @@ impl StripeClient {
                 }
             };
             if (200..300).contains(&status) {
-                tracing::debug!(endpoint, requestId = ?request_id, "Stripe answered");
+                tracing::debug!(endpoint = endpoint.as_str(), requestId = ?request_id, "Stripe answered");
                 return Ok(body);
             }
             let message = serde_json::from_slice::<Value>(&body)
@@ -314,14 +332,14 @@ impl StripeClient {
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| format!("HTTP {status}"));
             if status == 429 {
-                self.metrics.rate_limited(endpoint);
+                self.metrics.stripe_rate_limited.inc(endpoint);
             }
             let retryable = should_retry.unwrap_or(matches!(status, 409 | 429 | 500..=599));
             match status {
                 401 => return Err(StripeError::Unauthorized(message)),
                 404 => return Err(StripeError::NotFound(message)),
                 _ if retryable && attempt < self.retry.max_attempts => {
-                    tracing::warn!(endpoint, status, attempt, requestId = ?request_id, "Stripe asked to retry");
+                    tracing::warn!(endpoint = endpoint.as_str(), status, attempt, requestId = ?request_id, "Stripe asked to retry");
                     self.pause(attempt).await;
                 }
                 _ if retryable => {
@@ -344,6 +362,50 @@ impl StripeClient {
             .min(self.retry.cap);
         let jitter = 0.5 + 0.5 * random_unit();
         tokio::time::sleep(d.mul_f64(jitter)).await;
+    }
+}
+
+/// Pages through `GET /v1/events` (`has_more` / `starting_after`).
+#[derive(Debug)]
+pub struct EventPager<'a> {
+    client: &'a StripeClient,
+    query: EventQuery,
+    done: bool,
+}
+
+impl EventPager<'_> {
+    /// The next page, or `None` after the last one.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<ListedEvent>>, StripeError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.client.list_events(&self.query).await?;
+        let events = page
+            .data
+            .into_iter()
+            .map(ListedEvent::read)
+            .collect::<Result<Vec<_>, _>>()?;
+        match (page.has_more, events.last()) {
+            (true, Some(last)) => self.query.starting_after = Some(last.head.id.clone()),
+            _ => self.done = true,
+        }
+        Ok(Some(events))
+    }
+}
+
+/// One event of a list: its ids, and the exact JSON text Stripe sent.
+#[derive(Debug)]
+pub struct ListedEvent {
+    pub head: EventHead,
+    pub raw: Box<serde_json::value::RawValue>,
+}
+
+impl ListedEvent {
+    fn read(raw: Box<serde_json::value::RawValue>) -> Result<Self, StripeError> {
+        Ok(Self {
+            head: EventHead::read(&raw)?,
+            raw,
+        })
     }
 }
 

@@ -120,6 +120,21 @@ impl AnomalyKind {
     }
 }
 
+/// The `kind` label of the anomaly counters.
+impl crate::metrics::Label for AnomalyKind {
+    const KEY: &'static str = "kind";
+    const COUNT: usize = Self::ALL.len();
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn all() -> Vec<Self> {
+        Self::ALL.to_vec()
+    }
+    fn value(self) -> String {
+        self.as_str().to_owned()
+    }
+}
+
 /// What applying one event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {

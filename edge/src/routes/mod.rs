@@ -1,8 +1,7 @@
 //! Hand-written routing: one `match` turns a request into a [`Route`] (public listener) or an
-//! [`AdminRoute`], then each route's handler answers. Also owns the request id and the body helpers.
+//! [`AdminRoute`], then each route's handler answers.
 
 pub mod admin;
-pub mod proxy;
 pub mod webhook;
 
 use std::convert::Infallible;
@@ -99,7 +98,7 @@ pub async fn admin(
     let rid = request_id(&req);
     let resp = match AdminRoute::of(req.method(), req.uri().path()) {
         AdminRoute::Metrics => admin::metrics(&state),
-        AdminRoute::Live => admin::live(),
+        AdminRoute::Live => common::admin::live(),
         AdminRoute::Ready => admin::ready(&state).await,
         AdminRoute::MethodNotAllowed => {
             Error::MethodNotAllowed { allow: "GET" }.into_response(&rid)

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::metrics::{EdgeMetrics, SecretIndex, Transition, WebhookOutcome};
 use bytes::Bytes;
 use common::ledger::Applied;
-use common::metrics::{EdgeMetrics, WebhookOutcome};
 use common::stripe::event::{StripeEvent, storable_payload};
 use common::stripe::signature::{self, SignatureError};
 use common::telemetry::RequestId;
@@ -89,13 +89,13 @@ async fn receive(
         state.tolerance_secs,
         unix_now(),
     )?;
-    state.metrics.secret_matched(index);
+    state.metrics.secret_matches.inc(SecretIndex(index));
     let event = Arc::new(StripeEvent::parse(&body)?);
     let text = std::str::from_utf8(&body)
         .map_err(|_| common::stripe::event::EventError::Json("not UTF-8".into()))?;
     let payload = storable_payload(text).into_owned();
     let applied = state
-        .ledger
+        .writer
         .record(event.clone(), payload, rid.as_str())
         .await?;
     Ok((event, applied))
@@ -143,12 +143,12 @@ fn unix_now() -> i64 {
 /// Counts what the ledger did to orders.
 fn observe(metrics: &EdgeMetrics, applied: &Applied) {
     if let Some((from, to)) = applied.transition {
-        metrics.transition(from, to);
+        metrics.transitions.inc(Transition(from, to));
     }
     if applied.orphan {
         metrics.orphans.increment(1);
     }
     if let Some(kind) = applied.anomaly {
-        metrics.anomaly(kind);
+        metrics.anomalies.inc(kind);
     }
 }

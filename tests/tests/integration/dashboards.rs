@@ -41,9 +41,9 @@ fn dashboards_and_alerts_use_exactly_the_declared_metrics() {
     }
     // Dashboard uids and rule group names are not metrics.
     used.retain(|n| !["edge_", "reconciler_"].contains(&n.as_str()));
-    let declared: BTreeSet<String> = common::metrics::EDGE_NAMES
+    let declared: BTreeSet<String> = edge::metrics::EdgeMetrics::NAMES
         .iter()
-        .chain(common::metrics::RECONCILER_NAMES.iter())
+        .chain(reconciler::metrics::ReconcilerMetrics::NAMES.iter())
         .map(|n| (*n).to_owned())
         .collect();
     let unknown: Vec<_> = used.difference(&declared).collect();

@@ -72,11 +72,11 @@ async fn block_the_writer(
 
 /// Waits until `n` events are queued for the writer.
 async fn queued(edge: &TestEdge, n: usize) {
-    let ready = eventually(WITHIN, || async { edge.state.ledger.queued() == n }).await;
+    let ready = eventually(WITHIN, || async { edge.state.writer.queued() == n }).await;
     assert!(
         ready,
         "{n} events queued (have {})",
-        edge.state.ledger.queued()
+        edge.state.writer.queued()
     );
 }
 

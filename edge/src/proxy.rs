@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::metrics::{EdgeMetrics, status_class};
+use common::metrics::{StatusClass, status_class};
+
+use crate::metrics::EdgeMetrics;
 use common::telemetry::RequestId;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
@@ -71,14 +73,16 @@ impl Proxy {
         let result = self.send(req, peer, rid).await;
         self.metrics
             .proxy_duration
-            .record(started.elapsed().as_secs_f64());
+            .record_value(started.elapsed().as_secs_f64());
         match result {
             Ok(resp) => {
-                self.metrics.proxied(status_class(resp.status().as_u16()));
+                self.metrics
+                    .proxy_requests
+                    .inc(status_class(resp.status().as_u16()));
                 resp
             }
             Err(e) => {
-                self.metrics.proxied("error");
+                self.metrics.proxy_requests.inc(StatusClass::Error);
                 tracing::warn!(error = %e, "proxy failed");
                 e.into_response(rid)
             }

@@ -1,0 +1,160 @@
+//! Every edge metric, declared once (name, help, kind, labels); dashboards and alert rules may
+//! only use these names. Known label values start at zero, so every series exists before its
+//! first event.
+
+use common::config::MAX_WEBHOOK_SECRETS;
+use common::ledger::{AnomalyKind, OrderStatus, TRANSITIONS};
+use common::metrics::{Label, LabelSet, StatusClass};
+
+common::label! {
+    /// `outcome` of the webhook metrics.
+    pub enum WebhookOutcome: "outcome" {
+        Processed = "processed",
+        Duplicate = "duplicate",
+        InvalidSignature = "invalid_signature",
+        InvalidPayload = "invalid_payload",
+        TooLarge = "too_large",
+        StorageError = "storage_error",
+    }
+}
+
+common::label! {
+    /// `state` of the database pool gauges.
+    pub enum PoolState: "state" {
+        Max = "max",
+        Open = "open",
+        Idle = "idle",
+        Waiting = "waiting",
+    }
+}
+
+/// `secret_index` of `edge_webhook_secret_matches_total`: the position of the secret that
+/// verified a delivery in `STRIPE_WEBHOOK_SECRET`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretIndex(pub usize);
+
+impl SecretIndex {
+    /// The indexes of `count` configured secrets.
+    pub fn first(count: usize) -> Vec<Self> {
+        (0..count.min(MAX_WEBHOOK_SECRETS)).map(Self).collect()
+    }
+}
+
+impl Label for SecretIndex {
+    const KEY: &'static str = "secret_index";
+    const COUNT: usize = MAX_WEBHOOK_SECRETS;
+    fn index(self) -> usize {
+        self.0
+    }
+    fn all() -> Vec<Self> {
+        Self::first(MAX_WEBHOOK_SECRETS)
+    }
+    fn value(self) -> String {
+        self.0.to_string()
+    }
+}
+
+/// `from` and `to` of `edge_order_transitions_total`: an order status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub OrderStatus);
+
+impl Label for Status {
+    const KEY: &'static str = "status";
+    const COUNT: usize = OrderStatus::ALL.len();
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+    fn all() -> Vec<Self> {
+        OrderStatus::ALL.into_iter().map(Self).collect()
+    }
+    fn value(self) -> String {
+        self.0.as_str().to_owned()
+    }
+}
+
+/// An order transition, labelled `from` and `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition(pub OrderStatus, pub OrderStatus);
+
+impl Transition {
+    /// The transitions the state machine can make.
+    pub fn possible() -> Vec<Self> {
+        TRANSITIONS.iter().map(|&(f, t)| Self(f, t)).collect()
+    }
+}
+
+impl LabelSet for Transition {
+    const SLOTS: usize = OrderStatus::ALL.len() * OrderStatus::ALL.len();
+    fn slot(self) -> usize {
+        Status(self.0).index() * <Status as Label>::COUNT + Status(self.1).index()
+    }
+    fn values() -> Vec<Self> {
+        Self::possible()
+    }
+    fn pairs(self) -> Vec<(&'static str, String)> {
+        vec![
+            ("from", self.0.as_str().to_owned()),
+            ("to", self.1.as_str().to_owned()),
+        ]
+    }
+}
+
+common::declare_metrics! {
+    /// Handles to every edge series, created once at start-up and shared by the handlers, so
+    /// that recording is a lookup-free atomic add.
+    pub struct EdgeMetrics(secret_count: usize) {
+        /// Webhook requests by outcome.
+        webhook_requests: Counters<WebhookOutcome> = "edge_webhook_requests_total", Count;
+        /// Webhook request latency, from first byte to answer, by outcome.
+        webhook_duration: Histograms<WebhookOutcome> = "edge_webhook_request_duration_seconds", Seconds;
+        /// Webhook requests being processed now.
+        webhook_in_flight: Gauges<()> = "edge_webhook_requests_in_flight", Count;
+        /// Verified webhooks by the index of the secret (in STRIPE_WEBHOOK_SECRET) that matched.
+        secret_matches: Counters<SecretIndex> = "edge_webhook_secret_matches_total", Count, for SecretIndex::first(secret_count);
+        /// Order status changes made by webhooks.
+        transitions: Counters<Transition> = "edge_order_transitions_total", Count;
+        /// Order events stored with no matching order.
+        orphans: Counters<()> = "edge_orphan_events_total", Count;
+        /// Events kept but not applied: amount/currency mismatch or the wrong livemode.
+        anomalies: Counters<AnomalyKind> = "edge_order_anomalies_total", Count;
+        /// Database pool connections by state.
+        pool: Gauges<PoolState> = "edge_db_pool_connections", Count;
+        /// Proxied requests by upstream status class (error: the app did not answer).
+        proxy_requests: Counters<StatusClass> = "edge_proxy_requests_total", Count;
+        /// Time until the upstream app's response headers arrived.
+        proxy_duration: Histograms<()> = "edge_proxy_request_duration_seconds", Seconds;
+        /// Webhook events per group-commit transaction.
+        batch_events: Histograms<()> = "edge_ledger_batch_events", Count;
+        /// Group-commit batches that failed and were retried one event at a time.
+        batches_split: Counters<()> = "edge_ledger_batches_split_total", Count;
+    }
+}
+
+impl EdgeMetrics {
+    /// Counts and times one webhook answer.
+    pub fn webhook(&self, outcome: WebhookOutcome, seconds: f64) {
+        self.webhook_requests.inc(outcome);
+        self.webhook_duration.record(outcome, seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_edge_prefix() {
+        for n in EdgeMetrics::NAMES {
+            assert!(n.starts_with("edge_"), "{n}");
+        }
+    }
+
+    #[test]
+    fn transitions_index_distinctly() {
+        let mut seen: Vec<usize> = Transition::possible().iter().map(|t| t.slot()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), TRANSITIONS.len());
+        assert!(seen.iter().all(|&i| i < Transition::SLOTS));
+    }
+}

@@ -1,0 +1,91 @@
+//! What each command of the `reconciler` binary does once its configuration is parsed, and the
+//! exit status it ends with. One-shot commands print their result on stdout.
+
+use common::shutdown;
+use tokio::sync::watch;
+
+use crate::Reconciler;
+use crate::error::Error;
+use crate::inspect::{self, Target};
+use crate::runs::{RunStatus, Trigger};
+use crate::schedule::Daemon;
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// The daemon.
+    Run,
+    /// One pass now.
+    Once,
+    /// Reconcile one Checkout Session.
+    Session(String),
+    /// The support timeline, as text or JSON.
+    Inspect { target: Target, json: bool },
+}
+
+/// Runs `command` on a built reconciler; returns the exit status.
+pub async fn execute(reconciler: Reconciler, command: Command) -> i32 {
+    match command {
+        Command::Once => {
+            let (_stop, stopped) = watch::channel(false);
+            let summary = reconciler.pass(Trigger::Cli, &stopped).await;
+            print_json(&summary);
+            i32::from(summary.status == RunStatus::Failed)
+        }
+        Command::Session(session_id) => {
+            match reconciler
+                .reconcile_session(&session_id, Trigger::Cli)
+                .await
+            {
+                Ok(verdict) => {
+                    print_json(&verdict);
+                    i32::from(!verdict.found_on_stripe)
+                }
+                Err(e) => {
+                    print_json(
+                        &serde_json::json!({ "sessionId": session_id, "error": e.to_string() }),
+                    );
+                    1
+                }
+            }
+        }
+        Command::Run => match daemon(reconciler).await {
+            Ok(()) => 0,
+            Err(e) => fail(&e),
+        },
+        Command::Inspect { target, json } => {
+            let stripe = reconciler.stripe.has_key().then_some(&reconciler.stripe);
+            match inspect::inspect(&reconciler.pool, stripe, &target).await {
+                Ok(timeline) => {
+                    if json {
+                        print_json(&timeline);
+                    } else {
+                        print!("{}", inspect::render_text(&timeline));
+                    }
+                    0
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+async fn daemon(reconciler: Reconciler) -> Result<(), Error> {
+    Daemon::bind(reconciler)
+        .await?
+        .run_until_stopped(shutdown::signal_received())
+        .await
+}
+
+/// Reports a failure on stderr; returns its exit status.
+pub fn fail(e: &Error) -> i32 {
+    eprintln!("reconciler: {e}");
+    e.exit_code()
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("reconciler: cannot print the result: {e}"),
+    }
+}

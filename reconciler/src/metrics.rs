@@ -1,0 +1,59 @@
+//! Every reconciler metric, declared once (name, help, kind, labels); dashboards and alert rules
+//! may only use these names. Known label values start at zero.
+
+use common::metrics::StatusClass;
+
+use crate::runs::{RunStatus, Trigger};
+
+common::label! {
+    /// `endpoint` of the Stripe request metrics.
+    pub enum Endpoint: "endpoint" {
+        EventsList = "events.list",
+        EventsRetrieve = "events.retrieve",
+        SessionsRetrieve = "checkout.sessions.retrieve",
+    }
+}
+
+common::declare_metrics! {
+    /// Handles to every reconciler series, created once at start-up.
+    pub struct ReconcilerMetrics() {
+        /// Reconcile passes by trigger and outcome.
+        runs: Counters<(Trigger, RunStatus)> = "reconciler_runs_total", Count, for RunStatus::outcomes();
+        /// Duration of reconcile passes.
+        run_duration: Histograms<()> = "reconciler_run_duration_seconds", Seconds;
+        /// Unix time of the end of the last successful window pass.
+        last_success: Gauges<()> = "reconciler_last_success_timestamp_seconds", Seconds;
+        /// Events listed from Stripe.
+        events_seen: Counters<()> = "reconciler_events_seen_total", Count;
+        /// Listed events the ledger lacked.
+        events_missing: Counters<()> = "reconciler_events_missing_total", Count;
+        /// Missing events recorded by the reconciler.
+        events_backfilled: Counters<()> = "reconciler_events_backfilled_total", Count;
+        /// Age of each missing event when found: how late the webhook path was.
+        missing_event_age: Histograms<()> = "reconciler_missing_event_age_seconds", Seconds;
+        /// Requests to Stripe by endpoint and status class (error: no answer).
+        stripe_requests: Counters<(Endpoint, StatusClass)> = "reconciler_stripe_requests_total", Count;
+        /// Stripe request latency by endpoint.
+        stripe_duration: Histograms<Endpoint> = "reconciler_stripe_request_duration_seconds", Seconds;
+        /// Stripe answers 429 (rate limited) by endpoint; each was retried with backoff.
+        stripe_rate_limited: Counters<Endpoint> = "reconciler_stripe_rate_limited_total", Count;
+    }
+}
+
+impl ReconcilerMetrics {
+    /// Counts and times one Stripe request.
+    pub fn stripe_request(&self, endpoint: Endpoint, class: StatusClass, seconds: f64) {
+        self.stripe_requests.inc((endpoint, class));
+        self.stripe_duration.record(endpoint, seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_carry_the_reconciler_prefix() {
+        for n in super::ReconcilerMetrics::NAMES {
+            assert!(n.starts_with("reconciler_"), "{n}");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Orders as support sees them: found through the ledger's own lookup (the same keys, in the same
+//! order, as when an event is recorded), and read into one view that `session` and `inspect` both
+//! show.
+
+use chrono::{DateTime, Utc};
+use common::ledger::{self, decide::Keys};
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// An order as the verdicts and timelines show it. Times are RFC 3339, UTC.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    pub id: String,
+    pub status: String,
+    pub stripe_session_id: Option<String>,
+    pub amount_total: Option<i64>,
+    pub currency: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub anomaly: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The order an event with these keys belongs to, as the ledger would find it.
+pub async fn find<C: GenericClient>(
+    client: &C,
+    keys: &Keys<'_>,
+) -> Result<Option<OrderView>, tokio_postgres::Error> {
+    match ledger::find_order(client, keys).await? {
+        Some(order) => view(client, order.id).await,
+        None => Ok(None),
+    }
+}
+
+/// The order with this id.
+pub async fn view<C: GenericClient>(
+    client: &C,
+    id: Uuid,
+) -> Result<Option<OrderView>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT id::text, status, stripe_session_id, amount_total, currency, paid_at, anomaly,
+                    created_at
+             FROM orders WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|r| OrderView {
+        id: r.get(0),
+        status: r.get(1),
+        stripe_session_id: r.get(2),
+        amount_total: r.get(3),
+        currency: r.get(4),
+        paid_at: r.get(5),
+        anomaly: r.get(6),
+        created_at: r.get(7),
+    }))
+}
+
+/// The keys that find the order of a Checkout Session object (as Stripe returns it).
+pub fn session_keys<'a>(session_id: &'a str, session: &serde_json::Value) -> Keys<'a> {
+    let as_uuid = |v: &serde_json::Value| v.as_str().and_then(|s| Uuid::parse_str(s).ok());
+    Keys {
+        session_id: Some(session_id),
+        client_ref: as_uuid(&session["client_reference_id"]),
+        metadata_ref: as_uuid(&session["metadata"]["order_id"]),
+        payment_intent: None,
+    }
+}
