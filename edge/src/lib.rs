@@ -7,10 +7,12 @@
 //! - [`routes`]: the one routing `match`; the `webhook` and `admin` handlers.
 //! - [`proxy`]: the client that forwards every other route to the app.
 //! - [`metrics`]: every edge metric, declared once.
+//! - [`config`]: every setting of `edge serve`, parsed once.
 //! - [`error`]: the one error enum and its mapping to HTTP.
 //! - [`group_commit`]: the writers that commit concurrent webhook events together.
 //! - [`state`]: what handlers share.
 
+pub mod config;
 pub mod error;
 pub mod group_commit;
 pub mod metrics;
@@ -23,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::config::EdgeConfig;
+use crate::config::EdgeConfig;
 use common::db::{self, DbError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;

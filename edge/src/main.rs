@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use common::config::{self, EdgeConfig, ProcessEnv};
+use common::config::{self, ProcessEnv};
 use common::{db, shutdown, telemetry};
+use edge::config::EdgeConfig;
 
 #[derive(Parser)]
 #[command(

@@ -2,7 +2,7 @@
 //! only use these names. Known label values start at zero, so every series exists before its
 //! first event.
 
-use common::config::MAX_WEBHOOK_SECRETS;
+use crate::config::MAX_WEBHOOK_SECRETS;
 use common::ledger::{AnomalyKind, OrderStatus, TRANSITIONS};
 use common::metrics::{Label, LabelSet, StatusClass};
 

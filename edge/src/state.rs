@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::metrics::EdgeMetrics;
-use common::config::{EdgeConfig, Secret};
+use common::config::Secret;
+
+use crate::config::EdgeConfig;
 use deadpool_postgres::Pool;
 
 use crate::group_commit::GroupCommit;

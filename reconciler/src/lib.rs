@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`Reconciler`]: the pool, the Stripe client, the configuration and the metrics.
 //! - [`commands`]: what each command of the binary does, and its exit status.
+//! - [`config`]: every setting of the reconciler's commands, parsed once.
 //! - [`startup`]: configuration per command and the schema check every command runs first.
 //! - [`error`]: the one error enum, mapped once to exit statuses, HTTP answers and run rows.
 //! - [`stripe_api`]: the Stripe client (rate limit, retries, typed errors, the event pager).
@@ -19,6 +20,7 @@
 
 pub mod admin;
 pub mod commands;
+pub mod config;
 pub mod error;
 pub mod inspect;
 pub mod metrics;
@@ -31,7 +33,7 @@ pub mod startup;
 pub mod stripe_api;
 pub mod verdict;
 
-use common::config::ReconcilerConfig;
+use crate::config::ReconcilerConfig;
 use common::db;
 use deadpool_postgres::Pool;
 

@@ -9,7 +9,6 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use common::config::MAX_LOOKBACK;
 use common::db;
 use common::ledger::{self, BatchEntry, BatchMeta, Source};
 use common::stripe::event::{StripeEvent, storable_payload, types};
@@ -17,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::Reconciler;
+use crate::config::MAX_LOOKBACK;
 use crate::error::Error;
 pub use crate::runs::Trigger;
 use crate::runs::{self, Counts, RunStatus, Scope};

@@ -1,7 +1,7 @@
 //! Start-up for every reconciler command: typed configuration (the Stripe key is required only by
 //! the commands that call Stripe) and the refusal to run against an outdated schema.
 
-use common::config::{KeyRequirement, ReconcilerConfig};
+use crate::config::{KeyRequirement, ReconcilerConfig};
 use common::db;
 
 use crate::error::Error;

@@ -6,7 +6,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::config::{ReconcilerConfig, Secret};
+use common::config::Secret;
+
+use crate::config::ReconcilerConfig;
 use common::metrics::{StatusClass, status_class};
 use common::stripe::event::is_stripe_id;
 use serde_json::Value;

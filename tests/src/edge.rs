@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::config::EdgeConfig;
 use common::stripe::signature;
 use edge::Limits;
+use edge::config::EdgeConfig;
 use http::{Method, Request};
 use http_body_util::Full;
 use tokio::sync::oneshot;

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::config::{KeyRequirement, ReconcilerConfig};
 use reconciler::Reconciler;
+use reconciler::config::{KeyRequirement, ReconcilerConfig};
 use reconciler::stripe_api::RetryPolicy;
 
 use crate::pg::TestDb;

@@ -19,6 +19,49 @@ fn never() -> watch::Receiver<bool> {
     watch::channel(false).1
 }
 
+/// The Stripe simulator, a real edge and its database, and a driver delivering to that edge.
+struct Scenario {
+    sim: StripeSim,
+    edge: TestEdge,
+    db: tokio_postgres::Client,
+    driver: Driver,
+}
+
+impl Scenario {
+    async fn new(rates: Rates, seed: u64) -> Self {
+        let sim = StripeSim::start(KEY).await;
+        let edge = TestEdge::spawn().await;
+        let db = edge.db.client().await;
+        let driver = Driver::for_edge(&edge, rates, seed);
+        Self {
+            sim,
+            edge,
+            db,
+            driver,
+        }
+    }
+
+    /// `n` paid checkouts from `ago` seconds back, with `drop` of their webhooks lost.
+    async fn paid(&mut self, n: usize, ago: i64) {
+        self.driver
+            .play(
+                &self.db,
+                &self.sim,
+                Ending::Paid,
+                n,
+                chrono::Utc::now().timestamp() - ago,
+            )
+            .await;
+    }
+}
+
+/// `n` paid checkouts of the last 15 minutes whose webhooks were all lost.
+async fn scenario(n: usize, seed: u64) -> Scenario {
+    let mut s = Scenario::new(Rates::dropping(1.0), seed).await;
+    s.paid(n, 900).await;
+    s
+}
+
 #[tokio::test]
 async fn lost_webhooks_of_a_thousand_sessions_are_backfilled_in_one_pass() {
     let sim = StripeSim::start(KEY).await;
@@ -120,19 +163,7 @@ async fn lost_webhooks_of_a_thousand_sessions_are_backfilled_in_one_pass() {
 
 #[tokio::test]
 async fn a_storm_of_429s_is_ridden_out_within_budget() {
-    let sim = StripeSim::start(KEY).await;
-    let edge = TestEdge::spawn().await;
-    let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(&edge, Rates::dropping(1.0), 7);
-    driver
-        .play(
-            &db,
-            &sim,
-            Ending::Paid,
-            150,
-            chrono::Utc::now().timestamp() - 600,
-        )
-        .await;
+    let Scenario { sim, edge, .. } = scenario(150, 7).await;
     sim.set_faults(Faults {
         rate_limited: 5,
         ..Faults::default()
@@ -150,19 +181,7 @@ async fn a_storm_of_429s_is_ridden_out_within_budget() {
 
 #[tokio::test]
 async fn two_reconcilers_started_at_once_run_one_pass() {
-    let sim = StripeSim::start(KEY).await;
-    let edge = TestEdge::spawn().await;
-    let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(&edge, Rates::dropping(1.0), 11);
-    driver
-        .play(
-            &db,
-            &sim,
-            Ending::Paid,
-            250,
-            chrono::Utc::now().timestamp() - 600,
-        )
-        .await;
+    let Scenario { sim, edge, db, .. } = scenario(250, 11).await;
     sim.set_faults(Faults {
         latency: Duration::from_millis(150),
         ..Faults::default()
@@ -183,10 +202,12 @@ async fn two_reconcilers_started_at_once_run_one_pass() {
 
 #[tokio::test]
 async fn one_session_is_reconciled_on_demand() {
-    let sim = StripeSim::start(KEY).await;
-    let edge = TestEdge::spawn().await;
-    let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(&edge, Rates::dropping(1.0), 3);
+    let Scenario {
+        sim,
+        edge,
+        db,
+        mut driver,
+    } = Scenario::new(Rates::dropping(1.0), 3).await;
     let lost = driver
         .checkout(
             &db,
@@ -264,19 +285,9 @@ async fn one_session_is_reconciled_on_demand() {
 
 #[tokio::test]
 async fn a_database_cut_mid_pass_fails_it_and_the_next_pass_completes() {
-    let sim = StripeSim::start(KEY).await;
-    let edge = TestEdge::spawn().await;
-    let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(&edge, Rates::dropping(0.5), 5);
-    driver
-        .play(
-            &db,
-            &sim,
-            Ending::Paid,
-            600,
-            chrono::Utc::now().timestamp() - 900,
-        )
-        .await;
+    let mut scene = Scenario::new(Rates::dropping(0.5), 5).await;
+    scene.paid(600, 900).await;
+    let Scenario { sim, edge, db, .. } = scene;
     let before = event_count(&db).await;
     let fault = tests::fault_proxy::FaultProxy::start(tests::fault_proxy::Target::postgres(
         edge.db.server(),
@@ -422,19 +433,7 @@ async fn an_event_that_arrived_before_its_order_is_adopted() {
 
 #[tokio::test]
 async fn shutdown_stops_a_pass_between_pages_and_keeps_what_it_committed() {
-    let sim = StripeSim::start(KEY).await;
-    let edge = TestEdge::spawn().await;
-    let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(&edge, Rates::dropping(1.0), 13);
-    driver
-        .play(
-            &db,
-            &sim,
-            Ending::Paid,
-            500,
-            chrono::Utc::now().timestamp() - 900,
-        )
-        .await;
+    let Scenario { sim, edge, db, .. } = scenario(500, 13).await;
     let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
     sim.set_faults(Faults {
         latency: Duration::from_millis(80),

@@ -1,0 +1,221 @@
+//! The edge's configuration: every variable `edge serve` reads, parsed once into types with the
+//! shared parser of `common::config`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::config::{
+    ConfigError, DbConfig, LogFormat, Parser, ProcessEnv, Secret, Source, range, var,
+};
+
+/// Most webhook secrets active at once (`STRIPE_WEBHOOK_SECRET`).
+pub const MAX_WEBHOOK_SECRETS: usize = 8;
+
+/// Everything `edge serve` needs.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    pub db: DbConfig,
+    pub log_format: LogFormat,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// One or more webhook signing secrets (several during a rotation); index = metric label.
+    pub webhook_secrets: Vec<Secret>,
+    pub webhook_tolerance_secs: u64,
+    pub max_body_bytes: usize,
+    /// Group commit: writers, each with its own pipelined connection, and the most events one
+    /// transaction takes.
+    pub ledger_writers: usize,
+    pub batch_max: usize,
+    pub expect_livemode: Option<bool>,
+    /// `scheme://authority` of the app, without a trailing slash.
+    pub upstream_url: Option<String>,
+    pub upstream_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl EdgeConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(source: &(impl Source + ?Sized)) -> Result<Self, ConfigError> {
+        let mut p = Parser::new(source);
+        let db = p.db();
+        let log_format = p.log_format();
+        let listen = p.addr(var::EDGE_LISTEN, "0.0.0.0:8080");
+        let admin_listen = p.addr(var::EDGE_ADMIN_LISTEN, "0.0.0.0:9464");
+        let webhook_secrets = match p.required_raw(var::STRIPE_WEBHOOK_SECRET) {
+            None => Vec::new(),
+            Some(v) => webhook_secrets(&v).unwrap_or_else(|m| {
+                p.problem(var::STRIPE_WEBHOOK_SECRET, m);
+                Vec::new()
+            }),
+        };
+        let webhook_tolerance_secs = p.with(var::STRIPE_WEBHOOK_TOLERANCE_SECS, 300, |v| {
+            range(v, 1, 86_400)
+        });
+        let max_body_bytes = p.with(var::EDGE_MAX_BODY_BYTES, 1_048_576, |v| {
+            range(v, 1024, 64 * 1024 * 1024)
+        });
+        let ledger_writers = p.with(var::EDGE_LEDGER_WRITERS, 1, |v| range(v, 1, 64));
+        let batch_max = p.with(var::EDGE_BATCH_MAX, 128, |v| range(v, 1, 1000));
+        let expect_livemode = p.expect_livemode();
+        let upstream_url = p.with(var::UPSTREAM_URL, None, upstream_url);
+        let upstream_timeout = p.with(var::UPSTREAM_TIMEOUT_SECS, Duration::from_secs(30), |v| {
+            range(v, 1, 3600).map(Duration::from_secs)
+        });
+        let shutdown_grace = p.grace();
+        if listen == admin_listen && listen.port() != 0 {
+            p.problem(
+                var::EDGE_ADMIN_LISTEN,
+                "must differ from EDGE_LISTEN (metrics stay private)",
+            );
+        }
+        p.finish(EdgeConfig {
+            db,
+            log_format,
+            listen,
+            admin_listen,
+            webhook_secrets,
+            webhook_tolerance_secs,
+            max_body_bytes,
+            ledger_writers,
+            batch_max,
+            expect_livemode,
+            upstream_url,
+            upstream_timeout,
+            shutdown_grace,
+        })
+    }
+}
+
+fn webhook_secrets(v: &str) -> Result<Vec<Secret>, String> {
+    let mut out = Vec::new();
+    for (i, part) in v.split(',').enumerate() {
+        let s = part.trim();
+        if s.is_empty() {
+            return Err(format!("entry {i} is empty (secrets are comma-separated)"));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "entry {i} contains whitespace; copy the secret again"
+            ));
+        }
+        if ["sk_", "rk_", "pk_"].iter().any(|p| s.starts_with(p)) {
+            return Err(format!(
+                "entry {i} looks like an API key, not a webhook signing secret (whsec_…)"
+            ));
+        }
+        out.push(Secret::new(s.to_owned()));
+    }
+    if out.len() > MAX_WEBHOOK_SECRETS {
+        return Err(format!(
+            "at most {MAX_WEBHOOK_SECRETS} secrets may be active at once"
+        ));
+    }
+    Ok(out)
+}
+
+fn upstream_url(v: &str) -> Result<Option<String>, String> {
+    let uri: http_like::Parts = http_like::parse(v)?;
+    Ok(Some(format!("{}://{}", uri.scheme, uri.authority)))
+}
+
+/// A small, strict parser for `UPSTREAM_URL` (http only: TLS to the app terminates elsewhere).
+mod http_like {
+    pub struct Parts {
+        pub scheme: &'static str,
+        pub authority: String,
+    }
+
+    pub fn parse(v: &str) -> Result<Parts, String> {
+        let rest = v.strip_prefix("http://").ok_or_else(|| {
+            "must start with http:// (for example http://127.0.0.1:3000)".to_owned()
+        })?;
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+            return Err("must be http://host[:port] with no path".into());
+        }
+        Ok(Parts {
+            scheme: "http",
+            authority: authority.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
+        pairs.iter().copied().collect()
+    }
+
+    const DB: (&str, &str) = ("DATABASE_URL", "postgres://u:pw@127.0.0.1:5432/db");
+
+    #[test]
+    fn edge_defaults() {
+        let c = EdgeConfig::from_source(&env(&[DB, ("STRIPE_WEBHOOK_SECRET", "whsec_a")]))
+            .expect("valid");
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().expect("addr"));
+        assert_eq!(c.admin_listen, "0.0.0.0:9464".parse().expect("addr"));
+        assert_eq!(c.webhook_tolerance_secs, 300);
+        assert_eq!(c.max_body_bytes, 1_048_576);
+        assert_eq!(c.db.pool_size, 16);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.expect_livemode, None);
+        assert_eq!(c.upstream_url, None);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_bad_variable_is_named_at_once() {
+        let e = EdgeConfig::from_source(&env(&[
+            ("DATABASE_POOL_SIZE", "zero"),
+            ("LOG_FORMAT", "xml"),
+            ("EDGE_LISTEN", "nowhere"),
+            ("STRIPE_WEBHOOK_TOLERANCE_SECS", "0"),
+            ("STRIPE_EXPECT_LIVEMODE", "yes"),
+            ("UPSTREAM_URL", "ftp://x"),
+        ]))
+        .expect_err("invalid");
+        assert_eq!(
+            e.vars(),
+            vec![
+                "DATABASE_URL",
+                "DATABASE_POOL_SIZE",
+                "LOG_FORMAT",
+                "EDGE_LISTEN",
+                "STRIPE_WEBHOOK_SECRET",
+                "STRIPE_WEBHOOK_TOLERANCE_SECS",
+                "STRIPE_EXPECT_LIVEMODE",
+                "UPSTREAM_URL",
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_rotate_and_never_print() {
+        let c = EdgeConfig::from_source(&env(&[
+            DB,
+            ("STRIPE_WEBHOOK_SECRET", " whsec_new , whsec_old "),
+        ]))
+        .expect("valid");
+        assert_eq!(c.webhook_secrets.len(), 2);
+        assert_eq!(c.webhook_secrets[1].expose(), "whsec_old");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("whsec_"), "{debug}");
+        assert!(!debug.contains("pw"), "password leaked: {debug}");
+    }
+
+    #[test]
+    fn secret_traps_are_refused() {
+        for bad in ["sk_test_123", "whsec_a b", "whsec_a,,whsec_b"] {
+            let e = EdgeConfig::from_source(&env(&[DB, ("STRIPE_WEBHOOK_SECRET", bad)]))
+                .expect_err(bad);
+            assert_eq!(e.vars(), vec!["STRIPE_WEBHOOK_SECRET"]);
+            assert!(!e.to_string().contains(bad), "value leaked into the error");
+        }
+    }
+}

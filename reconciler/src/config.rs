@@ -1,0 +1,176 @@
+//! The reconciler's configuration: every variable its commands read, parsed once into types with
+//! the shared parser of `common::config`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::config::{
+    ConfigError, DbConfig, LogFormat, Parser, ProcessEnv, Secret, Source, parse_duration, range,
+    var,
+};
+
+/// Stripe keeps events for 30 days; a first pass must stay inside that.
+pub const MAX_LOOKBACK: Duration = Duration::from_secs(29 * 24 * 3600);
+
+/// Everything the reconciler's commands need.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    pub db: DbConfig,
+    pub log_format: LogFormat,
+    pub stripe_api_key: Option<Secret>,
+    pub stripe_api_base: String,
+    pub stripe_api_version: Option<String>,
+    pub schedule: String,
+    pub lookback: Duration,
+    pub overlap: Duration,
+    pub max_rps: u32,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Option<Secret>,
+    pub expect_livemode: Option<bool>,
+    pub shutdown_grace: Duration,
+}
+
+/// Which reconciler command is being configured: only some need the Stripe key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRequirement {
+    Required,
+    Optional,
+}
+
+impl ReconcilerConfig {
+    pub fn from_env(key: KeyRequirement) -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv, key)
+    }
+
+    pub fn from_source(
+        source: &(impl Source + ?Sized),
+        key: KeyRequirement,
+    ) -> Result<Self, ConfigError> {
+        let mut p = Parser::new(source);
+        let db = p.db();
+        let log_format = p.log_format();
+        let raw_key = match key {
+            KeyRequirement::Required => p.required_raw(var::STRIPE_API_KEY),
+            KeyRequirement::Optional => p.raw(var::STRIPE_API_KEY),
+        };
+        let stripe_api_key = raw_key.and_then(|k| {
+            let k = k.trim().to_owned();
+            if k.starts_with("sk_") || k.starts_with("rk_") {
+                Some(Secret::new(k))
+            } else {
+                p.problem(
+                    var::STRIPE_API_KEY,
+                    "must be a secret (sk_…) or restricted (rk_…) key",
+                );
+                None
+            }
+        });
+        let stripe_api_base = p.with(var::STRIPE_API_BASE, "https://api.stripe.com".into(), |v| {
+            let v = v.trim_end_matches('/');
+            if v.starts_with("https://") || v.starts_with("http://") {
+                Ok(v.to_owned())
+            } else {
+                Err("must be an http(s) URL".into())
+            }
+        });
+        let stripe_api_version = p.raw(var::STRIPE_API_VERSION).map(|v| v.trim().to_owned());
+        let schedule = p.with(var::RECONCILE_SCHEDULE, "0 */10 * * * *".into(), |v| {
+            let fields = v.split_whitespace().count();
+            if v.starts_with('@') || fields == 6 || fields == 7 {
+                Ok(v.to_owned())
+            } else {
+                Err("must be a cron expression with seconds: `sec min hour dom mon dow`".into())
+            }
+        });
+        let lookback = p.with(
+            var::RECONCILE_LOOKBACK,
+            Duration::from_secs(72 * 3600),
+            |v| {
+                let d = parse_duration(v)?;
+                if d.is_zero() || d > MAX_LOOKBACK {
+                    Err("must be more than 0 and at most 29d (Stripe keeps events 30 days)".into())
+                } else {
+                    Ok(d)
+                }
+            },
+        );
+        let overlap = p.with(
+            var::RECONCILE_OVERLAP,
+            Duration::from_secs(15 * 60),
+            parse_duration,
+        );
+        let max_rps = p.with(var::STRIPE_MAX_RPS, 20, |v| range(v, 1, 1000));
+        let admin_listen = p.addr(var::RECONCILER_ADMIN_LISTEN, "0.0.0.0:9465");
+        let admin_token = p.raw(var::ADMIN_TOKEN).and_then(|t| {
+            let t = t.trim().to_owned();
+            if t.len() < 16 {
+                p.problem(var::ADMIN_TOKEN, "must be at least 16 characters");
+                None
+            } else {
+                Some(Secret::new(t))
+            }
+        });
+        let expect_livemode = p.expect_livemode();
+        let shutdown_grace = p.grace();
+        p.finish(ReconcilerConfig {
+            db,
+            log_format,
+            stripe_api_key,
+            stripe_api_base,
+            stripe_api_version,
+            schedule,
+            lookback,
+            overlap,
+            max_rps,
+            admin_listen,
+            admin_token,
+            expect_livemode,
+            shutdown_grace,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
+        pairs.iter().copied().collect()
+    }
+
+    const DB: (&str, &str) = ("DATABASE_URL", "postgres://u:pw@127.0.0.1:5432/db");
+
+    #[test]
+    fn reconciler_key_and_limits() {
+        let e = ReconcilerConfig::from_source(&env(&[DB]), KeyRequirement::Required)
+            .expect_err("key required");
+        assert_eq!(e.vars(), vec!["STRIPE_API_KEY"]);
+        let ok = ReconcilerConfig::from_source(&env(&[DB]), KeyRequirement::Optional)
+            .expect("key optional");
+        assert_eq!(ok.lookback, Duration::from_secs(72 * 3600));
+        assert_eq!(ok.schedule, "0 */10 * * * *");
+        let e = ReconcilerConfig::from_source(
+            &env(&[
+                DB,
+                ("STRIPE_API_KEY", "whsec_oops"),
+                ("RECONCILE_SCHEDULE", "*/5 * * * *"),
+                ("RECONCILE_LOOKBACK", "40d"),
+                ("STRIPE_MAX_RPS", "1001"),
+                ("ADMIN_TOKEN", "short"),
+            ]),
+            KeyRequirement::Required,
+        )
+        .expect_err("invalid");
+        assert_eq!(
+            e.vars(),
+            vec![
+                "STRIPE_API_KEY",
+                "RECONCILE_SCHEDULE",
+                "RECONCILE_LOOKBACK",
+                "STRIPE_MAX_RPS",
+                "ADMIN_TOKEN"
+            ]
+        );
+    }
+}
