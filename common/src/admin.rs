@@ -1,10 +1,12 @@
 //! What both admin listeners answer the same way: `GET /metrics` (the Prometheus text), `GET
-//! /live`, and the database half of `GET /ready` (the database answers and its schema is
-//! current), with the JSON shape of every readiness answer.
+//! /live`, and the database half of `GET /ready`: one background probe a second checks that the
+//! database answers, that its schema is current and that it accepts writes, and `/ready` answers
+//! from its last result, so that a flood of probes never becomes a flood of queries.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -33,37 +35,110 @@ pub fn live() -> Response<Body> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotReady {
     Draining,
+    /// Not checked yet (start-up).
+    Starting,
     Database,
     DatabaseTimeout,
+    /// The database refuses writes (read-only, a standby).
+    ReadOnly,
+    /// A group-commit writer has stopped.
     LedgerWriter,
+    /// A group-commit writer has held work without finishing it for too long.
+    WriterStalled,
 }
 
 impl NotReady {
     pub fn reason(self) -> &'static str {
         match self {
             Self::Draining => "draining",
+            Self::Starting => "starting",
             Self::Database => "database",
             Self::DatabaseTimeout => "database_timeout",
+            Self::ReadOnly => "read_only",
             Self::LedgerWriter => "ledger_writer",
+            Self::WriterStalled => "writer_stalled",
         }
     }
 }
 
-/// The database half of readiness: it answers within [`READY_TIMEOUT`] and its schema is
-/// current. Returns the schema version.
+/// How often the database probe runs.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// A write that changes nothing, refused by a read-only session or a standby: whether the
+/// database accepts writes (it takes the table's row-exclusive lock, as the ledger's writes do).
+const WRITE_PROBE: &str = "UPDATE orders SET status = status WHERE false";
+
+/// The last result of the database probe.
+#[derive(Debug)]
+pub struct Readiness {
+    last: Mutex<Result<i32, NotReady>>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self {
+            last: Mutex::new(Err(NotReady::Starting)),
+        }
+    }
+}
+
+impl Readiness {
+    /// The database's state as last probed: the schema version, or why it is not ready.
+    pub fn database(&self) -> Result<i32, NotReady> {
+        match self.last.lock() {
+            Ok(last) => *last,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    /// Probes now and keeps the result.
+    pub async fn probe(&self, pool: &Pool) {
+        let result = database_ready(pool).await;
+        match self.last.lock() {
+            Ok(mut last) => *last = result,
+            Err(poisoned) => *poisoned.into_inner() = result,
+        }
+    }
+
+    /// Probes every [`PROBE_EVERY`] for ever (spawn it; abort it on shutdown).
+    pub async fn probe_forever(self: Arc<Self>, pool: Pool) {
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.probe(&pool).await;
+        }
+    }
+}
+
+/// The database half of readiness: within [`READY_TIMEOUT`], it answers, its schema is current
+/// and it accepts writes. Returns the schema version.
 pub async fn database_ready(pool: &Pool) -> Result<i32, NotReady> {
     let check = async {
-        let client = pool.get().await.map_err(|e| e.to_string())?;
-        db::check_schema(&client).await.map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(READY_TIMEOUT, check).await {
-        Ok(Ok(version)) => Ok(version),
-        Ok(Err(reason)) => {
-            tracing::warn!(%reason, "not ready");
-            Err(NotReady::Database)
+        let client = pool.get().await.map_err(|e| {
+            tracing::warn!(error = %crate::error::chain(&e), "not ready: no database connection");
+            NotReady::Database
+        })?;
+        let version = db::check_schema(&client).await.map_err(|e| {
+            tracing::warn!(error = %e, "not ready: schema");
+            NotReady::Database
+        })?;
+        if let Err(e) = client.execute(WRITE_PROBE, &[]).await {
+            let read_only = crate::error::sqlstate(&e) == Some("25006");
+            tracing::warn!(error = %crate::error::postgres(&e), "not ready: the database refuses writes");
+            // A read-only session stays read-only: close it, so that the next probe sees a new one.
+            drop(Object::take(client));
+            return Err(if read_only {
+                NotReady::ReadOnly
+            } else {
+                NotReady::Database
+            });
         }
-        Err(_) => Err(NotReady::DatabaseTimeout),
-    }
+        Ok(version)
+    };
+    tokio::time::timeout(READY_TIMEOUT, check)
+        .await
+        .unwrap_or(Err(NotReady::DatabaseTimeout))
 }
 
 /// `GET /ready`'s answer: 200 with the schema version, or 503 with the reason.

@@ -22,6 +22,7 @@ pub mod var {
     pub const EDGE_LEDGER_WRITERS: &str = "EDGE_LEDGER_WRITERS";
     pub const EDGE_BATCH_MAX: &str = "EDGE_BATCH_MAX";
     pub const STRIPE_EXPECT_LIVEMODE: &str = "STRIPE_EXPECT_LIVEMODE";
+    pub const EDGE_LOCK_TIMEOUT_MS: &str = "EDGE_LOCK_TIMEOUT_MS";
     pub const UPSTREAM_URL: &str = "UPSTREAM_URL";
     pub const UPSTREAM_TIMEOUT_SECS: &str = "UPSTREAM_TIMEOUT_SECS";
     pub const SHUTDOWN_GRACE_SECS: &str = "SHUTDOWN_GRACE_SECS";
@@ -142,6 +143,16 @@ pub struct DbConfig {
     /// Parsed `DATABASE_URL` (tokio-postgres redacts the password in `Debug`).
     pub pg: tokio_postgres::Config,
     pub pool_size: usize,
+    /// `lock_timeout` of pooled sessions (`EDGE_LOCK_TIMEOUT_MS`): a row locked elsewhere never
+    /// stalls the ledger's writes for longer.
+    pub lock_timeout: Duration,
+}
+
+impl DbConfig {
+    /// `statement_timeout` of pooled sessions: five lock timeouts, at least 5 s.
+    pub fn statement_timeout(&self) -> Duration {
+        (self.lock_timeout * 5).max(Duration::from_secs(5))
+    }
 }
 
 /// Collects problems while parsing, so that every bad variable is reported at once.
@@ -228,19 +239,38 @@ impl<'a, S: Source + ?Sized> Parser<'a, S> {
             },
         };
         let pool_size = self.with(var::DATABASE_POOL_SIZE, 16, |v| range(v, 1, 1024));
-        DbConfig { pg, pool_size }
+        let lock_timeout = self.with(
+            var::EDGE_LOCK_TIMEOUT_MS,
+            Duration::from_millis(2000),
+            |v| range(v, 10, 600_000).map(Duration::from_millis),
+        );
+        DbConfig {
+            pg,
+            pool_size,
+            lock_timeout,
+        }
     }
 
     pub fn log_format(&mut self) -> LogFormat {
         self.with(var::LOG_FORMAT, LogFormat::Json, LogFormat::from_str)
     }
 
+    /// `STRIPE_EXPECT_LIVEMODE`, required: `true` (live), `false` (test) or `any` (both modes
+    /// move orders, as an explicit choice). `None` means any.
     pub fn expect_livemode(&mut self) -> Option<bool> {
-        self.with(var::STRIPE_EXPECT_LIVEMODE, None, |v| match v {
-            "true" => Ok(Some(true)),
-            "false" => Ok(Some(false)),
-            _ => Err("must be `true` or `false` (or unset to accept both modes)".into()),
-        })
+        let value = self.required_raw(var::STRIPE_EXPECT_LIVEMODE)?;
+        match value.trim() {
+            "true" => Some(true),
+            "false" => Some(false),
+            "any" => None,
+            _ => {
+                self.problem(
+                    var::STRIPE_EXPECT_LIVEMODE,
+                    "must be `true` (live mode), `false` (test mode) or `any`",
+                );
+                None
+            }
+        }
     }
 
     pub fn addr(&mut self, var: &'static str, default: &str) -> SocketAddr {

@@ -114,15 +114,25 @@ pub async fn check_schema(client: &Client) -> Result<i32, DbError> {
 /// per event, measured with `pg_prepared_statements.custom_plans`).
 pub const POOL_SESSION_OPTIONS: &str = "-c plan_cache_mode=force_generic_plan";
 
-/// The request pool. Statements are prepared once per connection (`prepare_cached`) and planned
-/// once ([`POOL_SESSION_OPTIONS`]).
+/// The session settings of every pooled connection: [`POOL_SESSION_OPTIONS`], and the lock and
+/// statement time-outs that keep one locked row (an app's transaction, a support session, a DDL)
+/// from stalling the ledger's writes.
+pub fn session_options(cfg: &DbConfig) -> String {
+    format!(
+        "{POOL_SESSION_OPTIONS} -c lock_timeout={} -c statement_timeout={}",
+        cfg.lock_timeout.as_millis(),
+        cfg.statement_timeout().as_millis()
+    )
+}
+
+/// A pool. Statements are prepared once per connection (`prepare_cached`) and planned once, and
+/// every session has the [`session_options`].
 pub fn pool(cfg: &DbConfig) -> Result<Pool, DbError> {
     let mut pg = cfg.pg.clone();
+    let ours = session_options(cfg);
     let options = match pg.get_options() {
-        Some(existing) if !existing.trim().is_empty() => {
-            format!("{existing} {POOL_SESSION_OPTIONS}")
-        }
-        _ => POOL_SESSION_OPTIONS.to_owned(),
+        Some(existing) if !existing.trim().is_empty() => format!("{existing} {ours}"),
+        _ => ours,
     };
     pg.options(options);
     let manager = Manager::from_config(
@@ -146,7 +156,7 @@ pub fn pool(cfg: &DbConfig) -> Result<Pool, DbError> {
 mod tests {
     #[test]
     fn migrations_are_embedded() {
-        assert_eq!(super::embedded_migration_count(), 2);
-        assert_eq!(super::required_schema_version(), 2);
+        assert_eq!(super::embedded_migration_count(), 3);
+        assert_eq!(super::required_schema_version(), 3);
     }
 }

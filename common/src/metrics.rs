@@ -321,7 +321,7 @@ macro_rules! declare_metrics {
         $(#[$meta:meta])*
         $vis:vis struct $name:ident ( $($arg:ident : $arg_ty:ty),* ) {
             $(
-                #[doc = $help:literal]
+                $(#[doc = $help:literal])+
                 $field:ident : $family:ident < $labels:ty > = $metric:literal, $unit:ident $(, for $values:expr)? ;
             )*
         }
@@ -329,7 +329,7 @@ macro_rules! declare_metrics {
         $(#[$meta])*
         #[derive(Debug, Clone)]
         $vis struct $name {
-            $( #[doc = $help] pub $field: $crate::metrics::$family<$labels>, )*
+            $( $(#[doc = $help])+ pub $field: $crate::metrics::$family<$labels>, )*
         }
 
         impl $name {
@@ -344,7 +344,7 @@ macro_rules! declare_metrics {
                         $field: $crate::metrics::$family::register(
                             $crate::metrics::Desc {
                                 name: $metric,
-                                help: $help,
+                                help: concat!($($help),+),
                                 unit: $crate::metrics::Unit::$unit,
                             },
                             $crate::declare_metrics!(@values $labels $(, $values)?),

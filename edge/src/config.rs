@@ -153,10 +153,11 @@ mod tests {
     }
 
     const DB: (&str, &str) = ("DATABASE_URL", "postgres://u:pw@127.0.0.1:5432/db");
+    const MODE: (&str, &str) = ("STRIPE_EXPECT_LIVEMODE", "any");
 
     #[test]
     fn edge_defaults() {
-        let c = EdgeConfig::from_source(&env(&[DB, ("STRIPE_WEBHOOK_SECRET", "whsec_a")]))
+        let c = EdgeConfig::from_source(&env(&[DB, MODE, ("STRIPE_WEBHOOK_SECRET", "whsec_a")]))
             .expect("valid");
         assert_eq!(c.listen, "0.0.0.0:8080".parse().expect("addr"));
         assert_eq!(c.admin_listen, "0.0.0.0:9464".parse().expect("addr"));
@@ -165,6 +166,8 @@ mod tests {
         assert_eq!(c.db.pool_size, 16);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.expect_livemode, None);
+        assert_eq!(c.db.lock_timeout, Duration::from_millis(2000));
+        assert_eq!(c.db.statement_timeout(), Duration::from_secs(10));
         assert_eq!(c.upstream_url, None);
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
     }
@@ -196,9 +199,26 @@ mod tests {
     }
 
     #[test]
+    fn the_expected_mode_is_an_explicit_choice() {
+        let e = EdgeConfig::from_source(&env(&[DB, ("STRIPE_WEBHOOK_SECRET", "whsec_a")]))
+            .expect_err("unset");
+        assert_eq!(e.vars(), vec!["STRIPE_EXPECT_LIVEMODE"]);
+        for (value, want) in [("true", Some(true)), ("false", Some(false)), ("any", None)] {
+            let c = EdgeConfig::from_source(&env(&[
+                DB,
+                ("STRIPE_WEBHOOK_SECRET", "whsec_a"),
+                ("STRIPE_EXPECT_LIVEMODE", value),
+            ]))
+            .expect(value);
+            assert_eq!(c.expect_livemode, want);
+        }
+    }
+
+    #[test]
     fn secrets_rotate_and_never_print() {
         let c = EdgeConfig::from_source(&env(&[
             DB,
+            MODE,
             ("STRIPE_WEBHOOK_SECRET", " whsec_new , whsec_old "),
         ]))
         .expect("valid");
@@ -212,7 +232,7 @@ mod tests {
     #[test]
     fn secret_traps_are_refused() {
         for bad in ["sk_test_123", "whsec_a b", "whsec_a,,whsec_b"] {
-            let e = EdgeConfig::from_source(&env(&[DB, ("STRIPE_WEBHOOK_SECRET", bad)]))
+            let e = EdgeConfig::from_source(&env(&[DB, MODE, ("STRIPE_WEBHOOK_SECRET", bad)]))
                 .expect_err(bad);
             assert_eq!(e.vars(), vec!["STRIPE_WEBHOOK_SECRET"]);
             assert!(!e.to_string().contains(bad), "value leaked into the error");

@@ -11,6 +11,9 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::routes::{Body, full};
 
+/// What a 503 tells the client to wait before retrying (Stripe retries on its own schedule).
+const RETRY_AFTER_SECS: &str = "5";
+
 /// Everything that can go wrong while answering a request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,7 +47,10 @@ impl Error {
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Storage(LedgerError::PoolTimeout) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Storage(
+                LedgerError::PoolTimeout | LedgerError::OrderBusy | LedgerError::Stopped(_),
+            ) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Storage(e) if e.is_timeout() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamConnect(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -107,6 +113,12 @@ impl Error {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         resp
     }
 }
@@ -135,8 +147,13 @@ mod tests {
                 "storage_unavailable",
             ),
             (
-                Error::Storage(LedgerError::Unavailable("x".into())),
+                Error::Storage(LedgerError::Connect("x".into())),
                 500,
+                "storage_unavailable",
+            ),
+            (
+                Error::Storage(LedgerError::OrderBusy),
+                503,
                 "storage_unavailable",
             ),
             (

@@ -8,11 +8,22 @@
 //! the next batch and sends it behind that `COMMIT`. Postgres starts on it while the first commit
 //! is flushed and answered, so one backend stays busy, where two backends on separate connections
 //! would each idle in turn and compete for the same pages.
+//!
+//! A batch that waited past `EDGE_LOCK_TIMEOUT_MS` for an order locked elsewhere is sent again
+//! without the events of locked orders: those are answered 503 (Stripe retries them) and every
+//! other event commits. A batch that failed on a statement is retried one event at a time. The
+//! writers report their health to `/ready`: stalled with work in hand, or refused by a read-only
+//! database.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::metrics::EdgeMetrics;
-use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerConnection, LedgerError, Source};
+use common::admin::NotReady;
+use common::ledger::{
+    self, Applied, BatchEntry, BatchMeta, LedgerConnection, LedgerError, Locking, OrderBusy, Source,
+};
 use common::stripe::event::StripeEvent;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -26,7 +37,7 @@ const LANES: usize = 2;
 
 /// The most connections one writer can hold at once: its line's connection, a lost one that a
 /// lane still finishes with while the line opens its replacement, and one per lane for the
-/// one-event retries of a failed batch.
+/// retries of a failed batch.
 pub const CONNECTIONS_PER_WRITER: usize = 2 + LANES;
 
 /// One verified event waiting for its commit.
@@ -59,6 +70,55 @@ struct Writer {
     max_batch: usize,
     expect_livemode: Option<bool>,
     metrics: EdgeMetrics,
+    health: Arc<Health>,
+}
+
+/// How the writers are doing, for `/ready`.
+#[derive(Debug)]
+struct Health {
+    started: Instant,
+    /// Lanes holding a batch now.
+    working: AtomicUsize,
+    /// When a batch last finished, or work last started after an idle spell (ms since `started`).
+    progress_ms: AtomicU64,
+    /// The last batch was refused because the database is read-only, and none has committed
+    /// since.
+    read_only: AtomicBool,
+    /// A writer holding work for longer than this is stalled.
+    stall_after: Duration,
+}
+
+impl Health {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn batch_taken(&self) {
+        if self.working.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.progress_ms.store(self.now_ms(), Ordering::Release);
+        }
+    }
+
+    fn batch_done(&self, read_only: bool) {
+        self.progress_ms.store(self.now_ms(), Ordering::Release);
+        self.read_only.store(read_only, Ordering::Release);
+        self.working.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn check(&self) -> Result<(), NotReady> {
+        if self.read_only.load(Ordering::Acquire) {
+            return Err(NotReady::ReadOnly);
+        }
+        let idle_for = self
+            .now_ms()
+            .saturating_sub(self.progress_ms.load(Ordering::Acquire));
+        if self.working.load(Ordering::Acquire) > 0
+            && Duration::from_millis(idle_for) > self.stall_after
+        {
+            return Err(NotReady::WriterStalled);
+        }
+        Ok(())
+    }
 }
 
 /// One writer's connection. Its turn is held by a lane from taking a batch until that batch's
@@ -76,26 +136,37 @@ pub struct GroupCommit {
     stop: watch::Sender<bool>,
     writers: Mutex<Vec<JoinHandle<()>>>,
     pool: Pool,
+    health: Arc<Health>,
 }
 
 impl GroupCommit {
     /// Starts `writers` writers on `pool`, which must allow [`CONNECTIONS_PER_WRITER`]
-    /// connections per writer.
+    /// connections per writer. A writer holding a batch for longer than `stall_after` makes
+    /// [`GroupCommit::health`] report it stalled.
     pub fn start(
         pool: Pool,
         writers: usize,
         max_batch: usize,
         expect_livemode: Option<bool>,
+        stall_after: Duration,
         metrics: EdgeMetrics,
     ) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let (stop, stopped) = watch::channel(false);
+        let health = Arc::new(Health {
+            started: Instant::now(),
+            working: AtomicUsize::new(0),
+            progress_ms: AtomicU64::new(0),
+            read_only: AtomicBool::new(false),
+            stall_after,
+        });
         let writer = Arc::new(Writer {
             pool: pool.clone(),
             max_batch: max_batch.max(1),
             expect_livemode,
             metrics,
+            health: health.clone(),
         });
         let handles = (0..writers.max(1))
             .flat_map(|_| {
@@ -109,6 +180,7 @@ impl GroupCommit {
             stop,
             writers: Mutex::new(handles),
             pool,
+            health,
         }
     }
 
@@ -127,12 +199,12 @@ impl GroupCommit {
             reply,
         };
         if self.queue.send(job).await.is_err() {
-            return Err(LedgerError::Unavailable("the edge is shutting down".into()));
+            return Err(LedgerError::Stopped("the edge is shutting down"));
         }
         // A dropped reply means a writer panicked: the event's fate is unknown, so Stripe retries.
         answer
             .await
-            .unwrap_or_else(|_| Err(LedgerError::Unavailable("the ledger writer stopped".into())))
+            .unwrap_or(Err(LedgerError::Stopped("the ledger writer stopped")))
     }
 
     /// Stops taking events, commits every queued one, and waits for the writers to finish.
@@ -155,6 +227,15 @@ impl GroupCommit {
             Ok(handles) => handles.iter().all(|h| !h.is_finished()),
             Err(_) => false,
         }
+    }
+
+    /// The writers' part of readiness: all running, none stalled with work in hand, and the
+    /// database not refusing their writes.
+    pub fn health(&self) -> Result<(), NotReady> {
+        if !self.all_running() {
+            return Err(NotReady::LedgerWriter);
+        }
+        self.health.check()
     }
 
     /// Events waiting for a writer (not yet in a transaction).
@@ -209,7 +290,7 @@ impl Writer {
                 Err(e) => {
                     drop(turn);
                     for job in batch {
-                        job.answer(Err(e.shared()));
+                        job.answer(Err(e.clone()));
                     }
                     continue;
                 }
@@ -238,52 +319,87 @@ impl Writer {
     /// Commits one batch on `conn`, passing `turn` on once its `COMMIT` is sent, and answers each
     /// of its handlers.
     async fn commit<T>(&self, conn: Arc<LedgerConnection>, batch: Vec<Job>, turn: T) {
+        self.health.batch_taken();
         self.metrics.batch_events.record_value(batch.len() as f64);
-        let meta = BatchMeta {
-            source: Source::Webhook,
-            expect_livemode: self.expect_livemode,
-        };
         let entries: Vec<BatchEntry<'_>> = batch.iter().map(Job::entry).collect();
-        let result = match conn.send_batch(&entries, meta).await {
+        let result = match conn.send_batch(&entries, self.meta(), Locking::Wait).await {
             Ok(pending) => {
                 drop(turn);
-                pending.committed().await
+                pending.committed_each().await
             }
             Err(e) => {
                 drop(turn);
                 Err(e)
             }
         };
-        drop(entries);
+        if result.as_ref().is_err_and(LedgerError::is_read_only) {
+            // A read-only session stays read-only: the next batch gets a new one.
+            conn.discard();
+        }
         // Not held through the retries below: a lost connection goes back to the pool (which
         // discards it) before they and the line's replacement need connections of their own.
         drop(conn);
-        match result {
-            Ok(applied) => {
-                for (job, applied) in batch.into_iter().zip(applied) {
-                    job.answer(Ok(applied));
-                }
+        let answers: Vec<Result<Applied, LedgerError>> = match result {
+            Ok(results) => results.into_iter().map(|r| r.map_err(Into::into)).collect(),
+            Err(e) if e.is_statement_failure() => self.retry(&entries, e).await,
+            Err(e) => vec![Err(e); batch.len()],
+        };
+        drop(entries);
+        let read_only = answers
+            .iter()
+            .any(|a| a.as_ref().is_err_and(LedgerError::is_read_only));
+        self.health.batch_done(read_only);
+        for (job, answer) in batch.into_iter().zip(answers) {
+            if matches!(answer, Err(LedgerError::OrderBusy)) {
+                self.metrics.events_busy.increment(1);
             }
-            Err(e) if batch.len() > 1 && e.is_statement_failure() => {
-                // One event may be at fault: give each its own transaction and its own answer.
-                self.metrics.batches_split.increment(1);
-                tracing::warn!(error = %e, events = batch.len(), "batch failed; recording its events one at a time");
-                for job in batch {
-                    let result = ledger::record_batch(&self.pool, &[job.entry()], meta)
-                        .await
-                        .and_then(|mut applied| {
-                            applied.pop().ok_or_else(|| {
-                                LedgerError::Unavailable("no answer for the event".into())
-                            })
-                        });
-                    job.answer(result);
-                }
+            job.answer(answer);
+        }
+    }
+
+    /// Retries a batch that failed on a statement: without the events of orders locked elsewhere
+    /// when it timed out waiting, else one event per transaction. Every retry skips locked orders,
+    /// so that no event waits for a lock twice.
+    async fn retry(
+        &self,
+        entries: &[BatchEntry<'_>],
+        error: LedgerError,
+    ) -> Vec<Result<Applied, LedgerError>> {
+        let meta = self.meta();
+        let mut error = error;
+        if error.is_timeout() {
+            tracing::warn!(
+                error = %error,
+                events = entries.len(),
+                "batch timed out waiting for a lock; recording the events whose orders are free"
+            );
+            match ledger::record_batch_with(&self.pool, entries, meta, Locking::SkipLocked).await {
+                Ok(results) => return results.into_iter().map(|r| r.map_err(Into::into)).collect(),
+                Err(e) if e.is_statement_failure() => error = e,
+                Err(e) => return vec![Err(e); entries.len()],
             }
-            Err(e) => {
-                for job in batch {
-                    job.answer(Err(e.shared()));
-                }
-            }
+        }
+        if entries.len() == 1 {
+            return vec![Err(error)];
+        }
+        // One event may be at fault: give each its own transaction and its own answer.
+        self.metrics.batches_split.increment(1);
+        tracing::warn!(error = %error, events = entries.len(), "batch failed; recording its events one at a time");
+        let mut answers = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let one = std::slice::from_ref(entry);
+            let answer = ledger::record_batch_with(&self.pool, one, meta, Locking::SkipLocked)
+                .await
+                .and_then(|mut r| r.pop().unwrap_or(Err(OrderBusy)).map_err(Into::into));
+            answers.push(answer);
+        }
+        answers
+    }
+
+    fn meta(&self) -> BatchMeta {
+        BatchMeta {
+            source: Source::Webhook,
+            expect_livemode: self.expect_livemode,
         }
     }
 }

@@ -34,6 +34,8 @@ use crate::group_commit::GroupCommit;
 use crate::state::State;
 pub use common::http::Limits;
 
+/// A writer that holds work longer than the lock time-out plus this is stalled (`/ready` 503).
+const WRITER_STALL_MARGIN: Duration = Duration::from_secs(3);
 /// The admin listener's own drain (scrapes and probes are short).
 const ADMIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -99,15 +101,18 @@ impl App {
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
         let grace = config.shutdown_grace;
-        let ledger = GroupCommit::start(
+        let writer = GroupCommit::start(
             writers,
             config.ledger_writers,
             config.batch_max,
             config.expect_livemode,
+            config.db.lock_timeout + WRITER_STALL_MARGIN,
             metrics.clone(),
         );
+        let state = Arc::new(State::new(&config, pool, writer, limits, metrics));
+        state.readiness.probe(&state.pool).await;
         Ok(Self {
-            state: Arc::new(State::new(&config, pool, ledger, limits, metrics)),
+            state,
             public,
             admin,
             grace,
@@ -139,6 +144,12 @@ impl App {
         let (stop_public, public_stopped) = watch::channel(false);
         let (stop_admin, admin_stopped) = watch::channel(false);
         let upkeep = tokio::spawn(common::metrics::upkeep());
+        let probe = tokio::spawn(
+            self.state
+                .readiness
+                .clone()
+                .probe_forever(self.state.pool.clone()),
+        );
         let state = self.state.clone();
         let public = tokio::spawn(common::http::serve(
             "public",
@@ -177,6 +188,7 @@ impl App {
         let _ = stop_admin.send(true);
         let _ = admin.await;
         upkeep.abort();
+        probe.abort();
         self.state.pool.close();
         tracing::info!("edge stopped");
     }

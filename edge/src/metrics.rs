@@ -127,6 +127,9 @@ common::declare_metrics! {
         batch_events: Histograms<()> = "edge_ledger_batch_events", Count;
         /// Group-commit batches that failed and were retried one event at a time.
         batches_split: Counters<()> = "edge_ledger_batches_split_total", Count;
+        /// Webhook events answered 503 because another transaction held their order's row lock
+        /// past EDGE_LOCK_TIMEOUT_MS (Stripe retries them).
+        events_busy: Counters<()> = "edge_ledger_order_busy_total", Count;
     }
 }
 

@@ -1,9 +1,12 @@
 //! What every request handler shares: the pool, the group-commit writer, the verification
-//! settings, the proxy and the draining flag that `/ready` reports.
+//! settings, the proxy, and what `/ready` reports (the draining flag, the database probe).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::metrics::EdgeMetrics;
+use std::sync::Arc;
+
+use common::admin::Readiness;
 use common::config::Secret;
 
 use crate::config::EdgeConfig;
@@ -16,8 +19,10 @@ use common::http::Limits;
 /// Shared, read-mostly state of one edge process.
 #[derive(Debug)]
 pub struct State {
-    /// Readiness checks.
+    /// Readiness probes.
     pub pool: Pool,
+    /// The database probe's last result.
+    pub readiness: Arc<Readiness>,
     /// The group-commit writer: every webhook write goes through it.
     pub writer: GroupCommit,
     pub webhook_secrets: Vec<Secret>,
@@ -39,6 +44,7 @@ impl State {
     ) -> Self {
         Self {
             pool,
+            readiness: Arc::new(Readiness::default()),
             writer,
             webhook_secrets: config.webhook_secrets.clone(),
             tolerance_secs: config.webhook_tolerance_secs,

@@ -27,6 +27,8 @@ pub struct AdminState {
     pub busy: Arc<AtomicBool>,
     pub stop: watch::Receiver<bool>,
     pub draining: AtomicBool,
+    /// The database probe's last result.
+    pub readiness: Arc<health::Readiness>,
 }
 
 /// Routes of the admin listener.
@@ -77,7 +79,7 @@ async fn answer(req: Request<Incoming>, state: &AdminState, rid: &RequestId) -> 
     match route {
         Route::Metrics => health::metrics(),
         Route::Live => health::live(),
-        Route::Ready => ready(state).await,
+        Route::Ready => ready(state),
         Route::MethodNotAllowed(allow) => {
             let mut r = error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -143,11 +145,11 @@ fn authorize(
     }
 }
 
-async fn ready(state: &AdminState) -> Response<Body> {
+fn ready(state: &AdminState) -> Response<Body> {
     if state.draining.load(Ordering::SeqCst) {
         return health::ready(Err(NotReady::Draining));
     }
-    health::ready(health::database_ready(&state.reconciler.pool).await)
+    health::ready(state.readiness.database())
 }
 
 async fn run(state: &AdminState, rid: &RequestId) -> Response<Body> {

@@ -140,19 +140,21 @@ mod tests {
     }
 
     const DB: (&str, &str) = ("DATABASE_URL", "postgres://u:pw@127.0.0.1:5432/db");
+    const MODE: (&str, &str) = ("STRIPE_EXPECT_LIVEMODE", "false");
 
     #[test]
     fn reconciler_key_and_limits() {
-        let e = ReconcilerConfig::from_source(&env(&[DB]), KeyRequirement::Required)
+        let e = ReconcilerConfig::from_source(&env(&[DB, MODE]), KeyRequirement::Required)
             .expect_err("key required");
         assert_eq!(e.vars(), vec!["STRIPE_API_KEY"]);
-        let ok = ReconcilerConfig::from_source(&env(&[DB]), KeyRequirement::Optional)
+        let ok = ReconcilerConfig::from_source(&env(&[DB, MODE]), KeyRequirement::Optional)
             .expect("key optional");
         assert_eq!(ok.lookback, Duration::from_secs(72 * 3600));
         assert_eq!(ok.schedule, "0 */10 * * * *");
         let e = ReconcilerConfig::from_source(
             &env(&[
                 DB,
+                MODE,
                 ("STRIPE_API_KEY", "whsec_oops"),
                 ("RECONCILE_SCHEDULE", "*/5 * * * *"),
                 ("RECONCILE_LOOKBACK", "40d"),

@@ -33,6 +33,8 @@ pub enum Error {
     BadEvent(#[from] EventError),
     #[error("stopped by shutdown between pages")]
     Stopped,
+    #[error("{0} event(s) could not be written (see failedEvents); the next pass retries them")]
+    EventsNotWritten(usize),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

@@ -193,6 +193,7 @@ pub async fn inspect(
         ledger_events: events.len(),
         stripe: seen,
         reconciled: false,
+        stored_paying_event: None,
     });
     Ok(Timeline {
         target: target.describe(),

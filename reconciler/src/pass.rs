@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use common::db;
-use common::ledger::{self, BatchEntry, BatchMeta, Source};
-use common::stripe::event::{StripeEvent, storable_payload, types};
+use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerError, Source};
+use common::stripe::event::{StripeEvent, types};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -24,8 +24,10 @@ use crate::stripe_api::{EventQuery, ListedEvent};
 
 /// Advisory lock key held by the running pass.
 const PASS_LOCK_KEY: i64 = 0x5354_5249_5045_0002;
-/// Orphans examined per pass.
-const ORPHANS_PER_PASS: i64 = 1000;
+/// The longest error text a run row keeps.
+const MAX_ERROR_TEXT: usize = 4000;
+/// Orphans adopted per pass at most (the next pass takes the rest).
+const ORPHANS_PER_PASS: i64 = 10_000;
 
 /// The JSON summary of a pass (what `reconciler once` prints).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -43,6 +45,9 @@ pub struct PassSummary {
     pub events_backfilled: u64,
     pub orders_updated: u64,
     pub orphans_linked: u64,
+    /// Events that could not be written (each with its error); the pass then fails, so that the
+    /// high-water mark does not pass them.
+    pub failed_events: Vec<String>,
     pub error: Option<String>,
 }
 
@@ -60,6 +65,7 @@ impl PassSummary {
             events_backfilled: 0,
             orders_updated: 0,
             orphans_linked: 0,
+            failed_events: Vec::new(),
             error: None,
         }
     }
@@ -87,7 +93,12 @@ impl Reconciler {
             Ok(status) => summary.status = status,
             Err(e) => {
                 summary.status = RunStatus::Failed;
-                summary.error = Some(e.run_text());
+                let mut text = e.run_text();
+                if !summary.failed_events.is_empty() {
+                    text = format!("{text}: {}", summary.failed_events.join("; "));
+                    text.truncate(MAX_ERROR_TEXT);
+                }
+                summary.error = Some(text);
                 tracing::error!(error = %e, runId = summary.run_id, "reconcile pass failed");
             }
         }
@@ -191,13 +202,27 @@ impl Reconciler {
             self.backfill(&page, &request_id, summary).await?;
         }
         let mut client = self.pool.get().await?;
+        let overlap = ChronoDuration::from_std(self.config.overlap).unwrap_or_default();
+        let changed_since = runs::last_ok_start(&client).await?.unwrap_or(from) - overlap;
+        let claimants = ledger::Claimants {
+            changed_since,
+            orders: Vec::new(),
+        };
         let tx = client.transaction().await?;
-        let adopted =
-            ledger::adopt_orphans(&tx, self.config.expect_livemode, ORPHANS_PER_PASS).await?;
+        let adopted = ledger::adopt_orphans(
+            &tx,
+            &claimants,
+            self.config.expect_livemode,
+            ORPHANS_PER_PASS,
+        )
+        .await?;
         tx.commit().await?;
         summary.orphans_linked = adopted.linked;
         summary.orders_updated += adopted.transitions.len() as u64;
-        Ok(())
+        match summary.failed_events.len() {
+            0 => Ok(()),
+            n => Err(Error::EventsNotWritten(n)),
+        }
     }
 
     /// Records the events of one page that the ledger lacks, oldest first, in one transaction.
@@ -226,26 +251,44 @@ impl Reconciler {
             source: Source::Reconciler,
             expect_livemode: self.config.expect_livemode,
         };
-        let payloads: Vec<_> = missing
-            .iter()
-            .map(|(_, raw)| storable_payload(raw))
-            .collect();
         let entries: Vec<BatchEntry<'_>> = missing
             .iter()
-            .zip(&payloads)
-            .map(|((event, _), payload)| BatchEntry {
+            .map(|(event, raw)| BatchEntry {
                 event,
-                payload,
+                payload: raw,
                 request_id: Some(request_id),
             })
             .collect();
         let now = Utc::now();
-        let tx = client.transaction().await?;
-        // The page's missing events in one set-based write, as the edge's group commit does.
-        let results = ledger::apply_batch(&tx, &entries, meta).await?;
+        // The page's missing events in one set-based write, as the edge's group commit does; if
+        // that fails on a statement, one transaction per event, so that one event that cannot be
+        // written never keeps the others out.
+        let results: Vec<Result<Applied, LedgerError>> = match write(&mut client, &entries, meta)
+            .await
+        {
+            Ok(results) => results.into_iter().map(Ok).collect(),
+            Err(e) if e.is_statement_failure() => {
+                tracing::warn!(error = %e, events = entries.len(), "page failed; recording its events one at a time");
+                let mut results = Vec::with_capacity(entries.len());
+                for entry in &entries {
+                    let one = write(&mut client, std::slice::from_ref(entry), meta).await;
+                    results.push(one.and_then(|mut r| r.pop().ok_or(LedgerError::OrderBusy)));
+                }
+                results
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut backfilled = 0u64;
         let mut updated = 0u64;
-        for ((event, _), applied) in missing.iter().zip(results) {
+        for ((event, _), result) in missing.iter().zip(results) {
+            let applied = match result {
+                Ok(applied) => applied,
+                Err(e) => {
+                    tracing::error!(eventId = %event.id, eventType = %event.event_type, sqlstate = e.sqlstate(), error = %e, "event not backfilled");
+                    summary.failed_events.push(format!("{} ({e})", event.id));
+                    continue;
+                }
+            };
             if applied.duplicate {
                 continue; // the webhook won the race
             }
@@ -262,10 +305,21 @@ impl Reconciler {
                 "backfilled an event the webhooks missed"
             );
         }
-        tx.commit().await?;
         summary.events_backfilled += backfilled;
         summary.orders_updated += updated;
         self.metrics.events_backfilled.increment(backfilled);
         Ok(())
     }
+}
+
+/// Writes events in one transaction of their own.
+async fn write(
+    client: &mut deadpool_postgres::Object,
+    entries: &[BatchEntry<'_>],
+    meta: BatchMeta,
+) -> Result<Vec<Applied>, LedgerError> {
+    let tx = client.transaction().await?;
+    let results = ledger::apply_batch(&tx, entries, meta).await?;
+    tx.commit().await?;
+    Ok(results)
 }

@@ -154,6 +154,20 @@ pub async fn high_water<C: GenericClient>(
         .get(0))
 }
 
+/// When the last `ok` window pass started: orders changed since (less the overlap) are the ones
+/// that may claim orphans.
+pub async fn last_ok_start<C: GenericClient>(
+    client: &C,
+) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
+    Ok(client
+        .query_one(
+            "SELECT max(started_at) FROM reconcile_runs WHERE status = 'ok' AND scope = 'window'",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
 /// Records the start of a run over a window; returns its id.
 pub async fn start<C: GenericClient>(
     client: &C,

@@ -53,7 +53,15 @@ impl Daemon {
             busy: busy.clone(),
             stop: stop.clone(),
             draining: AtomicBool::new(false),
+            readiness: Arc::new(common::admin::Readiness::default()),
         });
+        state.readiness.probe(&self.reconciler.pool).await;
+        let probe = tokio::spawn(
+            state
+                .readiness
+                .clone()
+                .probe_forever(self.reconciler.pool.clone()),
+        );
         let (stop_admin, admin_stopped) = watch::channel(false);
         let admin_state = state.clone();
         let admin = tokio::spawn(serve(
@@ -110,6 +118,7 @@ impl Daemon {
         let _ = stop_admin.send(true);
         let _ = admin.await;
         upkeep.abort();
+        probe.abort();
         tracing::info!("reconciler stopped");
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use common::ledger::{self, BatchEntry, BatchMeta, Source};
-use common::stripe::event::{StripeEvent, storable_payload};
+use common::stripe::event::{StripeEvent, types};
 use serde::Serialize;
 
 use crate::Reconciler;
@@ -81,11 +81,40 @@ impl Reconciler {
                     .filter(|e| e.head.object_id.as_deref() == Some(session_id)),
             );
         }
-        let applied = self.apply_found(&found, session_id).await?;
         let client = self.pool.get().await?;
+        let from = chrono::DateTime::from_timestamp(created, 0).unwrap_or_default();
+        let to = chrono::DateTime::from_timestamp(window_to, 0).unwrap_or_default();
+        let run = runs::start(&client, trigger, Scope::Session, from, to).await?;
+        drop(client);
+        let result = self
+            .apply_found(&found, before.as_ref(), &runs::request_id(run))
+            .await;
+        let client = self.pool.get().await?;
+        let (stored, adopted) = match result {
+            Ok(applied) => applied,
+            Err(e) => {
+                let counts = Counts {
+                    seen: found.len() as u64,
+                    ..Counts::default()
+                };
+                let text = e.run_text();
+                runs::finish(&client, run, RunStatus::Failed, &counts, Some(&text)).await?;
+                return Err(e);
+            }
+        };
         let after = orders::find(&client, &keys).await?;
         let stripe_status = session["status"].as_str().map(str::to_owned);
         let payment_status = session["payment_status"].as_str().map(str::to_owned);
+        let paying = found.iter().find(|e| {
+            StripeEvent::parse_str(e.raw.get()).is_ok_and(|e| {
+                e.event_type == types::SESSION_ASYNC_SUCCEEDED
+                    || (e.event_type == types::SESSION_COMPLETED
+                        && matches!(
+                            e.object.payment_status.as_deref(),
+                            Some("paid" | "no_payment_required")
+                        ))
+            })
+        });
         let verdict = verdict(&Facts {
             subject: &format!("session {session_id}"),
             session_id: Some(session_id),
@@ -99,17 +128,15 @@ impl Reconciler {
                 payment_status: payment_status.as_deref(),
             },
             reconciled: true,
+            stored_paying_event: paying.map(|e| e.head.id.as_str()),
         });
         let counts = Counts {
             stripe_requests: 0,
             seen: found.len() as u64,
-            missing: applied,
-            backfilled: applied,
+            missing: stored,
+            backfilled: stored + adopted,
             orders_updated: u64::from(before != after),
         };
-        let from = chrono::DateTime::from_timestamp(created, 0).unwrap_or_default();
-        let to = chrono::DateTime::from_timestamp(window_to, 0).unwrap_or_default();
-        let run = runs::start(&client, trigger, Scope::Session, from, to).await?;
         runs::finish(&client, run, RunStatus::Ok, &counts, None).await?;
         Ok(Verdict {
             session_id: session_id.to_owned(),
@@ -119,45 +146,59 @@ impl Reconciler {
             order_before: before,
             order_after: after,
             events_found: found.len() as u64,
-            events_applied: applied,
+            events_applied: stored + adopted,
             verdict,
         })
     }
 
-    /// Records the found events that the ledger lacks, oldest first, in one transaction.
-    async fn apply_found(&self, found: &[ListedEvent], session_id: &str) -> Result<u64, Error> {
+    /// Records the found events that the ledger lacks, oldest first, then applies the session's
+    /// events already in the ledger that never reached its order (orphans stored before the order
+    /// existed), in one transaction. Returns how many were stored and how many adopted.
+    async fn apply_found(
+        &self,
+        found: &[ListedEvent],
+        order: Option<&OrderView>,
+        request_id: &str,
+    ) -> Result<(u64, u64), Error> {
         let mut events = Vec::new();
         for listed in found {
             let raw = listed.raw.get();
-            events.push((StripeEvent::parse(raw.as_bytes())?, raw));
+            events.push((StripeEvent::parse_str(raw)?, raw));
         }
         events.sort_by_key(|(e, _)| e.created);
         let ids: Vec<&str> = events.iter().map(|(e, _)| e.id.as_str()).collect();
         let mut client = self.pool.get().await?;
         let known = ledger::known_event_ids(&client, &ids).await?;
-        let request_id = format!("session-reconcile-{session_id}");
         let meta = BatchMeta {
             source: Source::Manual,
             expect_livemode: self.config.expect_livemode,
         };
-        let payloads: Vec<_> = events.iter().map(|(_, p)| storable_payload(p)).collect();
         let entries: Vec<BatchEntry<'_>> = events
             .iter()
-            .zip(&payloads)
-            .filter(|((e, _), _)| !known.contains(&e.id))
-            .map(|((event, _), payload)| BatchEntry {
+            .filter(|(e, _)| !known.contains(&e.id))
+            .map(|(event, payload)| BatchEntry {
                 event,
                 payload,
-                request_id: Some(&request_id),
+                request_id: Some(request_id),
             })
             .collect();
         let tx = client.transaction().await?;
-        let applied = ledger::apply_batch(&tx, &entries, meta)
+        let stored = ledger::apply_batch(&tx, &entries, meta)
             .await?
             .iter()
             .filter(|a| !a.duplicate)
             .count() as u64;
+        let claimants = ledger::Claimants {
+            changed_since: chrono::DateTime::<Utc>::MAX_UTC,
+            orders: order
+                .and_then(|o| uuid::Uuid::parse_str(&o.id).ok())
+                .into_iter()
+                .collect(),
+        };
+        let adopted = ledger::adopt_orphans(&tx, &claimants, self.config.expect_livemode, 1000)
+            .await?
+            .linked;
         tx.commit().await?;
-        Ok(applied)
+        Ok((stored, adopted))
     }
 }

@@ -51,6 +51,8 @@ pub struct Facts<'a> {
     /// The session's events have just been reconciled (so running the reconcile again is not
     /// the fix).
     pub reconciled: bool,
+    /// After a reconcile: the paying event that Stripe listed for the session, now in the ledger.
+    pub stored_paying_event: Option<&'a str>,
 }
 
 /// The verdict.
@@ -112,10 +114,16 @@ pub fn verdict(f: &Facts<'_>) -> String {
     }
     match (paid, settled) {
         (true, true) => format!("paid on Stripe, {} here: nothing to do", order.status),
-        (true, false) if f.reconciled => format!(
-            "paid on Stripe, {} here: no paying event in the ledger; resend it from Stripe",
-            order.status
-        ),
+        (true, false) if f.reconciled => match f.stored_paying_event {
+            Some(event) => format!(
+                "paid on Stripe, {} here: its paying event {event} is in the ledger but did not move the order; see `reconciler inspect --event {event}`",
+                order.status
+            ),
+            None => format!(
+                "paid on Stripe, {} here: Stripe listed no paying event for this session; resend it from the Stripe Dashboard",
+                order.status
+            ),
+        },
         (true, false) => format!(
             "paid on Stripe, {} here: {}",
             order.status,
@@ -140,6 +148,7 @@ mod tests {
             ledger_events: 1,
             stripe,
             reconciled: false,
+            stored_paying_event: None,
         }
     }
 

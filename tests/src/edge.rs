@@ -90,6 +90,7 @@ impl EdgeBuilder {
             ("EDGE_ADMIN_LISTEN", "127.0.0.1:0"),
             ("STRIPE_WEBHOOK_SECRET", secret.as_str()),
             ("SHUTDOWN_GRACE_SECS", "5"),
+            ("STRIPE_EXPECT_LIVEMODE", "any"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

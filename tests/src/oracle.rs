@@ -4,32 +4,44 @@
 //! a second, deliberately plain spelling of the rules' I/O: two statements, one order per event.
 
 use chrono::{DateTime, Utc};
-use common::ledger::decide::{Decision, judge, keys};
+use common::ledger::decide::{Decision, Target, judge, keys};
 use common::ledger::{Applied, OrderRow, Source};
 use common::stripe::event::StripeEvent;
 use deadpool_postgres::Pool;
 use uuid::Uuid;
 
-/// Locks the event's order (found by keys $1–$4) and inserts the event; one row: the inserted
-/// count, then the order.
+/// Locks the event's order (found by keys $1–$4; for a session's event, `client_reference_id` and
+/// `metadata.order_id` only find an order with no session or the same one, else the order they
+/// name is a mismatch) and inserts the event; one row: the inserted count, whether the order is a
+/// mismatch, then the order.
 pub const LOCK_AND_INSERT: &str = "\
-WITH target AS (
-SELECT id, status, amount_total, currency, stripe_payment_intent_id
-FROM orders
-WHERE id = COALESCE(
-    (SELECT o.id FROM orders AS o WHERE o.stripe_session_id = $1),
-    (SELECT o.id FROM orders AS o WHERE o.id = $2),
-    (SELECT o.id FROM orders AS o WHERE o.id = $3),
-    (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = $4 LIMIT 1))
-FOR UPDATE
+WITH found AS (
+    SELECT COALESCE(
+        (SELECT o.id FROM orders AS o WHERE o.stripe_session_id = $1),
+        (SELECT o.id FROM orders AS o WHERE o.id = $2
+            AND ($1::text IS NULL OR o.stripe_session_id IS NULL OR o.stripe_session_id = $1)),
+        (SELECT o.id FROM orders AS o WHERE o.id = $3
+            AND ($1::text IS NULL OR o.stripe_session_id IS NULL OR o.stripe_session_id = $1)),
+        (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = $4 LIMIT 1)) AS order_id,
+        (SELECT o.id FROM orders AS o WHERE $1::text IS NOT NULL AND o.id IN ($2, $3)
+            AND o.stripe_session_id <> $1 LIMIT 1) AS other_id
+), target AS (
+    SELECT id, status, amount_total, currency, stripe_payment_intent_id
+    FROM orders
+    WHERE id = (SELECT coalesce(order_id, other_id) FROM found)
+    FOR UPDATE
 ), inserted AS (
     INSERT INTO payment_events (stripe_event_id, event_type, stripe_object_id, stripe_session_id,
-        order_id, livemode, api_version, stripe_created_at, payload, source, request_id)
-    SELECT $5, $6, $7, $1, (SELECT id FROM target), $8, $9, $10, $11::text::jsonb, $12, $13
+        order_id, livemode, api_version, stripe_created_at, payload, source, request_id,
+        client_reference_id, metadata_order_id, stripe_payment_intent_id)
+    SELECT $5, $6, $7, $1,
+        CASE WHEN (SELECT order_id FROM found) IS NOT NULL THEN (SELECT id FROM target) END,
+        $8, $9, $10, $11::text::json, $12, $13, $2, $3, $4
     ON CONFLICT (stripe_event_id) DO NOTHING
     RETURNING id
 )
 SELECT (SELECT count(*) FROM inserted) AS inserted,
+       (SELECT order_id IS NULL AND other_id IS NOT NULL FROM found) AS mismatch,
        t.id, t.status, t.amount_total, t.currency, t.stripe_payment_intent_id
 FROM (VALUES (1)) AS one (x) LEFT JOIN target AS t ON true";
 
@@ -82,12 +94,21 @@ pub async fn record(
         )
         .await?;
     let inserted: i64 = row.get(0);
-    let order = OrderRow::read(&row, 1);
+    let mismatch: bool = row.get(1);
+    let order = OrderRow::read(&row, 2);
     if inserted == 0 {
         tx.commit().await?;
-        return Ok(Applied::new(true, order.map(|o| o.id)));
+        return Ok(Applied::new(
+            true,
+            order.filter(|_| !mismatch).map(|o| o.id),
+        ));
     }
-    let (applied, decision) = judge(event, order.as_ref(), meta.expect_livemode);
+    let target = match &order {
+        Some(o) if mismatch => Target::Mismatch(o),
+        Some(o) => Target::Order(o),
+        None => Target::None,
+    };
+    let (applied, decision) = judge(event, target, meta.expect_livemode);
     if let Some((order, decision)) = order.zip(decision) {
         let update = Update::new(&order, decision);
         tx.execute(

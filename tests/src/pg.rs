@@ -13,6 +13,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::config::DbConfig;
+
+/// The lock time-out of test pools, as in production (`EDGE_LOCK_TIMEOUT_MS`).
+pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(2000);
 use tokio_postgres::{Client, NoTls};
 
 /// How the harness reaches the server that holds the test databases.
@@ -354,6 +357,7 @@ async fn build_template(server: &Server, admin: &Client) -> Result<(), String> {
     let cfg = DbConfig {
         pg: db_config(server, &building),
         pool_size: 1,
+        lock_timeout: DEFAULT_LOCK_TIMEOUT,
     };
     common::db::migrate(&cfg).await.map_err(|e| pg_error(&e))?;
     admin
@@ -426,6 +430,7 @@ impl TestDb {
         DbConfig {
             pg: self.config.clone(),
             pool_size: 4,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
     }
 
@@ -554,6 +559,7 @@ impl DedicatedCluster {
         common::db::migrate(&DbConfig {
             pg: config.clone(),
             pool_size: 1,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         })
         .await
         .expect("migrate");

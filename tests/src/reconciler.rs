@@ -27,6 +27,7 @@ pub fn config(db_url: &str, sim: &StripeSim, extra: &[(&str, &str)]) -> Reconcil
         ("STRIPE_API_BASE", api_base.as_str()),
         ("STRIPE_MAX_RPS", "100"),
         ("RECONCILER_ADMIN_LISTEN", "127.0.0.1:0"),
+        ("STRIPE_EXPECT_LIVEMODE", "any"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -113,14 +113,24 @@ impl StripeSim {
 
     /// Records an event (Stripe creates it; whether it is delivered is the driver's business).
     pub fn add_event(&self, event: Value) {
+        self.add_event_text(
+            event["id"].as_str().unwrap_or_default(),
+            event["type"].as_str().unwrap_or_default(),
+            event["created"].as_i64().unwrap_or(0),
+            event.to_string(),
+        );
+    }
+
+    /// Records an event given as its exact JSON text (which need not be representable as a
+    /// `serde_json::Value`: lone surrogates, huge numbers).
+    pub fn add_event_text(&self, id: &str, kind: &str, created: i64, json: String) {
         if let Ok(mut s) = self.state.lock() {
-            let id = event["id"].as_str().unwrap_or_default().to_owned();
+            let id = id.to_owned();
             let at = s.events.len();
-            let created = event["created"].as_i64().unwrap_or(0);
             s.events.push(Stored {
-                kind: event["type"].as_str().unwrap_or_default().to_owned(),
+                kind: kind.to_owned(),
                 created,
-                json: event.to_string(),
+                json,
             });
             s.index.insert(id, at);
             let events = &s.events;

@@ -1,6 +1,7 @@
 //! The state machine of DESIGN.md as pure functions: what an event does to the order it belongs
-//! to ([`decide`]), the answer for whoever delivered it ([`judge`]), and the keys that find its
-//! order ([`keys`]). No I/O here; the table tests below are the rules' specification.
+//! to ([`decide`]), the answer for whoever delivered it and the anomalies that keep an order
+//! unchanged ([`judge`]), and the keys that find its order ([`keys`]). No I/O here; the table
+//! tests below are the rules' specification.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -30,9 +31,15 @@ impl Decision {
 /// The state machine of DESIGN.md. `paid` is never downgraded; only the listed moves exist.
 pub fn decide(event: &StripeEvent, order: &OrderRow, expect_livemode: Option<bool>) -> Decision {
     use OrderStatus::*;
-    if expect_livemode.is_some_and(|want| want != event.livemode) {
+    if let Some(want) = expect_livemode.filter(|want| *want != event.livemode) {
         return Decision {
             anomaly: Some(AnomalyKind::LivemodeMismatch),
+            order_anomaly: event.moves_orders().then(|| {
+                format!(
+                    "livemode_mismatch: {} event {} has livemode {}, this deployment expects {want} (STRIPE_EXPECT_LIVEMODE)",
+                    event.event_type, event.id, event.livemode
+                )
+            }),
             ..Decision::default()
         };
     }
@@ -104,25 +111,71 @@ fn amount_problem(event: &StripeEvent, order: &OrderRow) -> Option<String> {
     ))
 }
 
-/// What a new event does: the answer for whoever delivered it and, when its order must change,
-/// the decision. `order` is the order as locked (or as earlier events of the same batch left it);
-/// `None` makes an order-moving event an orphan.
+/// What the lookup found for an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// No order: an orphan (kept with `order_id` NULL, linked when its order appears).
+    None,
+    /// Its order, as locked (or as earlier events of the same batch left it).
+    Order(&'a OrderRow),
+    /// No order of its own, but its `client_reference_id` or `metadata.order_id` names this
+    /// order, which has another Checkout Session.
+    Mismatch(&'a OrderRow),
+}
+
+/// What a new event does: the answer for whoever delivered it and, when an order row must
+/// change, the decision for it. An unreadable event, and one naming another session's order,
+/// never move an order: the anomaly is recorded on it instead.
 pub fn judge(
     event: &StripeEvent,
-    order: Option<&OrderRow>,
+    target: Target<'_>,
     expect_livemode: Option<bool>,
 ) -> (Applied, Option<Decision>) {
-    let Some(order) = order else {
-        let applied = Applied {
-            orphan: event.moves_orders(),
-            anomaly: expect_livemode
-                .is_some_and(|want| want != event.livemode)
-                .then_some(AnomalyKind::LivemodeMismatch),
-            ..Applied::new(false, None)
-        };
-        return (applied, None);
+    let order = match target {
+        Target::Mismatch(_) => {
+            let decision = Decision {
+                anomaly: Some(AnomalyKind::SessionMismatch),
+                order_anomaly: Some(format!(
+                    "session_mismatch: {} event {} for session {} names this order, which has another session",
+                    event.event_type,
+                    event.id,
+                    event.session_id().unwrap_or("?"),
+                )),
+                ..Decision::default()
+            };
+            let applied = Applied {
+                anomaly: decision.anomaly,
+                ..Applied::new(false, None)
+            };
+            return (applied, Some(decision));
+        }
+        Target::None => {
+            let applied = Applied {
+                orphan: event.moves_orders(),
+                anomaly: if event.unreadable_reason().is_some() {
+                    Some(AnomalyKind::Unreadable)
+                } else {
+                    expect_livemode
+                        .is_some_and(|want| want != event.livemode)
+                        .then_some(AnomalyKind::LivemodeMismatch)
+                },
+                ..Applied::new(false, None)
+            };
+            return (applied, None);
+        }
+        Target::Order(order) => order,
     };
-    let decision = decide(event, order, expect_livemode);
+    let decision = match event.unreadable_reason() {
+        Some(field) => Decision {
+            anomaly: Some(AnomalyKind::Unreadable),
+            order_anomaly: Some(format!(
+                "unreadable: {} event {} has a {field} that cannot be read; the order was left alone",
+                event.event_type, event.id
+            )),
+            ..Decision::default()
+        },
+        None => decide(event, order, expect_livemode),
+    };
     let mut applied = Applied::new(false, Some(order.id));
     applied.anomaly = decision.anomaly;
     if !decision.changes_order() {
@@ -178,6 +231,7 @@ mod tests {
             created: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
             livemode: false,
             api_version: None,
+            unreadable: None,
             object: EventObject {
                 kind: Some(
                     if kind.starts_with("charge") {
@@ -273,13 +327,43 @@ mod tests {
     }
 
     #[test]
-    fn other_mode_changes_nothing() {
+    fn other_mode_changes_nothing_but_says_why() {
         let e = event(types::SESSION_COMPLETED, Some("paid"));
         let d = decide(&e, &order(Pending), Some(true));
         assert_eq!(d.to, None);
         assert_eq!(d.anomaly, Some(AnomalyKind::LivemodeMismatch));
-        assert!(!d.changes_order());
+        assert!(
+            d.order_anomaly
+                .as_deref()
+                .is_some_and(|t| t.starts_with("livemode_mismatch"))
+        );
         assert_eq!(decide(&e, &order(Pending), Some(false)).to, Some(Paid));
+    }
+
+    #[test]
+    fn unreadable_and_mismatched_events_leave_the_order_alone() {
+        let mut e = event(types::SESSION_COMPLETED, Some("paid"));
+        e.unreadable = Some("data.object.amount_total".into());
+        let o = order(Pending);
+        let (applied, decision) = judge(&e, Target::Order(&o), None);
+        assert_eq!(applied.anomaly, Some(AnomalyKind::Unreadable));
+        assert_eq!(applied.transition, None);
+        let decision = decision.expect("the anomaly is written on the order");
+        assert_eq!(decision.to, None);
+        assert!(
+            decision
+                .order_anomaly
+                .is_some_and(|t| t.contains("data.object.amount_total"))
+        );
+
+        let e = event(types::SESSION_COMPLETED, Some("paid"));
+        let (applied, decision) = judge(&e, Target::Mismatch(&o), None);
+        assert_eq!(
+            applied.order_id, None,
+            "the event is not linked to that order"
+        );
+        assert_eq!(applied.anomaly, Some(AnomalyKind::SessionMismatch));
+        assert_eq!(decision.map(|d| d.to), Some(None), "and never moves it");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`lookup`]: the read-only queries callers share (known event ids, an event's order).
 
 use std::fmt;
+use std::sync::Arc;
 
 use deadpool_postgres::PoolError;
 use uuid::Uuid;
@@ -29,8 +30,10 @@ pub mod write;
 
 pub use decide::{Decision, decide};
 pub use lookup::{find_order, known_event_ids};
-pub use orphans::{Adopted, adopt_orphans};
-pub use write::{LedgerConnection, PendingCommit, apply_batch, record_batch};
+pub use orphans::{Adopted, Claimants, adopt_orphans};
+pub use write::{
+    LedgerConnection, Locking, PendingCommit, apply_batch, record_batch, record_batch_with,
+};
 
 /// Who delivered the event (`payment_events.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,15 +110,27 @@ pub enum AnomalyKind {
     AmountMismatch,
     /// A test-mode event reached a live edge, or the reverse (`STRIPE_EXPECT_LIVEMODE`).
     LivemodeMismatch,
+    /// A session's event names (by `client_reference_id` or `metadata.order_id`) an order that
+    /// has another session.
+    SessionMismatch,
+    /// A field the state machine needs cannot be read.
+    Unreadable,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 2] = [Self::AmountMismatch, Self::LivemodeMismatch];
+    pub const ALL: [AnomalyKind; 4] = [
+        Self::AmountMismatch,
+        Self::LivemodeMismatch,
+        Self::SessionMismatch,
+        Self::Unreadable,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AmountMismatch => "amount_mismatch",
             Self::LivemodeMismatch => "livemode_mismatch",
+            Self::SessionMismatch => "session_mismatch",
+            Self::Unreadable => "unreadable",
         }
     }
 }
@@ -200,34 +215,65 @@ pub struct BatchMeta {
     pub expect_livemode: Option<bool>,
 }
 
+/// An event left out of its batch because another transaction holds its order's row lock (a
+/// long transaction of the app, a support session, a DDL): nothing of it was written, and its
+/// sender should retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderBusy;
+
 /// Why the ledger could not record an event. The edge maps these to 5xx so that Stripe retries.
-#[derive(Debug, thiserror::Error)]
+/// Clonable, so that every request of a failed batch gets the same error; the Postgres error is
+/// kept whole, and its text shows the server's SQLSTATE and message.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LedgerError {
     #[error("timed out waiting for a database connection")]
     PoolTimeout,
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("database write failed: {0}")]
-    Write(#[from] tokio_postgres::Error),
+    #[error("no database connection: {0}")]
+    Connect(String),
+    #[error("database write failed: {}", crate::error::postgres(.0))]
+    Write(#[source] Arc<tokio_postgres::Error>),
+    #[error("the order is locked by another transaction; nothing was written")]
+    OrderBusy,
+    #[error("{0}")]
+    Stopped(&'static str),
 }
 
 impl LedgerError {
-    /// A statement failed on a healthy connection (a constraint, a trigger, a deadlock): the same
-    /// events in smaller transactions may succeed.
+    /// A statement failed on a healthy connection (a constraint, a trigger, a deadlock, a lock or
+    /// statement timeout): the same events in smaller transactions may succeed.
     pub fn is_statement_failure(&self) -> bool {
-        match self {
-            Self::Write(e) => e.as_db_error().is_some(),
-            Self::PoolTimeout | Self::Unavailable(_) => false,
-        }
+        matches!(self, Self::Write(e) if e.as_db_error().is_some())
     }
 
-    /// The same failure, for each of the requests that shared the transaction.
-    pub fn shared(&self) -> Self {
+    /// The statement waited too long for a row lock (`lock_timeout`) or ran too long
+    /// (`statement_timeout`).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.sqlstate(), Some("55P03" | "57014"))
+    }
+
+    /// The database refuses writes (a read-only transaction, a standby).
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.sqlstate(), Some("25006"))
+    }
+
+    /// The SQLSTATE Postgres answered with, if it answered.
+    pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            Self::PoolTimeout => Self::PoolTimeout,
-            Self::Unavailable(m) => Self::Unavailable(m.clone()),
-            Self::Write(e) => Self::Unavailable(e.to_string()),
+            Self::Write(e) => crate::error::sqlstate(e),
+            _ => None,
         }
+    }
+}
+
+impl From<tokio_postgres::Error> for LedgerError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Write(Arc::new(e))
+    }
+}
+
+impl From<OrderBusy> for LedgerError {
+    fn from(_: OrderBusy) -> Self {
+        Self::OrderBusy
     }
 }
 
@@ -235,8 +281,8 @@ impl From<PoolError> for LedgerError {
     fn from(e: PoolError) -> Self {
         match e {
             PoolError::Timeout(_) => Self::PoolTimeout,
-            PoolError::Backend(e) => Self::Unavailable(e.to_string()),
-            other => Self::Unavailable(other.to_string()),
+            PoolError::Backend(e) => Self::Connect(crate::error::postgres(&e)),
+            other => Self::Connect(crate::error::chain(&other)),
         }
     }
 }

@@ -1,13 +1,28 @@
-//! Orphans: order-moving events stored before their order existed (`order_id` NULL). When the
+//! Orphans: order-moving events stored before their order existed (`order_id` NULL). When their
 //! order appears, they are linked to it and the state machine is applied, through the same fold
 //! and the same writes as a batch of new events.
+//!
+//! They are found from the orders' side: the orders created or changed since the last pass (or
+//! the orders given) are joined to the orphans through each key's index, so a pass costs the same
+//! whether there are a hundred or a million orphans that no order will ever claim.
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use uuid::Uuid;
 
 use super::plan::{Columns, Found, Plan};
 use super::write::Statements;
-use super::{BatchEntry, LedgerError, OrderRow, OrderStatus, Source, sql};
-use crate::stripe::event::{StripeEvent, types};
+use super::{BatchEntry, LedgerError, OrderStatus, Source, sql};
+use crate::stripe::event::StripeEvent;
+
+/// Which orders may claim orphans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimants {
+    /// Orders created or changed at or after this time.
+    pub changed_since: DateTime<Utc>,
+    /// And these orders, whenever they changed.
+    pub orders: Vec<Uuid>,
+}
 
 /// What adopting orphans did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,20 +33,26 @@ pub struct Adopted {
     pub transitions: Vec<(OrderStatus, OrderStatus)>,
 }
 
-/// Links orphan events to the order that now matches, oldest first (at most `limit` of them), and
-/// applies the state machine to it, inside the caller's transaction.
+/// Links the orphans that `claimants` now match (at most `limit`, oldest first) to their order,
+/// and applies the state machine to it, inside the caller's transaction. An orphan whose order is
+/// locked elsewhere, or that names another session's order, stays an orphan.
 pub async fn adopt_orphans<C: GenericClient>(
     client: &C,
+    claimants: &Claimants,
     expect_livemode: Option<bool>,
     limit: i64,
 ) -> Result<Adopted, LedgerError> {
-    let types: Vec<&str> = types::ORDER_TYPES.to_vec();
-    let stmt = client.prepare_cached(sql::ORPHANS).await?;
-    let rows = client.query(&stmt, &[&types, &limit]).await?;
+    let stmt = client.prepare_cached(sql::CLAIMABLE_ORPHANS).await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[&claimants.changed_since, &claimants.orders, &limit],
+        )
+        .await?;
     let payloads: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
     let events: Vec<StripeEvent> = payloads
         .iter()
-        .filter_map(|p| StripeEvent::parse(p.as_bytes()).ok())
+        .filter_map(|p| StripeEvent::parse_str(p).ok())
         .collect();
     if events.is_empty() {
         return Ok(Adopted::default());
@@ -50,10 +71,14 @@ pub async fn adopt_orphans<C: GenericClient>(
         .query(&stmt, &columns.lookup_params())
         .await?
         .iter()
-        .map(|row| Found {
-            new: true,
-            order: OrderRow::read(row, 0),
-            linked: false,
+        .map(|row| {
+            let mut found = Found::read(row, 0, true, false);
+            if found.mismatch {
+                // Recorded when the event was stored, if its order existed; never re-judged.
+                found.mismatch = false;
+                found.order = None;
+            }
+            found
         })
         .collect();
     let plan = Plan::fold(&entries, &columns, &found, expect_livemode);
@@ -62,8 +87,9 @@ pub async fn adopt_orphans<C: GenericClient>(
         .await?
         .send(client, writes)
         .await?;
+    let applied = plan.applied.iter().flatten();
     Ok(Adopted {
-        linked: plan.applied.iter().filter(|a| a.order_id.is_some()).count() as u64,
-        transitions: plan.applied.iter().filter_map(|a| a.transition).collect(),
+        linked: applied.clone().filter(|a| a.order_id.is_some()).count() as u64,
+        transitions: applied.filter_map(|a| a.transition).collect(),
     })
 }

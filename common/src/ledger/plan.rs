@@ -1,15 +1,16 @@
 //! What a batch does, decided without I/O: the array parameters of its statements
 //! ([`Columns`]), then the state machine folded over its events in order ([`Plan::fold`]), so
 //! that two events for one order in one batch move it exactly as two transactions would. The
-//! result is one [`Applied`] per entry and the writes to make ([`Writes`]).
+//! result is one answer per entry (applied, or left out because its order is busy) and the writes
+//! to make ([`Writes`]).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::decide::{judge, keys};
-use super::{Applied, BatchEntry, Decision, OrderRow, Source};
+use super::decide::{Target, judge, keys};
+use super::{Applied, BatchEntry, Decision, OrderBusy, OrderRow, Source};
 
 type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
 
@@ -120,10 +121,27 @@ impl<'a> Columns<'a> {
 pub(super) struct Found {
     /// The event is new (inserted now, or an orphan being adopted): the rules apply to it.
     pub new: bool,
-    /// Its order, as locked.
+    /// Its order is locked by another transaction: the event was left out.
+    pub busy: bool,
+    /// `order` is not the event's own but another session's order that the event names.
+    pub mismatch: bool,
+    /// Its order (or the order it names, for a mismatch), as locked.
     pub order: Option<OrderRow>,
     /// Its ledger row already points at that order (set by the insert itself).
     pub linked: bool,
+}
+
+impl Found {
+    /// Reads the lock columns of a row from column `at` on (busy, mismatch, then the order).
+    pub(super) fn read(row: &tokio_postgres::Row, at: usize, new: bool, linked: bool) -> Self {
+        Self {
+            new,
+            busy: row.get(at),
+            mismatch: row.get(at + 1),
+            order: OrderRow::read(row, at + 2),
+            linked,
+        }
+    }
 }
 
 /// An order as the batch has moved it so far, and what must be written to it.
@@ -167,9 +185,9 @@ impl Tracked {
     }
 }
 
-/// What a batch does: one [`Applied`] per entry, the orders to write and the events to link.
+/// What a batch does: one answer per entry, the orders to write and the events to link.
 pub(super) struct Plan {
-    pub applied: Vec<Applied>,
+    pub applied: Vec<Result<Applied, OrderBusy>>,
     /// Changed orders, in the order they were first touched.
     orders: Vec<Tracked>,
     links: Vec<(String, Uuid)>,
@@ -194,42 +212,59 @@ impl Plan {
         for (i, entry) in entries.iter().enumerate() {
             let event = entry.event;
             let slot = columns.slot[i];
-            let Some(found) = found.get(slot) else {
-                // Unreachable: the statements return one row per distinct event.
-                applied.push(Applied::new(true, None));
-                continue;
+            let found = match found.get(slot) {
+                Some(found) if !found.busy => found,
+                // Unreachable when not busy: the statements return one row per distinct event.
+                _ => {
+                    applied.push(Err(OrderBusy));
+                    continue;
+                }
             };
+            let new_event = found.new && columns.first[i];
             let locked = found.order.clone().map(|order| {
                 *index.entry(order.id).or_insert_with(|| {
                     orders.push(Tracked::new(order));
                     orders.len() - 1
                 })
             });
+            if found.mismatch {
+                let Some(at) = locked.filter(|_| new_event) else {
+                    applied.push(Ok(Applied::new(true, None)));
+                    continue;
+                };
+                let (result, decision) =
+                    judge(event, Target::Mismatch(&orders[at].row), expect_livemode);
+                if let Some(decision) = decision {
+                    orders[at].absorb(decision);
+                }
+                applied.push(Ok(result));
+                continue;
+            }
             let at = locked.or_else(|| {
                 columns.payment_intent[slot]
                     .and_then(|pi| recorded_intents.get(pi))
                     .copied()
             });
-            if !(found.new && columns.first[i]) {
-                applied.push(Applied::new(true, at.map(|at| orders[at].row.id)));
+            if !new_event {
+                applied.push(Ok(Applied::new(true, at.map(|at| orders[at].row.id))));
                 continue;
             }
             let Some(at) = at else {
-                applied.push(judge(event, None, expect_livemode).0);
+                applied.push(Ok(judge(event, Target::None, expect_livemode).0));
                 continue;
             };
             let tracked = &mut orders[at];
             if !(found.linked && locked.is_some()) {
                 links.push((event.id.clone(), tracked.row.id));
             }
-            let (result, decision) = judge(event, Some(&tracked.row), expect_livemode);
+            let (result, decision) = judge(event, Target::Order(&tracked.row), expect_livemode);
             if let Some(decision) = decision {
                 if let Some(pi) = &decision.payment_intent {
                     recorded_intents.insert(pi.clone(), at);
                 }
                 tracked.absorb(decision);
             }
-            applied.push(result);
+            applied.push(Ok(result));
         }
         orders.retain(|o| o.changed);
         Self {

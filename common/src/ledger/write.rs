@@ -14,9 +14,19 @@ use deadpool_postgres::{GenericClient, Object, Pool};
 use tokio_postgres::Statement;
 
 use super::plan::{Columns, Found, Plan, Writes};
-use super::{Applied, BatchEntry, BatchMeta, LedgerError, OrderRow, sql};
+use super::{Applied, BatchEntry, BatchMeta, LedgerError, OrderBusy, sql};
 
 type Sending<'a, T> = Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send + 'a>>;
+
+/// How a batch treats an order whose row another transaction has locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// Wait for it (up to the session's `lock_timeout`).
+    Wait,
+    /// Leave its events out of the batch, answered [`OrderBusy`]: the retry of a batch that timed
+    /// out waiting, so that every other event commits at once.
+    SkipLocked,
+}
 
 /// A pooled connection the ledger writes on. It is marked from `BEGIN` until its `COMMIT` or
 /// `ROLLBACK` is sent: dropped while marked (its writer panicked or was cancelled mid-way), it is
@@ -46,10 +56,15 @@ impl LedgerConnection {
         !self.open.load(Ordering::Acquire) && self.client.as_ref().is_some_and(|c| !c.is_closed())
     }
 
+    /// Marks the connection to be closed rather than reused (a read-only session, say).
+    pub fn discard(&self) {
+        self.open.store(true, Ordering::Release);
+    }
+
     fn client(&self) -> Result<&Object, LedgerError> {
         self.client
             .as_ref()
-            .ok_or_else(|| LedgerError::Unavailable("connection already released".into()))
+            .ok_or(LedgerError::Stopped("connection already released"))
     }
 
     /// Sends a batch in a transaction of its own and returns once its `COMMIT` is sent; the
@@ -60,6 +75,7 @@ impl LedgerConnection {
         &'a self,
         entries: &[BatchEntry<'_>],
         meta: BatchMeta,
+        locking: Locking,
     ) -> Result<PendingCommit<'a>, LedgerError> {
         if entries.is_empty() {
             return Ok(PendingCommit::done(Vec::new()));
@@ -70,7 +86,7 @@ impl LedgerConnection {
             // Polled in order: BEGIN is sent first, then the statement, in one round trip.
             let (begin, plan) = tokio::join!(
                 client.batch_execute("BEGIN"),
-                lock_and_insert(client, entries, meta)
+                lock_and_insert(client, entries, meta, locking)
             );
             begin?;
             let plan = plan?;
@@ -131,11 +147,11 @@ impl Drop for LedgerConnection {
 pub struct PendingCommit<'a> {
     written: Stage<'a>,
     commit: Stage<'a>,
-    applied: Vec<Applied>,
+    applied: Vec<Result<Applied, OrderBusy>>,
 }
 
 impl PendingCommit<'_> {
-    fn done(applied: Vec<Applied>) -> Self {
+    fn done(applied: Vec<Result<Applied, OrderBusy>>) -> Self {
         Self {
             written: Stage::Done(Ok(())),
             commit: Stage::Done(Ok(())),
@@ -143,14 +159,21 @@ impl PendingCommit<'_> {
         }
     }
 
-    /// Waits for the `COMMIT`; one [`Applied`] per entry, in order.
-    pub async fn committed(self) -> Result<Vec<Applied>, LedgerError> {
+    /// Waits for the `COMMIT`; one answer per entry, in order: applied, or left out because
+    /// its order is locked elsewhere.
+    pub async fn committed_each(self) -> Result<Vec<Result<Applied, OrderBusy>>, LedgerError> {
         let written = self.written.finish().await;
         let commit = self.commit.finish().await;
         // A failed update turns the pipelined COMMIT into a rollback: report the update's error.
         written?;
         commit?;
         Ok(self.applied)
+    }
+
+    /// Waits for the `COMMIT`; one [`Applied`] per entry, in order (an entry left out makes it
+    /// [`LedgerError::OrderBusy`]).
+    pub async fn committed(self) -> Result<Vec<Applied>, LedgerError> {
+        every(self.committed_each().await?)
     }
 }
 
@@ -196,8 +219,31 @@ pub async fn record_batch(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
+    every(record_batch_with(pool, entries, meta, Locking::Wait).await?)
+}
+
+/// [`record_batch`] with the given [`Locking`]: one answer per entry.
+pub async fn record_batch_with(
+    pool: &Pool,
+    entries: &[BatchEntry<'_>],
+    meta: BatchMeta,
+    locking: Locking,
+) -> Result<Vec<Result<Applied, OrderBusy>>, LedgerError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
     let conn = LedgerConnection::get(pool).await?;
-    conn.send_batch(entries, meta).await?.committed().await
+    conn.send_batch(entries, meta, locking)
+        .await?
+        .committed_each()
+        .await
+}
+
+fn every(results: Vec<Result<Applied, OrderBusy>>) -> Result<Vec<Applied>, LedgerError> {
+    results
+        .into_iter()
+        .map(|r| r.map_err(LedgerError::from))
+        .collect()
 }
 
 /// Applies a batch inside the caller's transaction (the caller commits).
@@ -206,13 +252,13 @@ pub async fn apply_batch<C: GenericClient>(
     entries: &[BatchEntry<'_>],
     meta: BatchMeta,
 ) -> Result<Vec<Applied>, LedgerError> {
-    let plan = lock_and_insert(client, entries, meta).await?;
+    let plan = lock_and_insert(client, entries, meta, Locking::Wait).await?;
     let writes = plan.writes();
     Statements::prepare(client, &writes)
         .await?
         .send(client, writes)
         .await?;
-    Ok(plan.applied)
+    every(plan.applied)
 }
 
 /// Runs the lock-and-insert statement for the entries and folds its rows (no I/O when empty).
@@ -220,22 +266,23 @@ async fn lock_and_insert<C: GenericClient>(
     client: &C,
     entries: &[BatchEntry<'_>],
     meta: BatchMeta,
+    locking: Locking,
 ) -> Result<Plan, LedgerError> {
     let columns = Columns::new(entries, meta.source);
     let rows = match entries.is_empty() {
         true => Vec::new(),
         false => {
-            let stmt = client.prepare_cached(sql::LOCK_AND_INSERT).await?;
+            let statement = match locking {
+                Locking::Wait => sql::LOCK_AND_INSERT,
+                Locking::SkipLocked => sql::LOCK_AND_INSERT_SKIP_LOCKED,
+            };
+            let stmt = client.prepare_cached(statement).await?;
             client.query(&stmt, &columns.insert_params()).await?
         }
     };
     let found: Vec<Found> = rows
         .iter()
-        .map(|row| Found {
-            new: row.get(0),
-            order: OrderRow::read(row, 1),
-            linked: true,
-        })
+        .map(|row| Found::read(row, 1, row.get(0), true))
         .collect();
     Ok(Plan::fold(entries, &columns, &found, meta.expect_livemode))
 }

@@ -1,14 +1,19 @@
 //! The Stripe event envelope and the few `data.object` fields that move an order, parsed from the
 //! raw (already verified) webhook bytes or from an Events API page.
 //!
-//! The envelope is strict (`object` = `event`, `id`, `type`, `created`, `livemode`); the object's
-//! fields are read leniently, so a shape change in an unrelated field never loses an event.
+//! Only the envelope's identity is strict: a JSON object with `object` = `event` and a string `id`
+//! and `type`; without those the body is not an event. Every other field is read on its own from
+//! the raw text (borrowed, never building the whole tree): a field we do not read is never parsed,
+//! so a lone surrogate, a huge number or deep nesting there costs nothing. A field the state
+//! machine needs that is present but cannot be read (a number out of range, a string that does not
+//! decode) makes the event `unreadable`: it is still stored, byte for byte, and the ledger leaves
+//! its order alone.
 
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The longest Stripe object id (`stripe-facts.md` §3: up to 255 characters).
 pub const MAX_ID_LEN: usize = 255;
@@ -45,10 +50,15 @@ pub enum EventError {
 pub struct StripeEvent {
     pub id: String,
     pub event_type: String,
+    /// The event's `created`; when unreadable, the time it was parsed.
     pub created: DateTime<Utc>,
+    /// The event's `livemode`; `false` when unreadable.
     pub livemode: bool,
     pub api_version: Option<String>,
     pub object: EventObject,
+    /// Which field the state machine needs could not be read, if any (the event is kept but
+    /// moves no order).
+    pub unreadable: Option<String>,
 }
 
 /// The fields of `data.object` that the state machine reads. Missing or oddly typed fields are `None`.
@@ -68,84 +78,143 @@ pub struct EventObject {
     pub fully_refunded: bool,
 }
 
+/// The envelope: its identity parsed, everything else kept as raw text.
 #[derive(Deserialize)]
-struct Envelope {
-    id: String,
-    object: String,
-    #[serde(rename = "type")]
-    event_type: String,
-    created: i64,
-    livemode: bool,
-    #[serde(default)]
-    api_version: Option<String>,
-    data: Data,
+struct Envelope<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    object: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(default, borrow)]
+    created: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    livemode: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    api_version: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct Data {
-    #[serde(deserialize_with = "json_object")]
-    object: RawObject,
+struct Data<'a> {
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
 }
 
-/// `data.object` must be a JSON object (a derived struct would also accept an array).
-fn json_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RawObject, D::Error> {
-    struct ObjectOnly;
-    impl<'de> serde::de::Visitor<'de> for ObjectOnly {
-        type Value = RawObject;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawObject, A::Error> {
-            RawObject::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+/// The fields of `data.object` the state machine reads, as raw text; the others are skipped.
+#[derive(Deserialize, Default)]
+struct RawObject<'a> {
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    client_reference_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    metadata: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    payment_status: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    amount_total: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    currency: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    payment_intent: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    refunded: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    amount_refunded: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    amount: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Metadata<'a> {
+    #[serde(default, borrow)]
+    order_id: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Expanded<'a> {
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+}
+
+/// A field that was present but could not be read.
+struct Unreadable(&'static str);
+
+/// Reads the needed fields one by one; the first field that cannot be read is remembered.
+#[derive(Default)]
+struct Reader {
+    unreadable: Option<&'static str>,
+}
+
+impl Reader {
+    fn note<T>(&mut self, r: Result<T, Unreadable>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(Unreadable(field)) => {
+                self.unreadable.get_or_insert(field);
+                None
+            }
         }
     }
-    d.deserialize_map(ObjectOnly)
+
+    /// A string field: `None` when absent, null, of another type, too long or not printable.
+    fn text(&mut self, raw: Option<&RawValue>, field: &'static str) -> Option<String> {
+        self.note(text(raw, field)).flatten()
+    }
+
+    /// An integer field: `None` when absent or of another type.
+    fn int(&mut self, raw: Option<&RawValue>, field: &'static str) -> Option<i64> {
+        self.note(int(raw, field)).flatten()
+    }
 }
 
-/// Only the fields the state machine reads; every other field of `data.object` is skipped without
-/// being allocated. Each is a `Value` so that an unexpected type is ignored, not fatal.
-#[derive(Deserialize)]
-struct RawObject {
-    #[serde(default)]
-    object: Value,
-    #[serde(default)]
-    id: Value,
-    #[serde(default)]
-    client_reference_id: Value,
-    #[serde(default)]
-    metadata: Value,
-    #[serde(default)]
-    payment_status: Value,
-    #[serde(default)]
-    amount_total: Value,
-    #[serde(default)]
-    currency: Value,
-    #[serde(default)]
-    payment_intent: Value,
-    #[serde(default)]
-    refunded: Value,
-    #[serde(default)]
-    amount_refunded: Value,
-    #[serde(default)]
-    amount: Value,
+fn text(raw: Option<&RawValue>, field: &'static str) -> Result<Option<String>, Unreadable> {
+    let Some(raw) = raw else { return Ok(None) };
+    if !raw.get().starts_with('"') {
+        return Ok(None);
+    }
+    let s: Cow<'_, str> = serde_json::from_str(raw.get()).map_err(|_| Unreadable(field))?;
+    Ok(Some(s)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN && is_printable(s))
+        .map(Cow::into_owned))
+}
+
+fn int(raw: Option<&RawValue>, field: &'static str) -> Result<Option<i64>, Unreadable> {
+    let Some(raw) = raw else { return Ok(None) };
+    let t = raw.get();
+    if !t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Ok(None);
+    }
+    serde_json::from_str::<i64>(t)
+        .map(Some)
+        .map_err(|_| Unreadable(field))
+}
+
+fn boolean(raw: Option<&RawValue>) -> Option<bool> {
+    raw.and_then(|r| serde_json::from_str::<bool>(r.get()).ok())
 }
 
 impl StripeEvent {
     /// Parses raw event bytes.
     pub fn parse(body: &[u8]) -> Result<Self, EventError> {
-        let envelope: Envelope =
-            serde_json::from_slice(body).map_err(|e| EventError::Json(short(&e)))?;
-        Self::from_envelope(envelope)
+        let text = std::str::from_utf8(body).map_err(|_| EventError::Json("not UTF-8".into()))?;
+        Self::parse_str(text)
     }
 
-    /// Converts one element of an Events API list.
-    pub fn from_value(value: Value) -> Result<Self, EventError> {
-        let envelope: Envelope =
-            serde_json::from_value(value).map_err(|e| EventError::Json(short(&e)))?;
-        Self::from_envelope(envelope)
-    }
-
-    fn from_envelope(e: Envelope) -> Result<Self, EventError> {
+    /// Parses the text of one event (a webhook body, or one element of an Events API list).
+    pub fn parse_str(body: &str) -> Result<Self, EventError> {
+        let e: Envelope<'_> = serde_json::from_str(body).map_err(|e| {
+            if e.is_data() {
+                EventError::NotAnEvent("no string `id`, `object` and `type`")
+            } else {
+                EventError::Json(short(&e))
+            }
+        })?;
         if e.object != "event" {
             return Err(EventError::NotAnEvent("`object` is not \"event\""));
         }
@@ -155,35 +224,42 @@ impl StripeEvent {
         if e.event_type.is_empty() || e.event_type.len() > 128 || !is_printable(&e.event_type) {
             return Err(EventError::NotAnEvent("`type` is empty or not printable"));
         }
-        let created = DateTime::from_timestamp(e.created, 0)
-            .filter(|_| e.created >= 0)
-            .ok_or(EventError::NotAnEvent("`created` is not a valid unix time"))?;
-        let obj = &e.data.object;
-        let object = EventObject {
-            kind: text(&obj.object),
-            id: text(&obj.id),
-            client_reference_id: text(&obj.client_reference_id),
-            metadata_order_id: text(&obj.metadata["order_id"]),
-            payment_status: text(&obj.payment_status),
-            amount_total: obj.amount_total.as_i64(),
-            currency: text(&obj.currency).map(|c| c.to_ascii_lowercase()),
-            payment_intent: match &obj.payment_intent {
-                Value::Object(pi) => pi.get("id").and_then(text),
-                other => text(other),
-            },
-            fully_refunded: obj.refunded.as_bool() == Some(true)
-                || matches!(
-                    (obj.amount_refunded.as_i64(), obj.amount.as_i64()),
-                    (Some(r), Some(a)) if a > 0 && r >= a
-                ),
+        let mut r = Reader::default();
+        let created = r
+            .int(e.created, "created")
+            .filter(|&t| t >= 0)
+            .and_then(|t| DateTime::from_timestamp(t, 0));
+        if created.is_none() {
+            r.unreadable.get_or_insert("created");
+        }
+        let livemode = boolean(e.livemode);
+        if livemode.is_none() {
+            r.unreadable.get_or_insert("livemode");
+        }
+        let api_version = text(e.api_version, "api_version").ok().flatten();
+        let object = match e.data.map(|d| serde_json::from_str::<Data<'_>>(d.get())) {
+            Some(Ok(Data { object: Some(o) })) if o.get().starts_with('{') => {
+                match serde_json::from_str::<RawObject<'_>>(o.get()) {
+                    Ok(raw) => read_object(&raw, &mut r),
+                    Err(_) => {
+                        r.unreadable.get_or_insert("data.object");
+                        EventObject::default()
+                    }
+                }
+            }
+            _ => {
+                r.unreadable.get_or_insert("data.object");
+                EventObject::default()
+            }
         };
         Ok(StripeEvent {
-            id: e.id,
-            event_type: e.event_type,
-            created,
-            livemode: e.livemode,
-            api_version: e.api_version.filter(|v| is_printable(v)),
+            id: e.id.into_owned(),
+            event_type: e.event_type.into_owned(),
+            created: created.unwrap_or_else(Utc::now),
+            livemode: livemode.unwrap_or(false),
+            api_version,
             object,
+            unreadable: r.unreadable.map(str::to_owned),
         })
     }
 
@@ -199,6 +275,56 @@ impl StripeEvent {
     pub fn moves_orders(&self) -> bool {
         types::ORDER_TYPES.contains(&self.event_type.as_str())
     }
+
+    /// Why an order-moving event cannot be applied: a field the state machine needs could not be
+    /// read. `None` for readable events and for types that move no order.
+    pub fn unreadable_reason(&self) -> Option<&str> {
+        self.unreadable.as_deref().filter(|_| self.moves_orders())
+    }
+}
+
+fn read_object(raw: &RawObject<'_>, r: &mut Reader) -> EventObject {
+    let metadata_order_id = match raw.metadata {
+        Some(m) if m.get().starts_with('{') => {
+            match serde_json::from_str::<Metadata<'_>>(m.get()) {
+                Ok(m) => r.text(m.order_id, "data.object.metadata.order_id"),
+                Err(_) => {
+                    r.unreadable.get_or_insert("data.object.metadata");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let payment_intent = match raw.payment_intent {
+        Some(pi) if pi.get().starts_with('{') => {
+            match serde_json::from_str::<Expanded<'_>>(pi.get()) {
+                Ok(pi) => r.text(pi.id, "data.object.payment_intent.id"),
+                Err(_) => {
+                    r.unreadable.get_or_insert("data.object.payment_intent");
+                    None
+                }
+            }
+        }
+        other => r.text(other, "data.object.payment_intent"),
+    };
+    let refunded = boolean(raw.refunded) == Some(true);
+    let amount_refunded = r.int(raw.amount_refunded, "data.object.amount_refunded");
+    let amount = r.int(raw.amount, "data.object.amount");
+    EventObject {
+        kind: r.text(raw.object, "data.object.object"),
+        id: r.text(raw.id, "data.object.id"),
+        client_reference_id: r.text(raw.client_reference_id, "data.object.client_reference_id"),
+        metadata_order_id,
+        payment_status: r.text(raw.payment_status, "data.object.payment_status"),
+        amount_total: r.int(raw.amount_total, "data.object.amount_total"),
+        currency: r
+            .text(raw.currency, "data.object.currency")
+            .map(|c| c.to_ascii_lowercase()),
+        payment_intent,
+        fully_refunded: refunded
+            || matches!((amount_refunded, amount), (Some(r), Some(a)) if a > 0 && r >= a),
+    }
 }
 
 /// Stripe ids: 1–255 characters of `[A-Za-z0-9_]`.
@@ -212,57 +338,22 @@ fn is_printable(s: &str) -> bool {
     !s.chars().any(char::is_control)
 }
 
-/// A string field that Postgres can store as `text`: present, short enough, no control characters.
-fn text(v: &Value) -> Option<String> {
-    v.as_str()
-        .filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN && is_printable(s))
-        .map(str::to_owned)
-}
-
 fn short(e: &serde_json::Error) -> String {
     let mut s = e.to_string();
     s.truncate(200);
     s
 }
 
-/// The payload as Postgres `jsonb` accepts it. jsonb refuses `\u0000`, which JSON allows; such a
-/// (rare) event is stored with U+FFFD in place of each NUL instead of being lost.
-pub fn storable_payload(body: &str) -> Cow<'_, str> {
-    if !body.contains("\\u0000") {
-        return Cow::Borrowed(body);
-    }
-    match serde_json::from_str::<Value>(body) {
-        Ok(mut value) => {
-            replace_nul(&mut value);
-            Cow::Owned(value.to_string())
-        }
-        Err(_) => Cow::Borrowed(body),
-    }
-}
-
-fn replace_nul(v: &mut Value) {
-    match v {
-        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
-        Value::Array(items) => items.iter_mut().for_each(replace_nul),
-        Value::Object(map) => {
-            let keys: Vec<String> = map.keys().filter(|k| k.contains('\0')).cloned().collect();
-            for k in keys {
-                if let Some(val) = map.remove(&k) {
-                    map.insert(k.replace('\0', "\u{FFFD}"), val);
-                }
-            }
-            map.values_mut().for_each(replace_nul);
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/stripe");
+
+    fn from_value(v: Value) -> StripeEvent {
+        StripeEvent::parse_str(&v.to_string()).expect("event")
+    }
 
     #[test]
     fn official_payload_parses() {
@@ -276,6 +367,7 @@ mod tests {
         assert_eq!(e.object.kind.as_deref(), Some("customer"));
         assert_eq!(e.session_id(), None);
         assert!(!e.moves_orders());
+        assert_eq!(e.unreadable, None);
     }
 
     #[test]
@@ -284,10 +376,11 @@ mod tests {
             &std::fs::read_to_string(format!("{FIXTURES}/checkout_session.json")).expect("fixture"),
         )
         .expect("json");
-        let event = json!({"id": "evt_1", "object": "event", "type": "checkout.session.completed",
+        let e = from_value(
+            json!({"id": "evt_1", "object": "event", "type": "checkout.session.completed",
             "created": 1_700_000_000, "livemode": false, "api_version": null,
-            "data": {"object": session}});
-        let e = StripeEvent::from_value(event).expect("event");
+            "data": {"object": session}}),
+        );
         assert_eq!(
             e.session_id(),
             Some("cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY")
@@ -299,6 +392,7 @@ mod tests {
         );
         assert_eq!(e.object.amount_total, None);
         assert!(e.moves_orders());
+        assert_eq!(e.unreadable, None);
     }
 
     #[test]
@@ -308,7 +402,7 @@ mod tests {
         )
         .expect("json");
         for item in list["data"].as_array().expect("data").clone() {
-            let e = StripeEvent::from_value(item).expect("event");
+            let e = from_value(item);
             assert_eq!(e.event_type, "setup_intent.created");
         }
     }
@@ -323,9 +417,7 @@ mod tests {
             br#"{"id":"","object":"event","type":"x","created":1,"livemode":false,"data":{"object":{}}}"#,
             br#"{"id":"evt 1","object":"event","type":"x","created":1,"livemode":false,"data":{"object":{}}}"#,
             br#"{"id":"evt_1","object":"event","type":"","created":1,"livemode":false,"data":{"object":{}}}"#,
-            br#"{"id":"evt_1","object":"event","type":"x","created":-1,"livemode":false,"data":{"object":{}}}"#,
-            br#"{"id":"evt_1","object":"event","type":"x","created":1e400,"livemode":false,"data":{"object":{}}}"#,
-            br#"{"id":"evt_1","object":"event","type":"x","created":1,"livemode":false,"data":{"object":[]}}"#,
+            br#"{"id":7,"object":"event","type":"x","created":1,"livemode":false,"data":{"object":{}}}"#,
             br#"{"id":"evt_1","id":"evt_2","object":"event","type":"x","created":1,"livemode":false,"data":{"object":{}}}"#,
             b"\xff\xfe",
         ] {
@@ -336,20 +428,64 @@ mod tests {
     }
 
     #[test]
-    fn lenient_object_fields() {
-        let v = json!({"id":"evt_1","object":"event","type":"charge.refunded","created":1,"livemode":true,
-            "data":{"object":{"object":"charge","id":"ch_1","amount":"x","amount_refunded":5,
-            "payment_intent":{"id":"pi_9","object":"payment_intent"},"metadata":{"order_id":7}}}});
-        let e = StripeEvent::from_value(v).expect("event");
-        assert_eq!(e.object.payment_intent.as_deref(), Some("pi_9"));
-        assert_eq!(e.object.metadata_order_id, None);
-        assert!(!e.object.fully_refunded);
+    fn events_with_unreadable_fields_are_still_events() {
+        for (body, field) in [
+            (
+                r#"{"id":"evt_1","object":"event","type":"x","created":-1,"livemode":false,"data":{"object":{}}}"#,
+                "created",
+            ),
+            (
+                r#"{"id":"evt_1","object":"event","type":"x","created":1e400,"livemode":false,"data":{"object":{}}}"#,
+                "created",
+            ),
+            (
+                r#"{"id":"evt_1","object":"event","type":"x","created":1,"livemode":false,"data":{"object":[]}}"#,
+                "data.object",
+            ),
+            (
+                r#"{"id":"evt_1","object":"event","type":"checkout.session.completed","created":1,"livemode":false,"data":{"object":{"object":"checkout.session","id":"cs_1","amount_total":1e1000000}}}"#,
+                "data.object.amount_total",
+            ),
+            (
+                r#"{"id":"evt_1","object":"event","type":"checkout.session.completed","created":1,"livemode":false,"data":{"object":{"object":"checkout.session","id":"cs_\ud800"}}}"#,
+                "data.object.id",
+            ),
+        ] {
+            let e = StripeEvent::parse_str(body).expect(body);
+            assert_eq!(e.unreadable.as_deref(), Some(field), "{body}");
+        }
     }
 
     #[test]
-    fn nul_is_made_storable() {
-        assert_eq!(storable_payload(r#"{"a":"b"}"#), r#"{"a":"b"}"#);
-        let fixed = storable_payload(r#"{"a":"x\u0000y"}"#);
-        assert_eq!(fixed, "{\"a\":\"x\u{FFFD}y\"}");
+    fn fields_we_do_not_read_never_make_an_event_unreadable() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for extra in [
+            r#""note":"\ud800""#,
+            r#""note":"\udc00""#,
+            r#""note":"\u0000""#,
+            r#""note":1e1000000"#,
+            r#""metadata":{"note":"\ud800","order_id":"x"}"#,
+            &format!(r#""note":{deep}"#),
+        ] {
+            let body = format!(
+                r#"{{"id":"evt_1","object":"event","type":"checkout.session.completed","created":1,"livemode":false,"data":{{"object":{{"object":"checkout.session","id":"cs_1",{extra}}}}}}}"#
+            );
+            let e = StripeEvent::parse_str(&body).expect(&body);
+            assert_eq!(e.unreadable, None, "{body}");
+            assert_eq!(e.session_id(), Some("cs_1"));
+        }
+    }
+
+    #[test]
+    fn lenient_object_fields() {
+        let e = from_value(
+            json!({"id":"evt_1","object":"event","type":"charge.refunded","created":1,"livemode":true,
+            "data":{"object":{"object":"charge","id":"ch_1","amount":"x","amount_refunded":5,
+            "payment_intent":{"id":"pi_9","object":"payment_intent"},"metadata":{"order_id":7}}}}),
+        );
+        assert_eq!(e.object.payment_intent.as_deref(), Some("pi_9"));
+        assert_eq!(e.object.metadata_order_id, None);
+        assert!(!e.object.fully_refunded);
+        assert_eq!(e.unreadable, None);
     }
 }

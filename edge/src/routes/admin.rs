@@ -20,15 +20,16 @@ pub fn metrics(state: &State) -> Response<Body> {
     admin::metrics()
 }
 
-/// Ready = not draining, every group-commit writer is running, the database answers, and its
-/// schema is current.
-pub async fn ready(state: &State) -> Response<Body> {
+/// Ready = not draining, the group-commit writers are running and making progress, and the
+/// database (as last probed, at most a second ago) answers, has a current schema and accepts
+/// writes. No query per call.
+pub fn ready(state: &State) -> Response<Body> {
     if state.is_draining() {
         return admin::ready(Err(NotReady::Draining));
     }
-    if !state.writer.all_running() {
-        tracing::error!("not ready: a ledger writer has stopped");
-        return admin::ready(Err(NotReady::LedgerWriter));
+    if let Err(why) = state.writer.health() {
+        tracing::warn!(reason = why.reason(), "not ready: the ledger writers");
+        return admin::ready(Err(why));
     }
-    admin::ready(admin::database_ready(&state.pool).await)
+    admin::ready(state.readiness.database())
 }

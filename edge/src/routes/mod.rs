@@ -99,7 +99,7 @@ pub async fn admin(
     let resp = match AdminRoute::of(req.method(), req.uri().path()) {
         AdminRoute::Metrics => admin::metrics(&state),
         AdminRoute::Live => common::admin::live(),
-        AdminRoute::Ready => admin::ready(&state).await,
+        AdminRoute::Ready => admin::ready(&state),
         AdminRoute::MethodNotAllowed => {
             Error::MethodNotAllowed { allow: "GET" }.into_response(&rid)
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::metrics::{EdgeMetrics, SecretIndex, Transition, WebhookOutcome};
 use bytes::Bytes;
 use common::ledger::Applied;
-use common::stripe::event::{StripeEvent, storable_payload};
+use common::stripe::event::StripeEvent;
 use common::stripe::signature::{self, SignatureError};
 use common::telemetry::RequestId;
 use http::{HeaderMap, Request, Response, StatusCode, header};
@@ -60,11 +60,8 @@ pub async fn handle(req: Request<Incoming>, state: &State, rid: &RequestId) -> R
             )
         }
         Err(e) => {
-            match &e {
-                Error::Storage(cause) => {
-                    tracing::error!(error = %cause, "webhook not recorded: storage failed; Stripe will retry")
-                }
-                other => tracing::warn!(error = %other, code = other.code(), "webhook refused"),
+            if !matches!(e, Error::Storage(_)) {
+                tracing::warn!(error = %e, code = e.code(), "webhook refused");
             }
             e.into_response(rid)
         }
@@ -91,14 +88,25 @@ async fn receive(
     )?;
     state.metrics.secret_matches.inc(SecretIndex(index));
     let event = Arc::new(StripeEvent::parse(&body)?);
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| common::stripe::event::EventError::Json("not UTF-8".into()))?;
-    let payload = storable_payload(text).into_owned();
-    let applied = state
+    // Stored exactly as signed (the parse above proved it UTF-8).
+    let payload = String::from_utf8_lossy(&body).into_owned();
+    match state
         .writer
         .record(event.clone(), payload, rid.as_str())
-        .await?;
-    Ok((event, applied))
+        .await
+    {
+        Ok(applied) => Ok((event, applied)),
+        Err(cause) => {
+            tracing::error!(
+                eventId = %event.id,
+                eventType = %event.event_type,
+                sqlstate = cause.sqlstate(),
+                error = %cause,
+                "webhook not recorded: storage failed; Stripe will retry"
+            );
+            Err(cause.into())
+        }
+    }
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

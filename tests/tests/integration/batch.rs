@@ -2,7 +2,7 @@
 //! cut into batches of every size, leave exactly the same orders, ledger rows and answers; and the
 //! batch edge cases (duplicates, several moves of one order, concurrent overlapping batches).
 
-use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerConnection, Source};
+use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerConnection, Locking, Source};
 use common::stripe::event::StripeEvent;
 use serde_json::{Value, json};
 use tests::ledger::{
@@ -455,14 +455,18 @@ async fn two_lanes(
     let (second_has_turn, turn_taken) = tokio::sync::oneshot::channel();
     let first_entries = entries(first);
     let first_done = async {
-        let sent = conn.send_batch(&first_entries, WEBHOOK).await;
+        let sent = conn
+            .send_batch(&first_entries, WEBHOOK, Locking::Wait)
+            .await;
         drop(first_turn);
         sent?.committed().await
     };
     let second_done = async {
         let second_turn = turn.lock().await;
         let _ = second_has_turn.send(());
-        let sent = conn.send_batch(&entries(second), WEBHOOK).await;
+        let sent = conn
+            .send_batch(&entries(second), WEBHOOK, Locking::Wait)
+            .await;
         drop(second_turn);
         sent?.committed().await
     };
@@ -589,7 +593,9 @@ async fn a_batch_dropped_before_its_commit_is_sent_never_hands_its_connection_on
     let handed_on = std::sync::atomic::AtomicBool::new(false);
     let batch_entries = entries(std::slice::from_ref(&delivery));
     let batch = async {
-        let sent = conn.send_batch(&batch_entries, WEBHOOK).await;
+        let sent = conn
+            .send_batch(&batch_entries, WEBHOOK, Locking::Wait)
+            .await;
         handed_on.store(true, std::sync::atomic::Ordering::SeqCst);
         sent.map(|_| ())
     };

@@ -63,6 +63,19 @@ async fn the_daemon_passes_at_start_and_serves_support() {
         .await,
         "the start-up pass backfilled the lost event"
     );
+    // The pass goes on after the order is paid (orphans, its run row): wait for its end.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            db.query_one(
+                "SELECT count(*) FROM reconcile_runs WHERE status = 'ok'",
+                &[],
+            )
+            .await
+            .is_ok_and(|r| r.get::<_, i64>(0) == 1)
+        })
+        .await,
+        "the start-up pass ended"
+    );
     assert_eq!(get(admin, "/live").await.status, 200);
     assert_eq!(get(admin, "/ready").await.status, 200);
     let metrics = get(admin, "/metrics").await.text();
@@ -86,7 +99,15 @@ async fn the_daemon_passes_at_start_and_serves_support() {
         .status,
         401
     );
-    let run = post(admin, "/reconcile/run", Some(TOKEN)).await;
+    // The start-up pass may still be finishing (its run row is written before it lets go).
+    let mut run = post(admin, "/reconcile/run", Some(TOKEN)).await;
+    for _ in 0..100 {
+        if run.status != 409 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        run = post(admin, "/reconcile/run", Some(TOKEN)).await;
+    }
     assert_eq!(run.status, 200, "{}", run.text());
     assert_eq!(run.json()["status"], "ok");
     assert_eq!(run.json()["trigger"], "manual");

@@ -85,7 +85,5 @@ async fn record(
         expect_livemode: None,
     };
     let mut applied = ledger::record_batch(pool, &[entry], meta).await?;
-    applied
-        .pop()
-        .ok_or_else(|| LedgerError::Unavailable("no answer".into()))
+    applied.pop().ok_or(LedgerError::OrderBusy)
 }

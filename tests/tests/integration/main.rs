@@ -8,6 +8,7 @@ mod daemon;
 mod dashboards;
 mod faults;
 mod group_commit;
+mod guards;
 mod hostile;
 mod inspect;
 mod ledger;

@@ -36,9 +36,13 @@ async fn database_outage_answers_5xx_and_recovers_without_restart() {
         assert_eq!(reply.json()["error"]["code"], "storage_unavailable");
         assert!(!reply.text().contains("tokio") && !reply.text().contains("postgres"));
     }
-    let ready = get(edge.admin, "/ready").await;
-    assert_eq!(ready.status, 503);
-    assert_eq!(ready.json()["status"], "unavailable");
+    // `/ready` answers from a probe that runs every second.
+    let reported = eventually(Duration::from_secs(5), || async {
+        let ready = get(edge.admin, "/ready").await;
+        ready.status == 503 && ready.json()["status"] == "unavailable"
+    })
+    .await;
+    assert!(reported, "/ready reports the outage");
     assert_eq!(
         event_count(&db).await,
         1,
