@@ -57,7 +57,13 @@ async fn a_flood_of_unclaimed_orphans_never_hides_a_paying_event() {
     let id = pending_order(&db, &session.id).await;
 
     let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
+    let started = Instant::now();
     let first = reconciler.pass(Trigger::Schedule, &never()).await;
+    println!(
+        "fault=orphan-flood unclaimed=5000 pass_ms={} linked={}",
+        started.elapsed().as_millis(),
+        first.orphans_linked
+    );
     assert_eq!(first.status, "ok", "{first:?}");
     assert_eq!(first.orphans_linked, 1, "{first:?}");
     assert_eq!(order(&db, id).await.status, "paid");
@@ -271,8 +277,10 @@ async fn one_locked_order_never_stalls_the_webhooks_of_the_others() {
         .iter()
         .map(|(_, e)| edge.spawn_webhook_json(e))
         .collect();
+    let mut slowest = Duration::ZERO;
     for (task, (id, _)) in free.into_iter().zip(&others) {
         let reply = task.await.expect("task");
+        slowest = slowest.max(started.elapsed());
         assert_eq!(reply.status, 200, "{}", reply.text());
         assert!(
             started.elapsed() < Duration::from_secs(3),
@@ -282,6 +290,12 @@ async fn one_locked_order_never_stalls_the_webhooks_of_the_others() {
         assert_eq!(order(&db, *id).await.status, "paid");
     }
     let reply = blocked.await.expect("task");
+    println!(
+        "fault=locked-row others=10 slowest_other_ms={} locked_answer={} after_ms={}",
+        slowest.as_millis(),
+        reply.status,
+        started.elapsed().as_millis()
+    );
     assert_eq!(reply.status, 503, "{}", reply.text());
     assert!(reply.header("retry-after").is_some());
     assert!(started.elapsed() < Duration::from_secs(8));
@@ -330,6 +344,7 @@ async fn a_read_only_database_is_reported_and_survived_without_a_restart() {
     .await
     .expect("terminate");
     let event = session_event("checkout.session.completed", &sessions[0]);
+    let started = Instant::now();
     let refused = eventually(Duration::from_secs(10), || async {
         edge.webhook_json(&event).await.status.as_u16() >= 500
     })
@@ -341,6 +356,7 @@ async fn a_read_only_database_is_reported_and_survived_without_a_restart() {
     })
     .await;
     assert!(not_ready, "/ready says the database is read-only");
+    let reported_ms = started.elapsed().as_millis();
 
     // Writable again: the same edge recovers, without a restart.
     db.batch_execute(&format!(
@@ -348,11 +364,16 @@ async fn a_read_only_database_is_reported_and_survived_without_a_restart() {
     ))
     .await
     .expect("writable");
+    let writable = Instant::now();
     let recovered = eventually(Duration::from_secs(15), || async {
         edge.webhook_json(&event).await.status == 200
     })
     .await;
     assert!(recovered, "webhooks are recorded again");
+    println!(
+        "fault=read-only reported_ms={reported_ms} recovered_ms={}",
+        writable.elapsed().as_millis()
+    );
     assert!(
         eventually(Duration::from_secs(10), || async {
             get(edge.admin, "/ready").await.status == 200
