@@ -45,3 +45,8 @@ BEGIN
 END $$;
 CREATE TRIGGER orders_keys_changed BEFORE UPDATE OF stripe_session_id
     ON orders FOR EACH ROW EXECUTE FUNCTION orders_keys_changed();
+
+-- Replicas of the reconciler share each scheduled tick: a pass records the tick it belongs to, and
+-- a replica that finds the tick's pass already done records itself skipped.
+ALTER TABLE reconcile_runs ADD COLUMN tick_at timestamptz NULL;
+CREATE INDEX reconcile_runs_tick_idx ON reconcile_runs (tick_at) WHERE tick_at IS NOT NULL;

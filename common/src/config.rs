@@ -32,6 +32,9 @@ pub mod var {
     pub const RECONCILE_SCHEDULE: &str = "RECONCILE_SCHEDULE";
     pub const RECONCILE_LOOKBACK: &str = "RECONCILE_LOOKBACK";
     pub const RECONCILE_OVERLAP: &str = "RECONCILE_OVERLAP";
+    pub const RECONCILE_SETTLE: &str = "RECONCILE_SETTLE";
+    pub const RECONCILE_PASS_TIMEOUT: &str = "RECONCILE_PASS_TIMEOUT";
+    pub const STRIPE_MAX_RESPONSE_BYTES: &str = "STRIPE_MAX_RESPONSE_BYTES";
     pub const STRIPE_MAX_RPS: &str = "STRIPE_MAX_RPS";
     pub const RECONCILER_ADMIN_LISTEN: &str = "RECONCILER_ADMIN_LISTEN";
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
@@ -205,6 +208,13 @@ impl<'a, S: Source + ?Sized> Parser<'a, S> {
                     default
                 }
             },
+        }
+    }
+
+    /// The problems found so far, as the error (for a parse that cannot go on).
+    pub fn into_error(self) -> ConfigError {
+        ConfigError {
+            problems: self.problems,
         }
     }
 

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use common::config::{
     ConfigError, DbConfig, LogFormat, Parser, ProcessEnv, Secret, Source, parse_duration, range,
     var,
@@ -11,6 +13,45 @@ use common::config::{
 
 /// Stripe keeps events for 30 days; a first pass must stay inside that.
 pub const MAX_LOOKBACK: Duration = Duration::from_secs(29 * 24 * 3600);
+
+/// `RECONCILE_SCHEDULE`: a cron expression with seconds, UTC, parsed once.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    expr: String,
+    cron: croner::Cron,
+}
+
+impl Schedule {
+    pub fn parse(expr: &str) -> Result<Self, String> {
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .build()
+            .parse(expr)
+            .map_err(|e| {
+                format!("must be a cron expression with seconds (`sec min hour dom mon dow`): {e}")
+            })?;
+        Ok(Self {
+            expr: expr.to_owned(),
+            cron,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.expr
+    }
+
+    /// The tick that `now` belongs to: the latest scheduled time at or before it. Replicas whose
+    /// clocks differ by less than the schedule's period agree on it.
+    pub fn tick(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_previous_occurrence(&now, true).ok()
+    }
+}
+
+impl PartialEq<&str> for Schedule {
+    fn eq(&self, other: &&str) -> bool {
+        self.expr == *other
+    }
+}
 
 /// Everything the reconciler's commands need.
 #[derive(Debug, Clone)]
@@ -20,15 +61,24 @@ pub struct ReconcilerConfig {
     pub stripe_api_key: Option<Secret>,
     pub stripe_api_base: String,
     pub stripe_api_version: Option<String>,
-    pub schedule: String,
+    pub schedule: Schedule,
     pub lookback: Duration,
     pub overlap: Duration,
+    /// A pass's window ends this long before now (`RECONCILE_SETTLE`).
+    pub settle: Duration,
+    /// A pass that runs longer is recorded failed and stopped (`RECONCILE_PASS_TIMEOUT`).
+    pub pass_timeout: Duration,
+    /// Larger Stripe responses fail the pass (`STRIPE_MAX_RESPONSE_BYTES`).
+    pub max_response_bytes: usize,
     pub max_rps: u32,
     pub admin_listen: SocketAddr,
     pub admin_token: Option<Secret>,
     pub expect_livemode: Option<bool>,
     pub shutdown_grace: Duration,
 }
+
+/// `RECONCILE_SCHEDULE`'s default: every ten minutes.
+const DEFAULT_SCHEDULE: &str = "0 */10 * * * *";
 
 /// Which reconciler command is being configured: only some need the Stripe key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,14 +124,15 @@ impl ReconcilerConfig {
             }
         });
         let stripe_api_version = p.raw(var::STRIPE_API_VERSION).map(|v| v.trim().to_owned());
-        let schedule = p.with(var::RECONCILE_SCHEDULE, "0 */10 * * * *".into(), |v| {
-            let fields = v.split_whitespace().count();
-            if v.starts_with('@') || fields == 6 || fields == 7 {
-                Ok(v.to_owned())
-            } else {
-                Err("must be a cron expression with seconds: `sec min hour dom mon dow`".into())
-            }
-        });
+        let schedule = p
+            .with(var::RECONCILE_SCHEDULE, None, |v| {
+                Schedule::parse(v).map(Some)
+            })
+            .or_else(|| Schedule::parse(DEFAULT_SCHEDULE).ok());
+        let Some(schedule) = schedule else {
+            // Only when the variable itself was refused (the default always parses).
+            return Err(p.into_error());
+        };
         let lookback = p.with(
             var::RECONCILE_LOOKBACK,
             Duration::from_secs(72 * 3600),
@@ -99,6 +150,21 @@ impl ReconcilerConfig {
             Duration::from_secs(15 * 60),
             parse_duration,
         );
+        let settle = p.with(var::RECONCILE_SETTLE, Duration::from_secs(60), |v| {
+            parse_duration(v).and_then(|d| match d <= Duration::from_secs(3600) {
+                true => Ok(d),
+                false => Err("must be at most 1h".into()),
+            })
+        });
+        let pass_timeout = p.with(var::RECONCILE_PASS_TIMEOUT, Duration::from_secs(300), |v| {
+            parse_duration(v).and_then(|d| match d >= Duration::from_secs(1) {
+                true => Ok(d),
+                false => Err("must be at least 1s".into()),
+            })
+        });
+        let max_response_bytes = p.with(var::STRIPE_MAX_RESPONSE_BYTES, 16 * 1024 * 1024, |v| {
+            range(v, 64 * 1024, 1024 * 1024 * 1024)
+        });
         let max_rps = p.with(var::STRIPE_MAX_RPS, 20, |v| range(v, 1, 1000));
         let admin_listen = p.addr(var::RECONCILER_ADMIN_LISTEN, "0.0.0.0:9465");
         let admin_token = p.raw(var::ADMIN_TOKEN).and_then(|t| {
@@ -121,6 +187,9 @@ impl ReconcilerConfig {
             schedule,
             lookback,
             overlap,
+            settle,
+            pass_timeout,
+            max_response_bytes,
             max_rps,
             admin_listen,
             admin_token,

@@ -33,6 +33,8 @@ pub enum Error {
     BadEvent(#[from] EventError),
     #[error("stopped by shutdown between pages")]
     Stopped,
+    #[error("the pass ran past RECONCILE_PASS_TIMEOUT ({}s) and was stopped", .0.as_secs())]
+    PassTimeout(std::time::Duration),
     #[error("{0} event(s) could not be written (see failedEvents); the next pass retries them")]
     EventsNotWritten(usize),
     #[error("cannot listen on {addr}: {source}")]

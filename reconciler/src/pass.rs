@@ -37,6 +37,8 @@ pub struct PassSummary {
     /// ok, failed or skipped.
     pub status: RunStatus,
     pub trigger: Trigger,
+    /// The scheduled tick the pass belongs to (scheduled passes only).
+    pub tick_at: Option<DateTime<Utc>>,
     pub window_from: Option<DateTime<Utc>>,
     pub window_to: Option<DateTime<Utc>>,
     pub stripe_requests: u64,
@@ -57,6 +59,7 @@ impl PassSummary {
             run_id: None,
             status: RunStatus::Failed,
             trigger,
+            tick_at: None,
             window_from: None,
             window_to: None,
             stripe_requests: 0,
@@ -82,12 +85,24 @@ impl PassSummary {
 }
 
 impl Reconciler {
-    /// Runs one window pass. `stop` turning true ends it between pages (shutdown).
+    /// Runs one window pass now. `stop` turning true ends it between pages (shutdown).
     pub async fn pass(&self, trigger: Trigger, stop: &watch::Receiver<bool>) -> PassSummary {
+        self.pass_of_tick(trigger, None, stop).await
+    }
+
+    /// Runs the pass of a scheduled `tick`, unless a replica already did it (then it is
+    /// recorded `skipped`).
+    pub async fn pass_of_tick(
+        &self,
+        trigger: Trigger,
+        tick: Option<DateTime<Utc>>,
+        stop: &watch::Receiver<bool>,
+    ) -> PassSummary {
         let started = Instant::now();
         let requests_before = self.stripe.requests();
         let mut summary = PassSummary::new(trigger);
-        let result = self.locked_pass(trigger, stop, &mut summary).await;
+        summary.tick_at = tick;
+        let result = self.locked_pass(trigger, tick, stop, &mut summary).await;
         summary.stripe_requests = self.stripe.requests() - requests_before;
         match result {
             Ok(status) => summary.status = status,
@@ -138,6 +153,7 @@ impl Reconciler {
     async fn locked_pass(
         &self,
         trigger: Trigger,
+        tick: Option<DateTime<Utc>>,
         stop: &watch::Receiver<bool>,
         summary: &mut PassSummary,
     ) -> Result<RunStatus, Error> {
@@ -149,7 +165,18 @@ impl Reconciler {
             .get(0);
         let client = self.pool.get().await?;
         if !acquired {
-            summary.run_id = Some(runs::skipped(&client, trigger).await?);
+            let why = "another replica's pass holds the lock";
+            summary.run_id = Some(runs::skipped(&client, trigger, tick, why).await?);
+            return Ok(RunStatus::Skipped);
+        }
+        if let Some(tick) = tick
+            && runs::tick_done(&client, tick).await?
+        {
+            let why = "another replica already did this tick's pass";
+            summary.run_id = Some(runs::skipped(&client, trigger, Some(tick), why).await?);
+            let _ = lock
+                .execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK_KEY])
+                .await;
             return Ok(RunStatus::Skipped);
         }
         runs::fail_interrupted(&client).await?;
@@ -157,17 +184,31 @@ impl Reconciler {
         let high_water = runs::high_water(&client).await?;
         let overlap = ChronoDuration::from_std(self.config.overlap).unwrap_or_default();
         let lookback = ChronoDuration::from_std(self.config.lookback).unwrap_or_default();
+        let settle = ChronoDuration::from_std(self.config.settle).unwrap_or_default();
         let oldest = now - ChronoDuration::from_std(MAX_LOOKBACK).unwrap_or_default();
+        // Webhooks still being delivered are not missing: the window ends `settle` before now,
+        // and the next pass's overlap covers the rest.
+        let to = now - settle;
         let from = high_water
             .map_or(now - lookback, |hw| hw - overlap)
-            .max(oldest);
+            .max(oldest)
+            .min(to);
         summary.window_from = Some(from);
-        summary.window_to = Some(now);
-        let run_id = runs::start(&client, trigger, Scope::Window, from, now).await?;
+        summary.window_to = Some(to);
+        let run_id = runs::start(&client, trigger, Scope::Window, from, to, tick).await?;
         summary.run_id = Some(run_id);
         drop(client);
 
-        let result = self.scan(run_id, from, now, stop, summary).await;
+        let deadline = self.config.pass_timeout;
+        let result = match tokio::time::timeout(
+            deadline,
+            self.scan(run_id, from, to, stop, summary),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Error::PassTimeout(deadline)),
+        };
         let _ = lock
             .execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK_KEY])
             .await;

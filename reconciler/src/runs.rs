@@ -113,19 +113,37 @@ pub struct Counts {
     pub orders_updated: u64,
 }
 
-/// Records a pass that did not run because another replica held the lock.
+/// Records a pass that did not run: another replica held the lock, or had already done the
+/// pass of the same tick.
 pub async fn skipped<C: GenericClient>(
     client: &C,
     trigger: Trigger,
+    tick: Option<DateTime<Utc>>,
+    reason: &str,
 ) -> Result<i64, tokio_postgres::Error> {
     let row = client
         .query_one(
-            "INSERT INTO reconcile_runs (trigger, scope, status, finished_at)
-             VALUES ($1, 'window', 'skipped', now()) RETURNING id",
-            &[&trigger.as_str()],
+            "INSERT INTO reconcile_runs (trigger, scope, status, finished_at, tick_at, error)
+             VALUES ($1, 'window', 'skipped', now(), $2, $3) RETURNING id",
+            &[&trigger.as_str(), &tick, &reason],
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// Whether a replica already did the pass of this tick.
+pub async fn tick_done<C: GenericClient>(
+    client: &C,
+    tick: DateTime<Utc>,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM reconcile_runs
+             WHERE tick_at = $1 AND scope = 'window' AND status = 'ok')",
+            &[&tick],
+        )
+        .await?
+        .get(0))
 }
 
 /// Holding the pass lock, no other pass runs: a `running` window row is one that died (for
@@ -168,19 +186,21 @@ pub async fn last_ok_start<C: GenericClient>(
         .get(0))
 }
 
-/// Records the start of a run over a window; returns its id.
+/// Records the start of a run over a window (of a scheduled tick, for scheduled passes);
+/// returns its id.
 pub async fn start<C: GenericClient>(
     client: &C,
     trigger: Trigger,
     scope: Scope,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    tick: Option<DateTime<Utc>>,
 ) -> Result<i64, tokio_postgres::Error> {
     let row = client
         .query_one(
-            "INSERT INTO reconcile_runs (trigger, scope, window_from, window_to)
-             VALUES ($1, $2, $3, $4) RETURNING id",
-            &[&trigger.as_str(), &scope.as_str(), &from, &to],
+            "INSERT INTO reconcile_runs (trigger, scope, window_from, window_to, tick_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[&trigger.as_str(), &scope.as_str(), &from, &to, &tick],
         )
         .await?;
     Ok(row.get(0))

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use chrono::Utc;
 use common::http::{Limits, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -97,7 +98,10 @@ impl Daemon {
             .start()
             .await
             .map_err(|e| Error::Schedule(e.to_string()))?;
-        tracing::info!(schedule = %self.reconciler.config.schedule, "reconciler running");
+        tracing::info!(
+            schedule = self.reconciler.config.schedule.as_str(),
+            "reconciler running"
+        );
         let first = {
             let (reconciler, busy, stop) = (self.reconciler.clone(), busy.clone(), stop.clone());
             tokio::spawn(async move { scheduled_pass(&reconciler, &busy, &stop).await })
@@ -124,8 +128,9 @@ impl Daemon {
     }
 }
 
-/// Runs a scheduled pass unless one is already running in this process (a slow pass must not pile
-/// up behind the next tick).
+/// Runs the pass of the current tick unless one is already running in this process (a slow pass
+/// must not pile up behind the next tick). Across replicas, the tick's pass runs once: a replica
+/// that finds it already done records `skipped`.
 async fn scheduled_pass(reconciler: &Reconciler, busy: &AtomicBool, stop: &watch::Receiver<bool>) {
     if *stop.borrow() {
         return;
@@ -134,6 +139,7 @@ async fn scheduled_pass(reconciler: &Reconciler, busy: &AtomicBool, stop: &watch
         tracing::warn!("the previous pass is still running; this tick is skipped");
         return;
     }
-    reconciler.pass(Trigger::Schedule, stop).await;
+    let tick = reconciler.config.schedule.tick(Utc::now());
+    reconciler.pass_of_tick(Trigger::Schedule, tick, stop).await;
     busy.store(false, Ordering::SeqCst);
 }

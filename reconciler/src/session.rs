@@ -84,7 +84,7 @@ impl Reconciler {
         let client = self.pool.get().await?;
         let from = chrono::DateTime::from_timestamp(created, 0).unwrap_or_default();
         let to = chrono::DateTime::from_timestamp(window_to, 0).unwrap_or_default();
-        let run = runs::start(&client, trigger, Scope::Session, from, to).await?;
+        let run = runs::start(&client, trigger, Scope::Session, from, to, None).await?;
         drop(client);
         let result = self
             .apply_found(&found, before.as_ref(), &runs::request_id(run))

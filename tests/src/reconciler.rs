@@ -28,6 +28,8 @@ pub fn config(db_url: &str, sim: &StripeSim, extra: &[(&str, &str)]) -> Reconcil
         ("STRIPE_MAX_RPS", "100"),
         ("RECONCILER_ADMIN_LISTEN", "127.0.0.1:0"),
         ("STRIPE_EXPECT_LIVEMODE", "any"),
+        // Tests deliver and reconcile at once; the settle window is tested on its own.
+        ("RECONCILE_SETTLE", "0s"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -1,7 +1,12 @@
-//! Stripe's REST API as the reconciler uses it (`GET /v1/events`, `GET /v1/checkout/sessions/{id}`):
-//! a client-side rate limit (`STRIPE_MAX_RPS`), retries with exponential backoff and jitter on 429,
-//! 409, 5xx and connection errors (honouring `Stripe-Should-Retry`), per-request metrics, an API
-//! key that never leaves the `Authorization` header, and the one pager over event lists.
+//! Stripe's REST API as the reconciler uses it: a client-side rate limit (`STRIPE_MAX_RPS`),
+//! retries with exponential backoff and jitter on 429, 409, 5xx and connection errors (honouring
+//! `Stripe-Should-Retry`), per-request metrics, bodies read up to `STRIPE_MAX_RESPONSE_BYTES`,
+//! redirects never followed, and an API key that never leaves the `Authorization` header of a
+//! request to `STRIPE_API_BASE`. The events endpoints and their pager are in [`events`].
+
+pub mod events;
+
+pub use events::{EventHead, EventPager, EventQuery, ListedEvent};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -51,68 +56,15 @@ pub enum StripeError {
     Transport { attempts: u32, message: String },
     #[error("unexpected answer from Stripe: {0}")]
     Malformed(String),
-}
-
-/// One page of `GET /v1/events`: each event as the exact JSON text Stripe sent.
-#[derive(Debug)]
-pub struct EventPage {
-    pub data: Vec<Box<serde_json::value::RawValue>>,
-    pub has_more: bool,
-}
-
-/// The ids of a listed event, read without building its whole tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventHead {
-    pub id: String,
-    /// `data.object.id`
-    pub object_id: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct Head {
-    id: String,
-    data: HeadData,
-}
-
-#[derive(serde::Deserialize)]
-struct HeadData {
-    object: HeadObject,
-}
-
-#[derive(serde::Deserialize)]
-struct HeadObject {
-    #[serde(default)]
-    id: Option<String>,
-}
-
-impl EventHead {
-    pub fn read(raw: &serde_json::value::RawValue) -> Result<Self, StripeError> {
-        let head: Head = serde_json::from_str(raw.get())
-            .map_err(|e| StripeError::Malformed(format!("an event of the list has no id: {e}")))?;
-        Ok(Self {
-            id: head.id,
-            object_id: head.data.object.id,
-        })
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct RawList {
-    object: String,
-    data: Vec<Box<serde_json::value::RawValue>>,
-    has_more: bool,
-}
-
-/// The filters of one `GET /v1/events` request.
-#[derive(Debug, Clone, Default)]
-pub struct EventQuery {
-    /// Exact types (`types[]`), or one `type` (which may end with `*`).
-    pub types: Vec<String>,
-    pub type_pattern: Option<String>,
-    pub created_gte: Option<i64>,
-    pub created_lte: Option<i64>,
-    pub starting_after: Option<String>,
-    pub limit: u8,
+    #[error("Stripe's answer is larger than STRIPE_MAX_RESPONSE_BYTES ({limit} bytes)")]
+    TooLarge { limit: usize },
+    #[error(
+        "Stripe answered {status} redirecting to {host}: Stripe's API never redirects, so the \
+         redirect was not followed (check STRIPE_API_BASE and any proxy in front of it)"
+    )]
+    Redirect { status: u16, host: String },
+    #[error("Stripe's event list does not page forward: {0}")]
+    Pagination(String),
 }
 
 /// Spaces requests at least `1 / STRIPE_MAX_RPS` apart, across every task using the client.
@@ -148,6 +100,7 @@ pub struct StripeClient {
     retry: RetryPolicy,
     metrics: ReconcilerMetrics,
     requests: AtomicU64,
+    max_response_bytes: usize,
 }
 
 impl StripeClient {
@@ -156,6 +109,8 @@ impl StripeClient {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
+            // Stripe's API never redirects; a redirect would carry the key to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
                 "stripe-edge-reconciler/",
                 env!("CARGO_PKG_VERSION")
@@ -163,7 +118,7 @@ impl StripeClient {
             .build()
             .map_err(|e| StripeError::Transport {
                 attempts: 0,
-                message: e.to_string(),
+                message: common::error::chain(&e),
             })?;
         Ok(Self {
             http,
@@ -177,6 +132,7 @@ impl StripeClient {
             retry: RetryPolicy::default(),
             metrics,
             requests: AtomicU64::new(0),
+            max_response_bytes: config.max_response_bytes,
         })
     }
 
@@ -191,55 +147,9 @@ impl StripeClient {
         self.key.is_some()
     }
 
-    /// Every page of the events matching `query`, newest first, one request per page.
-    pub fn events(&self, query: EventQuery) -> EventPager<'_> {
-        EventPager {
-            client: self,
-            query,
-            done: false,
-        }
-    }
-
     /// HTTP requests sent so far, retries included.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
-    }
-
-    /// `GET /v1/events` with `query`.
-    pub async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StripeError> {
-        let mut q = vec![format!("limit={}", query.limit.clamp(1, 100))];
-        if let Some(t) = &query.type_pattern {
-            q.push(format!("type={t}"));
-        }
-        for t in &query.types {
-            q.push(format!("types%5B%5D={t}"));
-        }
-        if let Some(v) = query.created_gte {
-            q.push(format!("created%5Bgte%5D={v}"));
-        }
-        if let Some(v) = query.created_lte {
-            q.push(format!("created%5Blte%5D={v}"));
-        }
-        if let Some(after) = &query.starting_after {
-            if !is_stripe_id(after) {
-                return Err(StripeError::InvalidId(after.clone()));
-            }
-            q.push(format!("starting_after={after}"));
-        }
-        let body = self
-            .get_bytes(Endpoint::EventsList, &format!("/v1/events?{}", q.join("&")))
-            .await?;
-        let list: RawList = serde_json::from_slice(&body)
-            .map_err(|e| StripeError::Malformed(format!("not an event list: {e}")))?;
-        if list.object != "list" {
-            return Err(StripeError::Malformed(
-                "`object` of an event list is not \"list\"".into(),
-            ));
-        }
-        Ok(EventPage {
-            data: list.data,
-            has_more: list.has_more,
-        })
     }
 
     /// `GET /v1/checkout/sessions/{id}`.
@@ -291,13 +201,14 @@ impl StripeClient {
                         StatusClass::Error,
                         started.elapsed().as_secs_f64(),
                     );
+                    let cause = common::error::chain(&e);
                     if attempt >= self.retry.max_attempts {
                         return Err(StripeError::Transport {
                             attempts: attempt,
-                            message: e.to_string(),
+                            message: cause,
                         });
                     }
-                    tracing::warn!(endpoint = endpoint.as_str(), attempt, error = %e, "Stripe unreachable; retrying");
+                    tracing::warn!(endpoint = endpoint.as_str(), attempt, error = %cause, "Stripe unreachable; retrying");
                     self.pause(attempt).await;
                     continue;
                 }
@@ -305,7 +216,23 @@ impl StripeClient {
             let status = resp.status().as_u16();
             let request_id = header(&resp, "request-id");
             let should_retry = header(&resp, "stripe-should-retry").map(|v| v == "true");
-            let body = resp.bytes().await;
+            if (300..400).contains(&status) {
+                self.metrics.stripe_request(
+                    endpoint,
+                    status_class(status),
+                    started.elapsed().as_secs_f64(),
+                );
+                let host = header(&resp, "location")
+                    .and_then(|l| {
+                        reqwest::Url::parse(&l)
+                            .ok()
+                            .or_else(|| resp.url().join(&l).ok())
+                    })
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_else(|| "an unnamed location".into());
+                return Err(StripeError::Redirect { status, host });
+            }
+            let body = self.read_body(resp).await;
             self.metrics.stripe_request(
                 endpoint,
                 status_class(status),
@@ -313,15 +240,20 @@ impl StripeClient {
             );
             let body = match body {
                 Ok(b) => b,
-                Err(e) if attempt < self.retry.max_attempts => {
-                    tracing::warn!(endpoint = endpoint.as_str(), attempt, error = %e, "Stripe answer cut off; retrying");
+                Err(BodyError::TooLarge) => {
+                    return Err(StripeError::TooLarge {
+                        limit: self.max_response_bytes,
+                    });
+                }
+                Err(BodyError::Cut(e)) if attempt < self.retry.max_attempts => {
+                    tracing::warn!(endpoint = endpoint.as_str(), attempt, error = %common::error::chain(&e), "Stripe answer cut off; retrying");
                     self.pause(attempt).await;
                     continue;
                 }
-                Err(e) => {
+                Err(BodyError::Cut(e)) => {
                     return Err(StripeError::Transport {
                         attempts: attempt,
-                        message: e.to_string(),
+                        message: common::error::chain(&e),
                     });
                 }
             };
@@ -355,6 +287,23 @@ impl StripeClient {
         }
     }
 
+    /// Reads a body up to `STRIPE_MAX_RESPONSE_BYTES`, chunk by chunk: a larger one is dropped
+    /// (and its connection closed) as soon as it passes the limit, never held whole.
+    async fn read_body(&self, mut resp: reqwest::Response) -> Result<bytes::Bytes, BodyError> {
+        let limit = self.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(BodyError::TooLarge);
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(BodyError::Cut)? {
+            if body.len() + chunk.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
     /// Exponential backoff with jitter in [d/2, d].
     async fn pause(&self, attempt: u32) {
         let d = self
@@ -367,48 +316,10 @@ impl StripeClient {
     }
 }
 
-/// Pages through `GET /v1/events` (`has_more` / `starting_after`).
-#[derive(Debug)]
-pub struct EventPager<'a> {
-    client: &'a StripeClient,
-    query: EventQuery,
-    done: bool,
-}
-
-impl EventPager<'_> {
-    /// The next page, or `None` after the last one.
-    pub async fn next_page(&mut self) -> Result<Option<Vec<ListedEvent>>, StripeError> {
-        if self.done {
-            return Ok(None);
-        }
-        let page = self.client.list_events(&self.query).await?;
-        let events = page
-            .data
-            .into_iter()
-            .map(ListedEvent::read)
-            .collect::<Result<Vec<_>, _>>()?;
-        match (page.has_more, events.last()) {
-            (true, Some(last)) => self.query.starting_after = Some(last.head.id.clone()),
-            _ => self.done = true,
-        }
-        Ok(Some(events))
-    }
-}
-
-/// One event of a list: its ids, and the exact JSON text Stripe sent.
-#[derive(Debug)]
-pub struct ListedEvent {
-    pub head: EventHead,
-    pub raw: Box<serde_json::value::RawValue>,
-}
-
-impl ListedEvent {
-    fn read(raw: Box<serde_json::value::RawValue>) -> Result<Self, StripeError> {
-        Ok(Self {
-            head: EventHead::read(&raw)?,
-            raw,
-        })
-    }
+/// Why a body could not be read.
+enum BodyError {
+    TooLarge,
+    Cut(reqwest::Error),
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
