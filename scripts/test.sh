@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 PG_BIN=$(pg_bin_dir)
 export PG_BIN
+# Some tests run the binaries as processes of their own (exit statuses, peak memory).
+cargo build --workspace --bins --locked
 exec cargo test --workspace --locked "$@"

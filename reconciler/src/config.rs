@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 
 use common::config::{
     ConfigError, DbConfig, LogFormat, Parser, ProcessEnv, Secret, Source, parse_duration, range,
@@ -43,7 +43,8 @@ impl Schedule {
     /// The tick that `now` belongs to: the latest scheduled time at or before it. Replicas whose
     /// clocks differ by less than the schedule's period agree on it.
     pub fn tick(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_previous_occurrence(&now, true).ok()
+        let second = now.with_nanosecond(0).unwrap_or(now);
+        self.cron.find_previous_occurrence(&second, true).ok()
     }
 }
 
@@ -202,6 +203,24 @@ impl ReconcilerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clocks_a_few_hundred_ms_apart_name_the_same_tick() {
+        let schedule = Schedule::parse("*/10 * * * * *").expect("schedule");
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).expect("time").to_utc();
+        let tick = at("2026-12-01T12:00:00Z");
+        for now in [
+            "2026-12-01T12:00:00.000Z",
+            "2026-12-01T12:00:00.300Z",
+            "2026-12-01T12:00:09.700Z",
+        ] {
+            assert_eq!(schedule.tick(at(now)), Some(tick), "{now}");
+        }
+        assert!(
+            Schedule::parse("*/5 * * * *").is_err(),
+            "seconds are required"
+        );
+    }
     use std::collections::HashMap;
 
     fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
 use common::db;
 use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerError, Source};
 use common::stripe::event::{StripeEvent, types};
@@ -188,7 +188,7 @@ impl Reconciler {
         let oldest = now - ChronoDuration::from_std(MAX_LOOKBACK).unwrap_or_default();
         // Webhooks still being delivered are not missing: the window ends `settle` before now,
         // and the next pass's overlap covers the rest.
-        let to = now - settle;
+        let to = (now - settle).with_nanosecond(0).unwrap_or(now - settle);
         let from = high_water
             .map_or(now - lookback, |hw| hw - overlap)
             .max(oldest)
@@ -280,7 +280,16 @@ impl Reconciler {
         let mut missing = Vec::new();
         for listed in page.iter().filter(|e| !known.contains(&e.head.id)) {
             let raw = listed.raw.get();
-            missing.push((StripeEvent::parse(raw.as_bytes())?, raw));
+            match StripeEvent::parse_str(raw) {
+                Ok(event) => missing.push((event, raw)),
+                Err(e) => {
+                    // Not an event the ledger can hold: named on the run, the page goes on.
+                    tracing::error!(eventId = %listed.head.id, error = %e, "event not backfilled");
+                    summary
+                        .failed_events
+                        .push(format!("{} ({e})", listed.head.id));
+                }
+            }
         }
         if missing.is_empty() {
             return Ok(());

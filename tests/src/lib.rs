@@ -10,6 +10,7 @@
 //! - [`driver`]: checkouts and webhook deliveries as Stripe makes them, with drops and duplicates.
 //! - [`reconciler`]: a reconciler wired to a test database and the simulator.
 //! - [`ledger`]: arranging and reading orders and ledger rows.
+//! - [`process`]: the project's binaries run as processes (exit status, output, peak RSS).
 //! - [`oracle`]: the one-event ledger write, the differential oracle of the batched one.
 //! - [`logs`]: the process's JSON logs, captured for assertions.
 //! - [`stripe`]: Stripe payloads built from the real fixtures.
@@ -23,6 +24,7 @@ pub mod ledger;
 pub mod logs;
 pub mod oracle;
 pub mod pg;
+pub mod process;
 pub mod reconciler;
 pub mod stripe;
 pub mod stripe_sim;

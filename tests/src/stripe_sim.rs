@@ -6,18 +6,22 @@
 //! - `GET /v1/events/{id}`, `GET /v1/checkout/sessions/{id}`;
 //! - secret-key auth (Bearer or Basic), Stripe's error shape, a `Request-Id` on every answer;
 //! - faults switchable at run time: 429 with `Stripe-Rate-Limited-Reason` and `Stripe-Should-Retry`,
-//!   500s, latency and malformed bodies.
+//!   500s, latency and malformed bodies; and a hostile Stripe: a cursor that never advances or goes
+//!   backwards, a huge page, a body dripped a byte a second, a redirect elsewhere.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
@@ -36,6 +40,32 @@ pub struct Faults {
     pub wrong_shape: u32,
     /// Added to every answer.
     pub latency: Duration,
+    /// How list requests are answered (persistent until changed).
+    pub list: ListMode,
+    /// Every API request is answered `302 Found` to this URL.
+    pub redirect_to: Option<String>,
+}
+
+/// How a hostile Stripe answers `GET /v1/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ListMode {
+    #[default]
+    Normal,
+    /// Every page is the first one, with `has_more: true`: the cursor never advances.
+    EndlessCursor,
+    /// Pages after the first hold the newest events again (all but the cursor): backwards.
+    BackwardsCursor,
+    /// One valid list padded to this many bytes, streamed.
+    HugePage(usize),
+    /// The list, one byte a second.
+    Drip,
+}
+
+/// The body of every simulator answer (some are streamed).
+pub type SimBody = BoxBody<Bytes, Infallible>;
+
+fn full(body: impl Into<Bytes>) -> SimBody {
+    Full::new(body.into()).boxed()
 }
 
 /// An event as stored: what the list filters on, and its JSON text.
@@ -175,8 +205,12 @@ fn request_id() -> String {
     format!("req_{}", &uuid::Uuid::new_v4().simple().to_string()[..14])
 }
 
-fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn reply(status: StatusCode, body: String) -> Response<SimBody> {
+    reply_with(status, full(body))
+}
+
+fn reply_with(status: StatusCode, body: SimBody) -> Response<SimBody> {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert("content-type", "application/json".parse().expect("header"));
@@ -186,12 +220,7 @@ fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-fn error(
-    status: StatusCode,
-    kind: &str,
-    code: Option<&str>,
-    message: &str,
-) -> Response<Full<Bytes>> {
+fn error(status: StatusCode, kind: &str, code: Option<&str>, message: &str) -> Response<SimBody> {
     let mut err = json!({ "type": kind, "message": message });
     if let Some(code) = code {
         err["code"] = json!(code);
@@ -199,7 +228,7 @@ fn error(
     reply(status, json!({ "error": err }).to_string())
 }
 
-async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &str) -> Response<Full<Bytes>> {
+async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &str) -> Response<SimBody> {
     let (faults, fault) = {
         let Ok(mut s) = state.lock() else {
             return error(
@@ -227,6 +256,13 @@ async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &str) -> Resp
     };
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
+    }
+    if let Some(to) = &faults.redirect_to {
+        let mut r = reply(StatusCode::FOUND, String::new());
+        if let Ok(v) = to.parse() {
+            r.headers_mut().insert("location", v);
+        }
+        return r;
     }
     if !authorized(&req, key) {
         return error(
@@ -282,7 +318,35 @@ async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &str) -> Resp
         );
     };
     if path == "/v1/events" {
-        return list_events(&s, &params, faults.wrong_shape > 0);
+        return match &faults.list {
+            ListMode::Normal => list_events(&s, &params, faults.wrong_shape > 0),
+            ListMode::EndlessCursor => {
+                let first: Vec<(String, String)> = params
+                    .iter()
+                    .filter(|(k, _)| k != "starting_after")
+                    .cloned()
+                    .collect();
+                with_more(list_events(&s, &first, false))
+            }
+            ListMode::BackwardsCursor => {
+                let cursor = params.iter().find(|(k, _)| k == "starting_after");
+                let first: Vec<(String, String)> = params
+                    .iter()
+                    .filter(|(k, _)| k != "starting_after")
+                    .cloned()
+                    .collect();
+                match cursor {
+                    None => list_events(&s, &first, false),
+                    // The newest events again, minus the cursor: newer than the page before.
+                    Some((_, id)) => with_more(newest_without(&s, id)),
+                }
+            }
+            ListMode::HugePage(bytes) => reply_with(StatusCode::OK, Padded::new(*bytes).boxed()),
+            ListMode::Drip => {
+                let list = list_body(&s, &params);
+                reply_with(StatusCode::OK, Drip::new(list).boxed())
+            }
+        };
     }
     if let Some(id) = path.strip_prefix("/v1/events/") {
         return match s.index.get(id) {
@@ -304,7 +368,7 @@ async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &str) -> Resp
     )
 }
 
-fn missing(kind: &str, id: &str) -> Response<Full<Bytes>> {
+fn missing(kind: &str, id: &str) -> Response<SimBody> {
     error(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
@@ -330,7 +394,46 @@ fn authorized<B>(req: &Request<B>, key: &str) -> bool {
     false
 }
 
-fn list_events(s: &State, params: &[(String, String)], wrong_shape: bool) -> Response<Full<Bytes>> {
+/// The list for `params` as text (a normal answer's body).
+fn list_body(s: &State, params: &[(String, String)]) -> Bytes {
+    let resp = list_events(s, params, false);
+    match resp.into_body().collect().now_or_never() {
+        Some(Ok(collected)) => collected.to_bytes(),
+        _ => Bytes::new(),
+    }
+}
+
+/// The newest events, all but `cursor`, as a list page.
+fn newest_without(s: &State, cursor: &str) -> Response<SimBody> {
+    let data: Vec<&str> = s
+        .by_time
+        .iter()
+        .rev()
+        .filter(|&&i| s.index.get(cursor) != Some(&i))
+        .take(100)
+        .map(|&i| s.events[i].json.as_str())
+        .collect();
+    reply(
+        StatusCode::OK,
+        format!(
+            "{{\"object\":\"list\",\"url\":\"/v1/events\",\"has_more\":true,\"data\":[{}]}}",
+            data.join(",")
+        ),
+    )
+}
+
+/// The same answer, saying there are more pages.
+fn with_more(resp: Response<SimBody>) -> Response<SimBody> {
+    let (parts, body) = resp.into_parts();
+    let text = match body.collect().now_or_never() {
+        Some(Ok(collected)) => collected.to_bytes(),
+        _ => Bytes::new(),
+    };
+    let text = String::from_utf8_lossy(&text).replace("\"has_more\":false", "\"has_more\":true");
+    Response::from_parts(parts, full(text))
+}
+
+fn list_events(s: &State, params: &[(String, String)], wrong_shape: bool) -> Response<SimBody> {
     let get = |k: &str| {
         params
             .iter()
@@ -538,4 +641,103 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// Polls a future once: the simulator's own bodies are complete in memory.
+trait NowOrNever: std::future::Future + Sized {
+    fn now_or_never(self) -> Option<Self::Output> {
+        let mut future = std::pin::pin!(self);
+        let waker = std::task::Waker::noop();
+        match future.as_mut().poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        }
+    }
+}
+
+impl<F: std::future::Future> NowOrNever for F {}
+
+/// A valid, empty event list padded to `bytes` bytes, produced 1 MiB at a time, never held whole.
+struct Padded {
+    remaining: usize,
+    started: bool,
+}
+
+impl Padded {
+    const HEAD: &'static str =
+        "{\"object\":\"list\",\"url\":\"/v1/events\",\"has_more\":false,\"data\":[],\"padding\":\"";
+    const TAIL: &'static str = "\"}";
+
+    fn new(bytes: usize) -> Self {
+        Self {
+            remaining: bytes.saturating_sub(Self::HEAD.len() + Self::TAIL.len()),
+            started: false,
+        }
+    }
+}
+
+impl Body for Padded {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if !self.started {
+            self.started = true;
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                Self::HEAD.as_bytes(),
+            )))));
+        }
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.remaining.min(1 << 20);
+        self.remaining -= n;
+        let mut chunk = vec![b'x'; n];
+        if self.remaining == 0 {
+            chunk.extend_from_slice(Self::TAIL.as_bytes());
+        }
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+}
+
+/// A body sent one byte a second.
+struct Drip {
+    body: Bytes,
+    sent: usize,
+    next: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Drip {
+    fn new(body: Bytes) -> Self {
+        Self {
+            body,
+            sent: 0,
+            next: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+}
+
+impl Body for Drip {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.sent >= self.body.len() {
+            return Poll::Ready(None);
+        }
+        if self.next.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let at = self.sent;
+        self.sent += 1;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        self.next.as_mut().reset(deadline);
+        Poll::Ready(Some(Ok(Frame::data(self.body.slice(at..at + 1)))))
+    }
 }

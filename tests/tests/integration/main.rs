@@ -10,6 +10,7 @@ mod faults;
 mod group_commit;
 mod guards;
 mod hostile;
+mod hostile_stripe;
 mod inspect;
 mod ledger;
 mod orders;

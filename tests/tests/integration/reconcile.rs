@@ -467,3 +467,129 @@ async fn shutdown_stops_a_pass_between_pages_and_keeps_what_it_committed() {
     );
     assert_eq!(event_count(&db).await, 500);
 }
+
+/// The ok and skipped passes of each tick, from the run rows.
+async fn passes_per_tick(db: &tokio_postgres::Client) -> Vec<(i64, i64)> {
+    db.query(
+        "SELECT count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status = 'skipped')
+         FROM reconcile_runs WHERE tick_at IS NOT NULL GROUP BY tick_at ORDER BY tick_at",
+        &[],
+    )
+    .await
+    .expect("runs")
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+#[tokio::test]
+async fn replicas_whose_clocks_differ_run_one_pass_per_tick() {
+    let Scenario { sim, edge, db, .. } = scenario(50, 17).await;
+    let replicas = [
+        tests::reconciler::build(&edge.db, &sim, &[]).await,
+        tests::reconciler::build(&edge.db, &sim, &[]).await,
+        tests::reconciler::build(&edge.db, &sim, &[]).await,
+    ];
+    // Each replica fires at the tick by its own clock: 300 ms early, on time, 300 ms late. They
+    // all name the same tick, and the ones that come after the first record `skipped`.
+    let schedule = reconciler::config::Schedule::parse("0 */10 * * * *").expect("schedule");
+    let now = chrono::Utc::now();
+    let ticks: Vec<_> = [-300i64, 0, 300]
+        .iter()
+        .map(|ms| schedule.tick(now + chrono::Duration::milliseconds(*ms)))
+        .collect();
+    let tick = ticks[1].expect("tick");
+    assert!(
+        ticks.iter().all(|t| *t == Some(tick)) || (now - tick).num_milliseconds() < 1300,
+        "clocks a few hundred ms apart agree on the tick: {ticks:?}"
+    );
+    let mut statuses = Vec::new();
+    for r in &replicas {
+        let summary = r
+            .pass_of_tick(Trigger::Schedule, Some(tick), &never())
+            .await;
+        statuses.push(summary.status);
+    }
+    assert_eq!(statuses, vec!["ok", "skipped", "skipped"]);
+    assert_eq!(passes_per_tick(&db).await, vec![(1, 2)]);
+    assert_eq!(event_count(&db).await, 50);
+}
+
+#[tokio::test]
+async fn daemons_started_together_share_every_tick() {
+    let Scenario { sim, edge, db, .. } = scenario(50, 19).await;
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let r =
+            tests::reconciler::build(&edge.db, &sim, &[("RECONCILE_SCHEDULE", "*/2 * * * * *")])
+                .await;
+        let daemon = reconciler::schedule::Daemon::bind(r).await.expect("bind");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        stops.push(stop);
+        tasks.push(tokio::spawn(daemon.run_until_stopped(async {
+            let _ = stopped.await;
+        })));
+    }
+    // Three ticks at least, each with its pass done once.
+    let three_ticks = eventually(Duration::from_secs(20), || async {
+        passes_per_tick(&db)
+            .await
+            .iter()
+            .filter(|(ok, _)| *ok == 1)
+            .count()
+            >= 3
+    })
+    .await;
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    assert!(three_ticks, "{:?}", passes_per_tick(&db).await);
+    for (ok, _) in passes_per_tick(&db).await {
+        assert!(
+            ok <= 1,
+            "one pass per tick: {:?}",
+            passes_per_tick(&db).await
+        );
+    }
+    assert_eq!(event_count(&db).await, 50);
+}
+
+#[tokio::test]
+async fn webhooks_still_in_flight_are_not_counted_missing() {
+    let Scenario { sim, edge, db, .. } = scenario(30, 23).await;
+    // An event created seconds ago, whose webhook is still on its way.
+    let mut fresh = tests::stripe::Session::new("cs_test_in_flight");
+    fresh.created = chrono::Utc::now().timestamp() - 10;
+    let id = pending_order(&db, &fresh.id).await;
+    let event = tests::stripe::session_event("checkout.session.completed", &fresh);
+    sim.add_event(event.clone());
+    let reconciler = tests::reconciler::build(&edge.db, &sim, &[("RECONCILE_SETTLE", "60s")]).await;
+    let summary = reconciler.pass(Trigger::Schedule, &never()).await;
+    assert_eq!(summary.status, "ok", "{summary:?}");
+    assert_eq!(
+        summary.events_missing, 30,
+        "only the settled events: {summary:?}"
+    );
+    let window_to = summary.window_to.expect("window");
+    assert!((chrono::Utc::now() - window_to).num_seconds() >= 59);
+    assert_eq!(order(&db, id).await.status, "pending");
+    // The webhook arrives; the next pass's overlap covers the rest.
+    assert_eq!(edge.webhook_json(&event).await.status, 200);
+    let next = reconciler.pass(Trigger::Schedule, &never()).await;
+    assert_eq!(next.events_missing, 0, "{next:?}");
+    let row = db
+        .query_one(
+            "SELECT window_from, window_to FROM reconcile_runs WHERE id = $1",
+            &[&summary.run_id],
+        )
+        .await
+        .expect("run");
+    assert_eq!(
+        row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(1),
+        Some(window_to)
+    );
+}
