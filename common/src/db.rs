@@ -20,11 +20,15 @@ pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A database failure at start-up or in a one-off command.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot connect to the database: {0}")]
-    Connect(#[source] tokio_postgres::Error),
-    #[error("database query failed: {0}")]
+    #[error("cannot connect to the database {target}: {}", connect_cause(.source))]
+    Connect {
+        /// Where: hosts, port, database and user (never the password).
+        target: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("database query failed: {}", crate::error::postgres(.0))]
     Query(#[from] tokio_postgres::Error),
-    #[error("migration failed: {0}")]
+    #[error("migration failed: {}", crate::error::chain(.0))]
     Migration(#[from] refinery::Error),
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
@@ -33,6 +37,44 @@ pub enum DbError {
          run `edge migrate` first"
     )]
     SchemaOutdated { have: i32, need: i32 },
+}
+
+/// Where a configuration connects: `host[,host…]:port/dbname as user`.
+pub fn describe(pg: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let port = pg
+        .get_ports()
+        .first()
+        .map_or_else(|| "5432".to_owned(), u16::to_string);
+    format!(
+        "{}:{port}/{} as {}",
+        hosts.join(","),
+        pg.get_dbname().unwrap_or("?"),
+        pg.get_user().unwrap_or("?")
+    )
+}
+
+/// Why a connection failed, as an operator can act on it: the server's refusal (a password, a
+/// missing database, a `pg_hba.conf` rule that wants TLS) or the network's (refused, unknown host).
+fn connect_cause(e: &tokio_postgres::Error) -> String {
+    let cause = crate::error::postgres(e);
+    match e.as_db_error() {
+        Some(db) if db.code().code() == "28000" && db.message().contains("no encryption") => {
+            format!(
+                "{cause}; the server requires TLS, and this build connects without it \
+                 (terminate TLS in a local proxy such as PgBouncer, or allow non-TLS connections \
+                 from the edge's network)"
+            )
+        }
+        _ => cause,
+    }
 }
 
 /// The highest migration version embedded in this build.
@@ -52,7 +94,14 @@ pub fn embedded_migration_count() -> usize {
 
 /// One dedicated connection (not pooled), its driver task spawned on the current runtime.
 pub async fn connect(cfg: &DbConfig) -> Result<Client, DbError> {
-    let (client, connection) = cfg.pg.connect(NoTls).await.map_err(DbError::Connect)?;
+    let (client, connection) = cfg
+        .pg
+        .connect(NoTls)
+        .await
+        .map_err(|source| DbError::Connect {
+            target: describe(&cfg.pg),
+            source,
+        })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "dedicated database connection ended");

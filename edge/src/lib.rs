@@ -57,7 +57,7 @@ impl StartError {
     /// The process exit status for this failure.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::DbUnavailable(_) | Self::Db(DbError::Connect(_)) => common::EXIT_UNAVAILABLE,
+            Self::DbUnavailable(_) | Self::Db(DbError::Connect { .. }) => common::EXIT_UNAVAILABLE,
             Self::Db(DbError::SchemaOutdated { .. }) => common::EXIT_SCHEMA,
             _ => 1,
         }
@@ -83,10 +83,13 @@ impl App {
         let metrics = metrics::EdgeMetrics::register(config.webhook_secrets.len());
         let pool = db::pool(&config.db)?;
         {
-            let client = pool
-                .get()
-                .await
-                .map_err(|e| StartError::DbUnavailable(e.to_string()))?;
+            let client = pool.get().await.map_err(|e| {
+                StartError::DbUnavailable(format!(
+                    "{}: {}",
+                    db::describe(&config.db.pg),
+                    common::error::chain(&e)
+                ))
+            })?;
             db::check_schema(&client).await?;
         }
         let writers = db::pool(&common::config::DbConfig {

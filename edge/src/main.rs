@@ -81,7 +81,7 @@ async fn migrate() -> i32 {
             tracing::error!(error = %e, "migration failed");
             eprintln!("edge migrate: {e}");
             match e {
-                db::DbError::Connect(_) => common::EXIT_UNAVAILABLE,
+                db::DbError::Connect { .. } => common::EXIT_UNAVAILABLE,
                 _ => 1,
             }
         }

@@ -9,6 +9,10 @@ use crate::error::Error;
 use crate::inspect::{self, Target};
 use crate::runs::{RunStatus, Trigger};
 use crate::schedule::Daemon;
+use crate::stripe_api::RetryPolicy;
+
+/// `inspect`'s exit status when it showed what the database knows but Stripe could not be asked.
+pub const EXIT_STRIPE_UNREACHABLE: i32 = 3;
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +28,7 @@ pub enum Command {
 }
 
 /// Runs `command` on a built reconciler; returns the exit status.
-pub async fn execute(reconciler: Reconciler, command: Command) -> i32 {
+pub async fn execute(mut reconciler: Reconciler, command: Command) -> i32 {
     match command {
         Command::Once => {
             let (_stop, stopped) = watch::channel(false);
@@ -54,17 +58,30 @@ pub async fn execute(reconciler: Reconciler, command: Command) -> i32 {
             Err(e) => fail(&e),
         },
         Command::Inspect { target, json } => {
+            // Support is waiting: one quick retry, not a minute of backoff.
+            reconciler.stripe = reconciler.stripe.with_retry(RetryPolicy::interactive());
             let stripe = reconciler.stripe.has_key().then_some(&reconciler.stripe);
-            match inspect::inspect(&reconciler.pool, stripe, &target).await {
-                Ok(timeline) => {
-                    if json {
-                        print_json(&timeline);
-                    } else {
-                        print!("{}", inspect::render_text(&timeline));
-                    }
-                    0
-                }
-                Err(e) => fail(&e),
+            // What the database knows is shown first, before Stripe is asked (it may not answer).
+            let mut timeline = match inspect::local(&reconciler.pool, &target).await {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
+            if !json {
+                print!("{}", inspect::render_local(&timeline));
+            }
+            if let Err(e) =
+                inspect::ask_stripe(&mut timeline, &reconciler.pool, stripe, &target).await
+            {
+                return fail(&e);
+            }
+            if json {
+                print_json(&timeline);
+            } else {
+                print!("{}", inspect::render_stripe(&timeline));
+            }
+            match timeline.stripe_unreachable {
+                Some(_) => EXIT_STRIPE_UNREACHABLE,
+                None => 0,
             }
         }
     }

@@ -59,7 +59,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Config(_) | Self::Schedule(_) => common::EXIT_CONFIG,
-            Self::Database(DbError::Connect(_)) | Self::Pool(_) => common::EXIT_UNAVAILABLE,
+            Self::Database(DbError::Connect { .. }) | Self::Pool(_) => common::EXIT_UNAVAILABLE,
             Self::Database(DbError::SchemaOutdated { .. }) => common::EXIT_SCHEMA,
             _ => 1,
         }

@@ -487,11 +487,42 @@ pub struct DedicatedCluster {
     dir: PathBuf,
     bin: PathBuf,
     root: bool,
+    /// Also listening on this loopback TCP port.
+    tcp: Option<u16>,
     pub config: tokio_postgres::Config,
 }
 
 impl DedicatedCluster {
     pub fn start() -> Result<Self, String> {
+        Self::start_listening(None)
+    }
+
+    /// [`DedicatedCluster::start`], also listening on a free loopback TCP port.
+    pub fn start_tcp() -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        Self::start_listening(Some(port))
+    }
+
+    /// The loopback TCP port, when listening on one.
+    pub fn tcp_port(&self) -> Option<u16> {
+        self.tcp
+    }
+
+    /// Replaces `pg_hba.conf` with `lines` and reloads the server.
+    pub async fn set_hba(&self, lines: &str) -> Result<(), String> {
+        let path = self.dir.join("data").join("pg_hba.conf");
+        std::fs::write(&path, lines).map_err(|e| e.to_string())?;
+        let admin = connect(&self.config).await.map_err(|e| pg_error(&e))?;
+        admin
+            .batch_execute("SELECT pg_reload_conf()")
+            .await
+            .map_err(|e| pg_error(&e))
+    }
+
+    fn start_listening(tcp: Option<u16>) -> Result<Self, String> {
         let bin = pg_bin()?;
         let root = running_as_root();
         let dir = tempfile::Builder::new()
@@ -503,13 +534,14 @@ impl DedicatedCluster {
         let mut config = tokio_postgres::Config::new();
         config
             .host_path(&dir)
-            .port(5432)
+            .port(tcp.unwrap_or(5432))
             .user("postgres")
             .dbname("postgres");
         let cluster = Self {
             dir: dir.clone(),
             bin,
             root,
+            tcp,
             config,
         };
         cluster.pg_ctl(&["start", "-w"])?;
@@ -517,10 +549,16 @@ impl DedicatedCluster {
     }
 
     fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
-        let options = format!(
-            "-k {} -p 5432 -c listen_addresses= -c fsync=off",
-            self.dir.display()
-        );
+        let options = match self.tcp {
+            None => format!(
+                "-k {} -p 5432 -c listen_addresses= -c fsync=off",
+                self.dir.display()
+            ),
+            Some(port) => format!(
+                "-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off",
+                self.dir.display()
+            ),
+        };
         // The server must log to a file: were it to inherit our pipes, `output()` would wait for
         // it to exit.
         let out = as_db_user(self.root, &self.bin.join("pg_ctl"))

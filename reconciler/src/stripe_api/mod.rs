@@ -39,6 +39,17 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// For a person waiting at a terminal: one retry after half a second.
+    pub fn interactive() -> Self {
+        Self {
+            max_attempts: 2,
+            base: Duration::from_millis(500),
+            cap: Duration::from_millis(500),
+        }
+    }
+}
+
 /// Why a Stripe call failed (after retries where they apply).
 #[derive(Debug, thiserror::Error)]
 pub enum StripeError {

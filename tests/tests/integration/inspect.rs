@@ -126,3 +126,171 @@ async fn the_timeline_tells_support_what_to_run() {
         nothing.verdict
     );
 }
+
+#[tokio::test]
+async fn the_local_timeline_comes_first_even_when_stripe_is_out_of_reach() {
+    let sim = StripeSim::start(KEY).await;
+    let edge = TestEdge::spawn().await;
+    let db = edge.db.client().await;
+    let mut driver = Driver::new(edge.public, &edge.secrets[0], Rates::default(), 2);
+    let paid = driver
+        .checkout(
+            &db,
+            &sim,
+            Ending::Paid,
+            chrono::Utc::now().timestamp() - 300,
+        )
+        .await;
+    driver.deliver(&paid).await;
+    // A Stripe API base where nothing listens.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let finished = tests::process::run(
+        "reconciler",
+        &["inspect", "--session", &paid.session_id],
+        &[
+            ("DATABASE_URL", &edge.db.url()),
+            ("STRIPE_API_KEY", KEY),
+            ("STRIPE_API_BASE", &format!("http://{closed}")),
+            ("STRIPE_EXPECT_LIVEMODE", "any"),
+            ("LOG_FORMAT", "json"),
+            ("RUST_LOG", "error"),
+        ],
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(finished.status.code(), Some(3), "{finished:?}");
+    let text = finished.stdout;
+    assert!(
+        text.contains(&format!("order    {}", paid.order_id)),
+        "{text}"
+    );
+    assert!(text.contains("checkout.session.completed"), "{text}");
+    assert!(text.contains("Stripe unreachable:"), "{text}");
+    assert!(
+        text.contains("Connection refused") || text.contains("connection refused"),
+        "the cause is named: {text}"
+    );
+    assert!(!text.contains("not consulted"), "{text}");
+    let local = text.find("order    ").expect("order line");
+    let remote = text.find("Stripe unreachable").expect("stripe line");
+    assert!(local < remote, "what the database knows comes first");
+}
+
+#[tokio::test]
+async fn an_event_the_ledger_lacks_is_explained_with_the_command_that_fixes_it() {
+    let sim = StripeSim::start(KEY).await;
+    let edge = TestEdge::spawn().await;
+    let db = edge.db.client().await;
+    let mut driver = Driver::new(edge.public, &edge.secrets[0], Rates::default(), 4);
+    let lost = driver
+        .checkout(
+            &db,
+            &sim,
+            Ending::Paid,
+            chrono::Utc::now().timestamp() - 300,
+        )
+        .await;
+    let event_id = lost.events[0]["id"].as_str().expect("id").to_owned();
+    let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
+    let pool = db::pool(&edge.db.db_config()).expect("pool");
+    let t = inspect(
+        &pool,
+        Some(&reconciler.stripe),
+        &Target::Event(event_id.clone()),
+    )
+    .await
+    .expect("timeline");
+    let missing = t
+        .missing_event
+        .as_ref()
+        .expect("Stripe's view of the event");
+    assert_eq!(
+        missing.session_id.as_deref(),
+        Some(lost.session_id.as_str())
+    );
+    assert_eq!(missing.order_id, Some(lost.order_id.to_string()));
+    assert!(t.stripe_asked);
+    assert!(
+        t.verdict
+            .contains(&format!("reconciler session {}", lost.session_id)),
+        "{}",
+        t.verdict
+    );
+    let text = render_text(&t);
+    assert!(text.contains("not in the ledger"), "{text}");
+    assert!(!text.contains("not consulted"), "{text}");
+}
+
+#[tokio::test]
+async fn a_run_request_id_lists_every_order_the_run_touched() {
+    let sim = StripeSim::start(KEY).await;
+    let edge = TestEdge::spawn().await;
+    let db = edge.db.client().await;
+    let mut driver = Driver::new(edge.public, &edge.secrets[0], Rates::dropping(1.0), 6);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let c = driver
+            .checkout(
+                &db,
+                &sim,
+                Ending::Paid,
+                chrono::Utc::now().timestamp() - 600 + i,
+            )
+            .await;
+        ids.push(c.order_id.to_string());
+    }
+    let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
+    let summary = reconciler
+        .pass(Trigger::Cli, &tokio::sync::watch::channel(false).1)
+        .await;
+    let run = summary.run_id.expect("run");
+    let pool = db::pool(&edge.db.db_config()).expect("pool");
+    let t = inspect(
+        &pool,
+        None,
+        &Target::RequestId(format!("reconcile-run-{run}")),
+    )
+    .await
+    .expect("timeline");
+    let mut listed: Vec<String> = t.orders.iter().map(|o| o.id.clone()).collect();
+    listed.sort();
+    ids.sort();
+    assert_eq!(listed, ids, "every order of the run");
+    assert_eq!(t.runs.len(), 1);
+    assert_eq!(t.runs[0].id, run);
+    // A session reconcile is a run too.
+    let verdict = reconciler
+        .reconcile_session(&driver_session(&db, &ids[0]).await, Trigger::Cli)
+        .await
+        .expect("verdict");
+    assert!(verdict.found_on_stripe);
+    let runs: i64 = db
+        .query_one(
+            "SELECT count(*) FROM reconcile_runs WHERE scope = 'session' AND status = 'ok'",
+            &[],
+        )
+        .await
+        .expect("runs")
+        .get(0);
+    assert_eq!(runs, 1);
+    // Times are RFC 3339, UTC.
+    let json = serde_json::to_value(&t).expect("json");
+    let received = json["events"][0]["receivedAt"].as_str().expect("time");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(received).is_ok() && received.ends_with('Z'),
+        "{received}"
+    );
+}
+
+async fn driver_session(db: &tokio_postgres::Client, order: &str) -> String {
+    db.query_one(
+        "SELECT stripe_session_id FROM orders WHERE id = $1::text::uuid",
+        &[&order],
+    )
+    .await
+    .expect("order")
+    .get(0)
+}

@@ -13,6 +13,7 @@ mod hostile;
 mod hostile_stripe;
 mod inspect;
 mod ledger;
+mod messages;
 mod orders;
 mod outage;
 mod proxy;
