@@ -20,6 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+# The load generator's events are test-mode events.
+export STRIPE_EXPECT_LIVEMODE=false
 
 requests=${BENCH_REQUESTS:-30000}
 rounds=${BENCH_ROUNDS:-5}

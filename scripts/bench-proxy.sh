@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+# The load generator's events are test-mode events.
+export STRIPE_EXPECT_LIVEMODE=false
 
 out=target/bench
 mkdir -p "$out"

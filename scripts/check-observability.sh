@@ -40,6 +40,7 @@ start_throwaway_pg "$work"
 
 edge_port=$(free_port); edge_admin=$(free_port); sim_port=$(free_port); rec_admin=$(free_port); prom_port=$(free_port)
 secret=whsec_observability_check
+export STRIPE_EXPECT_LIVEMODE=false RECONCILE_SETTLE=0s
 key=sk_test_observability_check
 token=observability-check-admin-token
 

@@ -27,6 +27,10 @@ export STRIPE_API_BASE=${STRIPE_API_BASE:-http://$sim_listen}
 export RECONCILER_ADMIN_LISTEN=${RECONCILER_ADMIN_LISTEN:-127.0.0.1:9465}
 export RECONCILE_SCHEDULE=${RECONCILE_SCHEDULE:-"*/30 * * * * *"}
 export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token-local-only}
+# The simulator's events are test-mode events.
+export STRIPE_EXPECT_LIVEMODE=${STRIPE_EXPECT_LIVEMODE:-false}
+# The demo reconciles right after the webhooks, so no settle window (production: 60 s).
+export RECONCILE_SETTLE=${RECONCILE_SETTLE:-0s}
 
 pg_bin=$(pg_bin_dir)
 pg_owned_dir "$dev/pg"
