@@ -3,6 +3,7 @@
 //! database answers, that its schema is current and that it accepts writes, and `/ready` answers
 //! from its last result, so that a flood of probes never becomes a flood of queries.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,12 +73,14 @@ const WRITE_PROBE: &str = "UPDATE orders SET status = status WHERE false";
 #[derive(Debug)]
 pub struct Readiness {
     last: Mutex<Result<i32, NotReady>>,
+    probes: AtomicU64,
 }
 
 impl Default for Readiness {
     fn default() -> Self {
         Self {
             last: Mutex::new(Err(NotReady::Starting)),
+            probes: AtomicU64::new(0),
         }
     }
 }
@@ -91,8 +94,14 @@ impl Readiness {
         }
     }
 
+    /// Database probes run so far.
+    pub fn probes(&self) -> u64 {
+        self.probes.load(Ordering::Relaxed)
+    }
+
     /// Probes now and keeps the result.
     pub async fn probe(&self, pool: &Pool) {
+        self.probes.fetch_add(1, Ordering::Relaxed);
         let result = database_ready(pool).await;
         match self.last.lock() {
             Ok(mut last) => *last = result,

@@ -246,6 +246,15 @@ impl Counters<()> {
     }
 }
 
+impl<L: LabelSet> Counters<L> {
+    /// Sets a counter kept elsewhere (an atomic read at scrape time).
+    pub fn absolute(&self, l: L, v: u64) {
+        if let Some(c) = self.0.get(l) {
+            c.absolute(v);
+        }
+    }
+}
+
 /// A gauge family.
 #[derive(Debug, Clone)]
 pub struct Gauges<L>(Table<Gauge, L>);

@@ -31,6 +31,14 @@ pub struct EdgeConfig {
     pub upstream_url: Option<String>,
     pub upstream_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// From accept to a complete request head, protocol detection included.
+    pub header_timeout: Duration,
+    /// Open public connections at most; `None`: derived from `RLIMIT_NOFILE` at start-up.
+    pub max_connections: Option<usize>,
+    /// Webhook body bytes in flight across all connections.
+    pub body_budget_bytes: usize,
+    /// Proxied requests in flight (and so upstream connections) at most.
+    pub proxy_max_inflight: usize,
 }
 
 impl EdgeConfig {
@@ -65,6 +73,26 @@ impl EdgeConfig {
             range(v, 1, 3600).map(Duration::from_secs)
         });
         let shutdown_grace = p.grace();
+        let header_timeout = p.with(
+            var::EDGE_HEADER_TIMEOUT_SECS,
+            Duration::from_secs(10),
+            |v| range(v, 1, 300).map(Duration::from_secs),
+        );
+        let max_connections = p.with(var::EDGE_MAX_CONNECTIONS, None, |v| {
+            range(v, 16, 10_000_000).map(Some)
+        });
+        let body_budget_bytes = p.with(var::EDGE_BODY_BUDGET_BYTES, 64 * 1024 * 1024, |v| {
+            range(v, 64 * 1024, 16 * 1024 * 1024 * 1024)
+        });
+        let proxy_max_inflight = p.with(var::EDGE_PROXY_MAX_INFLIGHT, 1024, |v| {
+            range(v, 1, 1_000_000)
+        });
+        if body_budget_bytes < max_body_bytes {
+            p.problem(
+                var::EDGE_BODY_BUDGET_BYTES,
+                "must be at least EDGE_MAX_BODY_BYTES (one largest body must fit)",
+            );
+        }
         if listen == admin_listen && listen.port() != 0 {
             p.problem(
                 var::EDGE_ADMIN_LISTEN,
@@ -85,6 +113,10 @@ impl EdgeConfig {
             upstream_url,
             upstream_timeout,
             shutdown_grace,
+            header_timeout,
+            max_connections,
+            body_budget_bytes,
+            proxy_max_inflight,
         })
     }
 }

@@ -27,6 +27,10 @@ pub enum Error {
     BodyRead(String),
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    #[error("too many webhook bodies are arriving at once; retry later")]
+    Overloaded,
+    #[error("too many proxied requests are in flight; retry later")]
+    ProxyOverloaded,
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
     #[error("no such route")]
@@ -45,6 +49,7 @@ impl Error {
             Self::Signature(_) | Self::Payload(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Overloaded | Self::ProxyOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Storage(
@@ -65,6 +70,7 @@ impl Error {
             Self::BodyRead(_) => "bad_request",
             Self::TooLarge { .. } => "payload_too_large",
             Self::BodyTimeout => "request_timeout",
+            Self::Overloaded | Self::ProxyOverloaded => "overloaded",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::NotFound => "not_found",
             Self::Storage(_) => "storage_unavailable",
@@ -88,9 +94,9 @@ impl Error {
     pub fn webhook_outcome(&self) -> Option<WebhookOutcome> {
         match self {
             Self::Signature(_) => Some(WebhookOutcome::InvalidSignature),
-            Self::Payload(_) | Self::BodyRead(_) | Self::BodyTimeout => {
-                Some(WebhookOutcome::InvalidPayload)
-            }
+            Self::Payload(_) | Self::BodyRead(_) => Some(WebhookOutcome::InvalidPayload),
+            Self::BodyTimeout => Some(WebhookOutcome::Timeout),
+            Self::Overloaded => Some(WebhookOutcome::Overloaded),
             Self::TooLarge { .. } => Some(WebhookOutcome::TooLarge),
             Self::Storage(_) => Some(WebhookOutcome::StorageError),
             _ => None,

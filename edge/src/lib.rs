@@ -6,17 +6,21 @@
 //! - [`App`]: build (schema check, pool, bind) and run until a shutdown signal.
 //! - [`routes`]: the one routing `match`; the `webhook` and `admin` handlers.
 //! - [`proxy`]: the client that forwards every other route to the app.
+//! - [`budget`]: the global budget of webhook body bytes in flight.
+//! - [`resources`]: file descriptors: the limit raised, the connection cap derived from it.
 //! - [`metrics`]: every edge metric, declared once.
 //! - [`config`]: every setting of `edge serve`, parsed once.
 //! - [`error`]: the one error enum and its mapping to HTTP.
 //! - [`group_commit`]: the writers that commit concurrent webhook events together.
 //! - [`state`]: what handlers share.
 
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod group_commit;
 pub mod metrics;
 pub mod proxy;
+pub mod resources;
 pub mod routes;
 pub mod state;
 
@@ -75,7 +79,12 @@ pub struct App {
 impl App {
     /// Checks the schema, opens the pool and binds both listeners.
     pub async fn build(config: EdgeConfig) -> Result<Self, StartError> {
-        Self::build_with_limits(config, Limits::default()).await
+        let limits = Limits {
+            header_read_timeout: config.header_timeout,
+            max_connections: resources::max_connections(&config),
+            ..Limits::default()
+        };
+        Self::build_with_limits(config, limits).await
     }
 
     /// [`App::build`] with other client time-outs (tests use short ones).
@@ -161,6 +170,7 @@ impl App {
             public_stopped,
             self.grace,
             self.state.limits,
+            self.state.public_stats.clone(),
         ));
         let state = self.state.clone();
         let admin = tokio::spawn(common::http::serve(
@@ -169,7 +179,11 @@ impl App {
             move |req, _peer| routes::admin(req, state.clone()),
             admin_stopped,
             ADMIN_GRACE,
-            self.state.limits,
+            Limits {
+                max_connections: resources::ADMIN_CONNECTIONS,
+                ..self.state.limits
+            },
+            self.state.admin_stats.clone(),
         ));
         tracing::info!(public = %public_addr, admin = %admin_addr, "edge listening");
         shutdown.await;

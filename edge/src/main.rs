@@ -45,6 +45,9 @@ async fn serve() -> i32 {
         }
     };
     telemetry::init(config.log_format);
+    // Every descriptor the hard limit allows: the connection cap is derived from it.
+    let fd_limit = edge::resources::raise_fd_limit();
+    tracing::info!(fdLimit = fd_limit, "file descriptor limit");
     let app = match edge::App::build(config).await {
         Ok(app) => app,
         Err(e) => {

@@ -15,6 +15,28 @@ common::label! {
         InvalidPayload = "invalid_payload",
         TooLarge = "too_large",
         StorageError = "storage_error",
+        /// The head or the body did not arrive in time.
+        Timeout = "timeout",
+        /// Refused for the body budget (503, Stripe retries).
+        Overloaded = "overloaded",
+    }
+}
+
+common::label! {
+    /// `listener` of the connection metrics.
+    pub enum Listener: "listener" {
+        Public = "public",
+        Admin = "admin",
+    }
+}
+
+common::label! {
+    /// `reason` of `edge_connections_closed_total`.
+    pub enum CloseReason: "reason" {
+        /// No complete request head within EDGE_HEADER_TIMEOUT_SECS of accept.
+        HeadTimeout = "head_timeout",
+        /// A keep-alive connection with no request in progress, idle too long.
+        Idle = "idle",
     }
 }
 
@@ -130,6 +152,18 @@ common::declare_metrics! {
         /// Webhook events answered 503 because another transaction held their order's row lock
         /// past EDGE_LOCK_TIMEOUT_MS (Stripe retries them).
         events_busy: Counters<()> = "edge_ledger_order_busy_total", Count;
+        /// Connections open now, by listener.
+        connections_open: Gauges<Listener> = "edge_connections_open", Count;
+        /// The most connections each listener accepts at once (EDGE_MAX_CONNECTIONS).
+        connection_limit: Gauges<Listener> = "edge_connection_limit", Count;
+        /// Failed accepts (typically: out of file descriptors), by listener.
+        accept_errors: Counters<Listener> = "edge_accept_errors_total", Count;
+        /// Connections closed by the edge's time-outs, by listener and reason.
+        connections_closed: Counters<(Listener, CloseReason)> = "edge_connections_closed_total", Count;
+        /// Webhook body bytes held now against EDGE_BODY_BUDGET_BYTES.
+        body_budget_used: Gauges<()> = "edge_body_budget_used_bytes", Bytes;
+        /// EDGE_BODY_BUDGET_BYTES.
+        body_budget: Gauges<()> = "edge_body_budget_bytes", Bytes;
     }
 }
 

@@ -1,9 +1,18 @@
 //! The reverse proxy to the app (`UPSTREAM_URL`): every route except the webhook, bodies streamed
 //! both ways, hop-by-hop headers removed, `X-Forwarded-*` and `X-Request-Id` added; an unreachable
-//! app gives 502 and a slow one 504.
+//! app gives 502 and a slow one 504. Bounded: at most `EDGE_PROXY_MAX_INFLIGHT` requests (and so
+//! upstream connections) at once, 503 past it; a request body that stalls longer than the body
+//! read time-out between two chunks is cut, so that it cannot pin an upstream connection.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use common::metrics::{StatusClass, status_class};
 
@@ -38,7 +47,9 @@ const HOP_BY_HOP: [&str; 9] = [
 /// The pooled HTTP/1.1 client toward the app.
 #[derive(Debug, Clone)]
 pub struct Proxy {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Stalling>,
+    inflight: Arc<Semaphore>,
+    body_timeout: Duration,
     /// `http://host:port`
     base: String,
     timeout: Duration,
@@ -46,7 +57,13 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(base: String, timeout: Duration, metrics: EdgeMetrics) -> Self {
+    pub fn new(
+        base: String,
+        timeout: Duration,
+        max_inflight: usize,
+        body_timeout: Duration,
+        metrics: EdgeMetrics,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -58,6 +75,8 @@ impl Proxy {
             client,
             base,
             timeout,
+            inflight: Arc::new(Semaphore::new(max_inflight.max(1))),
+            body_timeout,
             metrics,
         }
     }
@@ -69,8 +88,12 @@ impl Proxy {
         peer: SocketAddr,
         rid: &RequestId,
     ) -> Response<Body> {
+        let Ok(slot) = self.inflight.clone().try_acquire_owned() else {
+            self.metrics.proxy_requests.inc(StatusClass::Error);
+            return Error::ProxyOverloaded.into_response(rid);
+        };
         let started = Instant::now();
-        let result = self.send(req, peer, rid).await;
+        let result = self.send(req, peer, rid, slot).await;
         self.metrics
             .proxy_duration
             .record_value(started.elapsed().as_secs_f64());
@@ -94,8 +117,10 @@ impl Proxy {
         req: Request<Incoming>,
         peer: SocketAddr,
         rid: &RequestId,
+        slot: OwnedSemaphorePermit,
     ) -> Result<Response<Body>, Error> {
         let (mut parts, body) = req.into_parts();
+        let body = Stalling::new(body, self.body_timeout);
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri
@@ -130,10 +155,90 @@ impl Proxy {
         };
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(
-            parts,
-            body.map_err(|e| Box::new(e) as BoxError).boxed(),
-        ))
+        // The slot is held until the answer has streamed back (its upstream connection is busy).
+        let body = Holding {
+            body: body.map_err(|e| Box::new(e) as BoxError).boxed(),
+            _slot: slot,
+        };
+        Ok(Response::from_parts(parts, body.boxed()))
+    }
+}
+
+/// A proxied answer's body, holding its in-flight slot until it is finished or dropped.
+struct Holding {
+    body: Body,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl HttpBody for Holding {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body cut when no chunk arrives for `timeout`.
+pub struct Stalling {
+    body: Incoming,
+    timeout: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Stalling {
+    fn new(body: Incoming, timeout: Duration) -> Self {
+        Self {
+            body,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+/// The client stopped sending its request body.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body stalled for longer than {0:?}")]
+pub struct Stalled(Duration);
+
+impl HttpBody for Stalling {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + self.timeout;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(|e| Box::new(e) as BoxError)))
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Stalled(self.timeout))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -14,7 +14,9 @@ use deadpool_postgres::Pool;
 
 use crate::group_commit::GroupCommit;
 use crate::proxy::Proxy;
-use common::http::Limits;
+use common::http::{Limits, ServeStats};
+
+use crate::budget::BodyBudget;
 
 /// Shared, read-mostly state of one edge process.
 #[derive(Debug)]
@@ -30,6 +32,11 @@ pub struct State {
     pub max_body_bytes: usize,
     pub proxy: Option<Proxy>,
     pub limits: Limits,
+    /// Webhook body bytes in flight across all connections (`EDGE_BODY_BUDGET_BYTES`).
+    pub body_budget: BodyBudget,
+    /// What the public and the admin listeners did (read at scrape time).
+    pub public_stats: Arc<ServeStats>,
+    pub admin_stats: Arc<ServeStats>,
     pub metrics: EdgeMetrics,
     draining: AtomicBool,
 }
@@ -49,11 +56,24 @@ impl State {
             webhook_secrets: config.webhook_secrets.clone(),
             tolerance_secs: config.webhook_tolerance_secs,
             max_body_bytes: config.max_body_bytes,
-            proxy: config
-                .upstream_url
-                .clone()
-                .map(|base| Proxy::new(base, config.upstream_timeout, metrics.clone())),
+            proxy: config.upstream_url.clone().map(|base| {
+                Proxy::new(
+                    base,
+                    config.upstream_timeout,
+                    config.proxy_max_inflight,
+                    limits.body_read_timeout,
+                    metrics.clone(),
+                )
+            }),
             limits,
+            body_budget: {
+                metrics
+                    .body_budget
+                    .set_value(config.body_budget_bytes as f64);
+                BodyBudget::new(config.body_budget_bytes)
+            },
+            public_stats: Arc::new(ServeStats::default()),
+            admin_stats: Arc::new(ServeStats::default()),
             metrics,
             draining: AtomicBool::new(false),
         }

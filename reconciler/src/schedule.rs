@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use common::http::{Limits, serve};
+use common::http::{Limits, ServeStats, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -71,7 +71,11 @@ impl Daemon {
             move |req, _| admin::handle(req, admin_state.clone()),
             admin_stopped,
             Duration::from_secs(2),
-            Limits::default(),
+            Limits {
+                max_connections: 256,
+                ..Limits::default()
+            },
+            Arc::new(ServeStats::default()),
         ));
         let upkeep = tokio::spawn(common::metrics::upkeep());
 

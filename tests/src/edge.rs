@@ -23,7 +23,7 @@ use crate::pg::{self, TestDb};
 pub struct EdgeBuilder {
     env: HashMap<String, String>,
     through_fault_proxy: bool,
-    limits: Limits,
+    limits: Option<Limits>,
     db: Option<TestDb>,
 }
 
@@ -56,7 +56,7 @@ impl EdgeBuilder {
     }
 
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.limits = Some(limits);
         self
     }
 
@@ -107,9 +107,11 @@ impl EdgeBuilder {
 
     pub async fn spawn(mut self) -> TestEdge {
         let (config, db, fault, secrets) = self.config().await;
-        let app = edge::App::build_with_limits(config, self.limits)
-            .await
-            .expect("edge starts");
+        let app = match self.limits {
+            Some(limits) => edge::App::build_with_limits(config, limits).await,
+            None => edge::App::build(config).await,
+        }
+        .expect("edge starts");
         let public = app.public_addr();
         let admin = app.admin_addr();
         let state = app.state();

@@ -113,11 +113,32 @@ pub fn verify(
     tolerance_secs: u64,
     now: i64,
 ) -> Result<usize, SignatureError> {
+    let parsed = check_header(header, tolerance_secs, now)?;
+    verify_parsed(&parsed, payload, secrets)
+}
+
+/// What can be checked before the body is read, cheaply: the header parses, has at least one `v1`
+/// of 64 hex characters, and its timestamp is within the tolerance.
+pub fn check_header(
+    header: &str,
+    tolerance_secs: u64,
+    now: i64,
+) -> Result<ParsedHeader<'_>, SignatureError> {
     let parsed = parse_header(header)?;
     let age = now.saturating_sub(parsed.timestamp);
     if age > 0 && age.unsigned_abs() > tolerance_secs {
         return Err(SignatureError::TooOld);
     }
+    Ok(parsed)
+}
+
+/// Verifies `payload` against a checked header and every secret: the index of the secret that
+/// matched.
+pub fn verify_parsed(
+    parsed: &ParsedHeader<'_>,
+    payload: &[u8],
+    secrets: &[Secret],
+) -> Result<usize, SignatureError> {
     for (index, secret) in secrets.iter().enumerate() {
         let mac = keyed_mac(secret.expose(), parsed.timestamp_raw, payload);
         for candidate in &parsed.v1 {

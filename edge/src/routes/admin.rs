@@ -4,7 +4,10 @@
 use common::admin::{self, NotReady};
 use http::Response;
 
-use crate::metrics::PoolState;
+use std::sync::atomic::Ordering;
+
+use crate::metrics::{CloseReason, Listener, PoolState};
+use crate::resources::ADMIN_CONNECTIONS;
 use crate::routes::Body;
 use crate::state::State;
 
@@ -17,6 +20,31 @@ pub fn metrics(state: &State) -> Response<Body> {
     gauges.set(PoolState::Open, (a.size + b.size) as f64);
     gauges.set(PoolState::Idle, (a.available + b.available) as f64);
     gauges.set(PoolState::Waiting, (a.waiting + b.waiting) as f64);
+    let m = &state.metrics;
+    for (listener, stats, limit) in [
+        (
+            Listener::Public,
+            &state.public_stats,
+            state.limits.max_connections,
+        ),
+        (Listener::Admin, &state.admin_stats, ADMIN_CONNECTIONS),
+    ] {
+        m.connections_open
+            .set(listener, stats.open.load(Ordering::Relaxed) as f64);
+        m.connection_limit.set(listener, limit as f64);
+        m.accept_errors
+            .absolute(listener, stats.accept_errors.load(Ordering::Relaxed));
+        m.connections_closed.absolute(
+            (listener, CloseReason::HeadTimeout),
+            stats.head_timeouts.load(Ordering::Relaxed),
+        );
+        m.connections_closed.absolute(
+            (listener, CloseReason::Idle),
+            stats.idle_closed.load(Ordering::Relaxed),
+        );
+    }
+    m.body_budget_used
+        .set_value(state.body_budget.used() as f64);
     admin::metrics()
 }
 

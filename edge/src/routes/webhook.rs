@@ -1,19 +1,23 @@
-//! `POST /stripe/webhook`: size-limited raw body → signature → event → the group-commit writer →
-//! 200 after the `COMMIT` that holds the event. Every answer is counted by outcome and timed.
+//! `POST /stripe/webhook`: the cheap checks of `Stripe-Signature` before any byte of the body is
+//! read → the raw body, size-limited and drawn from the global body budget → the signature → the
+//! event → the group-commit writer → 200 after the `COMMIT` that holds the event. Every answer is
+//! counted by outcome and timed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::metrics::{EdgeMetrics, SecretIndex, Transition, WebhookOutcome};
 use bytes::Bytes;
+use bytes::BytesMut;
 use common::ledger::Applied;
 use common::stripe::event::StripeEvent;
 use common::stripe::signature::{self, SignatureError};
 use common::telemetry::RequestId;
 use http::{HeaderMap, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::budget::Reservation;
 use crate::error::Error;
 use crate::routes::{Body, json};
 use crate::state::State;
@@ -77,15 +81,20 @@ async fn receive(
     if declared_length(req.headers()).is_some_and(|len| len > limit as u64) {
         return Err(Error::TooLarge { limit });
     }
+    let declared = declared_length(req.headers());
     let header = signature_header(req.headers())?;
-    let body = read_body(req.into_body(), limit, state.limits.body_read_timeout).await?;
-    let index = signature::verify(
-        &header,
-        &body,
-        &state.webhook_secrets,
-        state.tolerance_secs,
-        unix_now(),
-    )?;
+    // Before the body: one well-formed header, in tolerance, with a v1 of 64 hex characters.
+    let parsed = signature::check_header(&header, state.tolerance_secs, unix_now())?;
+    let mut reservation = state.body_budget.open();
+    let body = read_body(
+        req.into_body(),
+        limit,
+        state.limits.body_read_timeout,
+        declared,
+        &mut reservation,
+    )
+    .await?;
+    let index = signature::verify_parsed(&parsed, &body, &state.webhook_secrets)?;
     state.metrics.secret_matches.inc(SecretIndex(index));
     let event = Arc::new(StripeEvent::parse(&body)?);
     // Stored exactly as signed (the parse above proved it UTF-8).
@@ -133,13 +142,48 @@ fn signature_header(headers: &HeaderMap) -> Result<String, SignatureError> {
     Ok(text.to_owned())
 }
 
-async fn read_body(body: Incoming, limit: usize, within: Duration) -> Result<Bytes, Error> {
-    match tokio::time::timeout(within, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(Error::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge { limit }),
-        Ok(Err(e)) => Err(Error::BodyRead(e.to_string())),
+/// Reads the body, at most `limit` bytes within `within`, drawing its bytes from the global
+/// budget: its `Content-Length` up front when declared, else each chunk as it arrives. An older
+/// body still arriving may be evicted to make room; this one is evicted if it lingers while the
+/// budget is needed.
+async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    within: Duration,
+    declared: Option<u64>,
+    reservation: &mut Reservation<'_>,
+) -> Result<Bytes, Error> {
+    if let Some(n) = declared {
+        reservation
+            .grow(n as usize)
+            .map_err(|_| Error::Overloaded)?;
     }
+    let evicted = reservation.evicted_handle();
+    let read = async {
+        let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Error::BodyRead(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if buf.len() + data.len() > limit {
+                return Err(Error::TooLarge { limit });
+            }
+            if declared.is_none() {
+                reservation
+                    .grow(data.len())
+                    .map_err(|_| Error::Overloaded)?;
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok(buf.freeze())
+    };
+    let body = tokio::select! {
+        read = tokio::time::timeout(within, read) => read.unwrap_or(Err(Error::BodyTimeout))?,
+        _ = evicted.wait() => return Err(Error::Overloaded),
+    };
+    reservation.settle();
+    Ok(body)
 }
 
 fn unix_now() -> i64 {

@@ -48,6 +48,7 @@ async fn hostile_requests_get_a_4xx_or_a_closed_connection_and_write_nothing() {
     let limits = Limits {
         header_read_timeout: Duration::from_millis(500),
         body_read_timeout: Duration::from_millis(500),
+        ..Limits::default()
     };
     let edge = TestEdge::builder()
         .env("EDGE_MAX_BODY_BYTES", "65536")

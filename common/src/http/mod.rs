@@ -1,0 +1,56 @@
+//! HTTP plumbing shared by every listener of both binaries: the response body type and helpers,
+//! the request id carried by every answer, and (in [`serve`]) the bounded accept loop.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+
+use crate::telemetry::RequestId;
+
+pub mod serve;
+
+pub use serve::{Limits, ServeStats, serve};
+
+/// Errors a response body can fail with (proxied bodies can).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every response.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A complete in-memory body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// A JSON response with the given status.
+pub fn json(status: http::StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(full(value.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The caller's `X-Request-Id` when it is one sane value, else a new id.
+pub fn request_id<B>(req: &Request<B>) -> RequestId {
+    let mut values = req.headers().get_all(&X_REQUEST_ID).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => RequestId::from_header(Some(v.as_bytes())),
+        _ => RequestId::generate(),
+    }
+}
+
+/// Sets `X-Request-Id` on a response.
+pub fn with_request_id(mut resp: Response<Body>, rid: &RequestId) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
+        resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    resp
+}

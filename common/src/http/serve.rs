@@ -1,0 +1,388 @@
+//! The accept loop of every listener: HTTP/1.1 and h2c on one port, every resource an
+//! unauthenticated peer can hold bounded, and a graceful drain bounded by a grace period.
+//!
+//! - **Connections are capped** (`Limits::max_connections`): at the cap, accept waits and the
+//!   kernel's backlog holds the rest. A failed accept (out of file descriptors) backs off, is
+//!   counted, and is logged at most once a second.
+//! - **A deadline from accept to the first complete request head** (`header_read_timeout`),
+//!   protocol detection included: a connection that sends nothing, or 16 bytes of an HTTP/2
+//!   preface, is closed when it passes.
+//! - **An idle keep-alive time-out** (`idle_timeout`): a connection with no request in progress
+//!   (a response body still streaming counts as in progress) is closed once idle that long.
+//! - h2: at most [`MAX_STREAMS`] concurrent streams per connection and a bounded header list.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::{Body, BoxError};
+
+/// Largest request head (request line + headers) accepted; larger gets 431.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most request headers accepted; more gets 431.
+pub const MAX_HEADERS: usize = 100;
+/// Concurrent h2 streams per connection.
+pub const MAX_STREAMS: u32 = 32;
+/// The first pause after a failed `accept`; it doubles while accepts keep failing.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause after failed accepts.
+const ACCEPT_ERROR_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// A connection asked to close (idle, or draining) that has not within this is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// What a peer may hold, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// From accept to the first complete request head, and for each later head.
+    pub header_read_timeout: Duration,
+    /// A client must send its whole webhook body within this time, or gets 408 and is closed.
+    pub body_read_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed once idle this long.
+    pub idle_timeout: Duration,
+    /// Open connections at most; at the cap, accept waits.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// What a listener did, read by the metrics at scrape time.
+#[derive(Debug, Default)]
+pub struct ServeStats {
+    /// Connections open now.
+    pub open: AtomicUsize,
+    /// Failed accepts (typically: out of file descriptors).
+    pub accept_errors: AtomicU64,
+    /// Connections closed because no request head arrived in time.
+    pub head_timeouts: AtomicU64,
+    /// Keep-alive connections closed for being idle.
+    pub idle_closed: AtomicU64,
+}
+
+fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES.max(8192))
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// Serves `listener` until `stop` turns true, then drains for at most `grace`.
+pub async fn serve<H, F>(
+    name: &'static str,
+    listener: TcpListener,
+    handler: H,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    limits: Limits,
+    stats: Arc<ServeStats>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let builder = Arc::new(builder(limits));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut failures = AcceptFailures::default();
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                failures.reset();
+                a
+            }
+            Err(e) => {
+                stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                let pause = failures.next(name, &e);
+                drop(permit);
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            builder: builder.clone(),
+            limits,
+            stats: stats.clone(),
+            stop: stop.clone(),
+        };
+        let handler = handler.clone();
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            connection.run(stream, peer, handler).await;
+            connection.stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        listener = name,
+        grace_secs = grace.as_secs(),
+        "stopped accepting; draining"
+    );
+    let every = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, slots.acquire_many(every))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            "grace period over; closing the remaining connections"
+        );
+    }
+}
+
+/// Failed accepts in a row: the pause before the next, and a log line at most once a second.
+#[derive(Default)]
+struct AcceptFailures {
+    in_a_row: u32,
+    unlogged: u64,
+    last_logged: Option<Instant>,
+}
+
+impl AcceptFailures {
+    fn reset(&mut self) {
+        self.in_a_row = 0;
+    }
+
+    fn next(&mut self, listener: &'static str, e: &std::io::Error) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.unlogged += 1;
+        if self
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            tracing::warn!(listener, error = %e, failures = self.unlogged, "accept failed");
+            self.unlogged = 0;
+            self.last_logged = Some(Instant::now());
+        }
+        ACCEPT_ERROR_PAUSE
+            .saturating_mul(1 << self.in_a_row.min(6).saturating_sub(1))
+            .min(ACCEPT_ERROR_PAUSE_MAX)
+    }
+}
+
+/// One accepted connection and what bounds it.
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Limits,
+    stats: Arc<ServeStats>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn run<H, F>(&self, stream: tokio::net::TcpStream, peer: SocketAddr, handler: H)
+    where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    {
+        let activity = Arc::new(Activity::new());
+        let service = {
+            let activity = activity.clone();
+            service_fn(move |req| {
+                let guard = activity.request_started();
+                let answer = handler(req, peer);
+                async move {
+                    let resp = answer.await?;
+                    Ok::<_, Infallible>(resp.map(|body| {
+                        Tracked {
+                            body,
+                            _guard: guard,
+                        }
+                        .boxed()
+                    }))
+                }
+            })
+        };
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        let mut stop = self.stop.clone();
+        let mut closing: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline = match closing {
+                Some(at) => at,
+                None => activity.deadline(&self.limits),
+            };
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection closed with an error");
+                    }
+                    return;
+                }
+                _ = stopped(&mut stop), if closing.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + self.limits.idle_timeout.max(CLOSE_GRACE));
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    if closing.is_some() {
+                        return; // asked to close and did not: drop it
+                    }
+                    match activity.expired(&self.limits) {
+                        Some(Expired::NoRequest) => {
+                            self.stats.head_timeouts.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        Some(Expired::Idle) => {
+                            self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                            conn.as_mut().graceful_shutdown();
+                            closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a connection's time ran out.
+enum Expired {
+    /// No request head within `header_read_timeout` of accept.
+    NoRequest,
+    /// No request in progress for `idle_timeout`.
+    Idle,
+}
+
+/// What a connection is doing: whether a request ever arrived, how many are in progress, and
+/// when it last started or finished one.
+struct Activity {
+    accepted: Instant,
+    any_request: AtomicBool,
+    in_progress: AtomicUsize,
+    /// Milliseconds after `accepted` of the last start or end of a request.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            accepted: Instant::now(),
+            any_request: AtomicBool::new(false),
+            in_progress: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        self.last_ms.store(
+            self.accepted.elapsed().as_millis() as u64,
+            Ordering::Release,
+        );
+    }
+
+    fn request_started(self: &Arc<Self>) -> InProgress {
+        self.any_request.store(true, Ordering::Release);
+        self.in_progress.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        InProgress(self.clone())
+    }
+
+    /// When to look again.
+    fn deadline(&self, limits: &Limits) -> tokio::time::Instant {
+        let base = tokio::time::Instant::from_std(self.accepted);
+        if !self.any_request.load(Ordering::Acquire) {
+            return base + limits.header_read_timeout;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
+        base + last + limits.idle_timeout
+    }
+
+    fn expired(&self, limits: &Limits) -> Option<Expired> {
+        if !self.any_request.load(Ordering::Acquire) {
+            return (self.accepted.elapsed() >= limits.header_read_timeout)
+                .then_some(Expired::NoRequest);
+        }
+        if self.in_progress.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
+        (self.accepted.elapsed() >= last + limits.idle_timeout).then_some(Expired::Idle)
+    }
+}
+
+/// A request in progress; its end (the response body finished or dropped) is recorded on drop.
+struct InProgress(Arc<Activity>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
+}
+
+/// A response body that holds its request's [`InProgress`] until it is finished or dropped.
+struct Tracked {
+    body: Body,
+    _guard: InProgress,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
