@@ -5,7 +5,7 @@
 #   2. the release edge (group commit) under the load generator at 8, 32 and 64 connections
 #      (unique signed checkout.session.completed events for pre-created orders; the ledger is
 #      checked after each run);
-#   3. the reference Node/Express stack of ../shared/peers/node-express (npm ci in a temporary
+#   3. the Node/Express peer of tests/peer/node-express (npm ci in a temporary
 #      copy, its own database and schema) under the same load generator and the same kind of events.
 # The 32-connection runs alternate in rounds (this machine's speed drifts with its neighbours): each
 # ratio is taken within a round and the median of the rounds' ratios is reported. The server's WAL
@@ -150,7 +150,7 @@ edge_pid=$!
 scratch_pids+=("$edge_pid")
 wait_for_url "http://127.0.0.1:$admin/ready"
 
-peer_dir=${PEER_DIR:-../shared/peers/node-express}
+peer_dir=${PEER_DIR:-tests/peer/node-express}
 peer_port=
 if command -v node >/dev/null && command -v npm >/dev/null && [ -f "$peer_dir/server.js" ]; then
   echo "==> Node peer ($peer_dir): npm ci in a temporary copy, its own database"

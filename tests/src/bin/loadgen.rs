@@ -42,7 +42,7 @@ struct Args {
     /// The webhook route of the server under test.
     #[arg(long, default_value = "/stripe/webhook")]
     path: String,
-    /// Whose `orders` table to fill: ours, or the Node peer's (`../shared/peers/node-express`).
+    /// Whose `orders` table to fill: ours, or the Node peer's (`tests/peer/node-express`).
     #[arg(long, value_enum, default_value_t = Schema::Edge)]
     schema: Schema,
     /// The server process under test: its CPU time while the clock runs is reported per request.
