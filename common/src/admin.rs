@@ -17,6 +17,11 @@ use crate::http::{Body, full, json as json_response};
 /// `/ready` reports the database as down when it has not answered within this time.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Requests per second an admin listener starts (probes, scrapes, support calls): far above what
+/// Prometheus and the orchestrator ask, and low enough that a flood of `/ready` cannot take the
+/// CPU the webhooks need. Past it, requests wait their turn.
+pub const REQUESTS_PER_SECOND: u32 = 1000;
+
 /// `GET /metrics`.
 pub fn metrics() -> Response<Body> {
     let mut resp = Response::new(full(crate::metrics::render()));
@@ -152,7 +157,7 @@ pub async fn database_ready(pool: &Pool) -> Result<i32, NotReady> {
 
 /// `GET /ready`'s answer: 200 with the schema version, or 503 with the reason.
 pub fn ready(state: Result<i32, NotReady>) -> Response<Body> {
-    let (status, body): (StatusCode, Value) = match state {
+    let (status, mut body): (StatusCode, Value) = match state {
         Ok(version) => (
             StatusCode::OK,
             json!({ "status": "ready", "schemaVersion": version }),
@@ -166,5 +171,7 @@ pub fn ready(state: Result<i32, NotReady>) -> Response<Body> {
             json!({ "status": "unavailable", "reason": other.reason() }),
         ),
     };
+    body["version"] = json!(crate::build::VERSION);
+    body["revision"] = json!(crate::build::REVISION);
     json_response(status, &body)
 }

@@ -1,5 +1,6 @@
 //! Postgres plumbing: the deadpool pool, the embedded refinery migrations (applied under an advisory
-//! lock so concurrent `migrate` runs are safe), and the start-up schema check.
+//! lock so concurrent `migrate` runs are safe, listed by `migrate --status`, shown by `--dry-run`),
+//! and the start-up schema check with its compatibility range.
 
 use std::time::Duration;
 
@@ -37,6 +38,21 @@ pub enum DbError {
          run `edge migrate` first"
     )]
     SchemaOutdated { have: i32, need: i32 },
+    #[error(
+        "the database schema is at version {have}, which supports builds made for version \
+         {oldest} or later, and this build was made for version {need}: deploy a newer build"
+    )]
+    SchemaTooNew { have: i32, need: i32, oldest: i32 },
+}
+
+impl DbError {
+    /// The schema does not fit this build (exit status 78): older than it needs, or too new.
+    pub fn is_schema_mismatch(&self) -> bool {
+        matches!(
+            self,
+            Self::SchemaOutdated { .. } | Self::SchemaTooNew { .. }
+        )
+    }
 }
 
 /// Where a configuration connects: `host[,host…]:port/dbname as user`.
@@ -146,15 +162,109 @@ pub async fn schema_version(client: &Client) -> Result<i32, tokio_postgres::Erro
     Ok(row.get::<_, Option<i32>>(0).unwrap_or(0))
 }
 
-/// Refuses a schema older than this build needs. A newer one is accepted (rolling back a binary
-/// must not take the service down), since migrations only ever add.
+/// Refuses a schema older than this build needs, and a newer one that does not list this build as
+/// compatible (`schema_compatibility.oldest_build_schema`, see `migrations/V4`). So migrations run
+/// first, and the binaries already running keep working on the newer schema while the new ones
+/// roll out, as long as the migration is additive.
 pub async fn check_schema(client: &Client) -> Result<i32, DbError> {
     let have = schema_version(client).await?;
     let need = required_schema_version();
     if have < need {
         return Err(DbError::SchemaOutdated { have, need });
     }
+    if have > need {
+        let oldest: i32 = client
+            .query_one("SELECT oldest_build_schema FROM schema_compatibility", &[])
+            .await?
+            .get(0);
+        if need < oldest {
+            return Err(DbError::SchemaTooNew { have, need, oldest });
+        }
+    }
     Ok(have)
+}
+
+/// One migration as `migrate --status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub version: i32,
+    pub name: String,
+    pub state: MigrationState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationState {
+    /// Applied, at this time (as refinery recorded it), with the SQL this build embeds.
+    Applied { on: String },
+    /// Applied, but its SQL differs from this build's (edited after it ran).
+    Changed { on: String },
+    /// Embedded in this build and not applied yet.
+    Pending,
+    /// Applied by a newer build.
+    Newer { on: String },
+}
+
+/// Every migration this build embeds or the database has applied, in version order.
+pub async fn migration_status(cfg: &DbConfig) -> Result<Vec<MigrationStatus>, DbError> {
+    let client = connect(cfg).await?;
+    let mut applied = std::collections::BTreeMap::new();
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if exists {
+        for row in client
+            .query(
+                "SELECT version, name, applied_on, checksum FROM refinery_schema_history",
+                &[],
+            )
+            .await?
+        {
+            let version: i32 = row.get(0);
+            let name: String = row.get(1);
+            let on: String = row.get(2);
+            let checksum: String = row.get(3);
+            applied.insert(version, (name, on, checksum));
+        }
+    }
+    let mut out = Vec::new();
+    for m in embedded::migrations::runner().get_migrations() {
+        let state = match applied.remove(&m.version()) {
+            Some((_, on, checksum)) if checksum == m.checksum().to_string() => {
+                MigrationState::Applied { on }
+            }
+            Some((_, on, _)) => MigrationState::Changed { on },
+            None => MigrationState::Pending,
+        };
+        out.push(MigrationStatus {
+            version: m.version(),
+            name: m.name().to_owned(),
+            state,
+        });
+    }
+    for (version, (name, on, _)) in applied {
+        out.push(MigrationStatus {
+            version,
+            name,
+            state: MigrationState::Newer { on },
+        });
+    }
+    out.sort_by_key(|m| m.version);
+    Ok(out)
+}
+
+/// The SQL of an embedded migration.
+pub fn migration_sql(version: i32) -> Option<&'static str> {
+    static RUNNER: std::sync::OnceLock<refinery::Runner> = std::sync::OnceLock::new();
+    RUNNER
+        .get_or_init(embedded::migrations::runner)
+        .get_migrations()
+        .iter()
+        .find(|m| m.version() == version)
+        .and_then(|m| m.sql())
 }
 
 /// Session setting of every pooled connection: plan each prepared statement once. The ledger's
@@ -205,7 +315,11 @@ pub fn pool(cfg: &DbConfig) -> Result<Pool, DbError> {
 mod tests {
     #[test]
     fn migrations_are_embedded() {
-        assert_eq!(super::embedded_migration_count(), 3);
-        assert_eq!(super::required_schema_version(), 3);
+        assert_eq!(super::embedded_migration_count(), 4);
+        assert_eq!(super::required_schema_version(), 4);
+        assert!(
+            super::migration_sql(4)
+                .is_some_and(|sql| sql.contains("CREATE TABLE schema_compatibility"))
+        );
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`admin`]: `/metrics`, `/live` and the database half of `/ready`, for both admin listeners.
+//! - [`build`]: what this build is (version, git revision, date).
 //! - [`config`]: every environment variable, parsed once into types.
 //! - [`error`]: error text that keeps its cause (the Postgres server's message above all).
 //! - [`db`]: the connection pool, embedded migrations and the schema check.
@@ -13,6 +14,7 @@
 //! - [`shutdown`]: the SIGTERM/SIGINT future.
 
 pub mod admin;
+pub mod build;
 pub mod config;
 pub mod db;
 pub mod error;

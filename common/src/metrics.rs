@@ -45,8 +45,32 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Renders the Prometheus text exposition.
+/// The process metrics (`process_resident_memory_bytes`, `process_cpu_seconds_total`,
+/// `process_open_fds`, `process_max_fds`, `process_start_time_seconds`, …), read from the OS at
+/// each scrape by a maintained collector.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(|| {
+        let collector = metrics_process::Collector::default();
+        collector.describe();
+        collector
+    })
+}
+
+/// The process metrics (from `metrics-process`, the same names as Prometheus's own clients) that the
+/// dashboards use; both binaries export them.
+pub const PROCESS_NAMES: &[&str] = &[
+    "process_cpu_seconds_total",
+    "process_max_fds",
+    "process_open_fds",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+];
+
+/// Renders the Prometheus text exposition (the process metrics read now).
 pub fn render() -> String {
+    handle();
+    process_collector().collect();
     handle().render()
 }
 

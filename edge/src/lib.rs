@@ -13,12 +13,14 @@
 //! - [`error`]: the one error enum and its mapping to HTTP.
 //! - [`group_commit`]: the writers that commit concurrent webhook events together.
 //! - [`state`]: what handlers share.
+//! - [`migrate`]: `edge migrate`, its `--status` and `--dry-run`.
 
 pub mod budget;
 pub mod config;
 pub mod error;
 pub mod group_commit;
 pub mod metrics;
+pub mod migrate;
 pub mod proxy;
 pub mod resources;
 pub mod routes;
@@ -62,7 +64,7 @@ impl StartError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::DbUnavailable(_) | Self::Db(DbError::Connect { .. }) => common::EXIT_UNAVAILABLE,
-            Self::Db(DbError::SchemaOutdated { .. }) => common::EXIT_SCHEMA,
+            Self::Db(e) if e.is_schema_mismatch() => common::EXIT_SCHEMA,
             _ => 1,
         }
     }
@@ -90,6 +92,7 @@ impl App {
     /// [`App::build`] with other client time-outs (tests use short ones).
     pub async fn build_with_limits(config: EdgeConfig, limits: Limits) -> Result<Self, StartError> {
         let metrics = metrics::EdgeMetrics::register(config.webhook_secrets.len());
+        metrics.build_info.set(common::build::BuildInfo, 1.0);
         let pool = db::pool(&config.db)?;
         {
             let client = pool.get().await.map_err(|e| {
@@ -162,6 +165,7 @@ impl App {
                 .clone()
                 .probe_forever(self.state.pool.clone()),
         );
+        let reconcile_status = tokio::spawn(reconcile_status(self.state.clone()));
         let state = self.state.clone();
         let public = tokio::spawn(common::http::serve(
             "public",
@@ -181,11 +185,19 @@ impl App {
             ADMIN_GRACE,
             Limits {
                 max_connections: resources::ADMIN_CONNECTIONS,
+                requests_per_second: Some(common::admin::REQUESTS_PER_SECOND),
                 ..self.state.limits
             },
             self.state.admin_stats.clone(),
         ));
-        tracing::info!(public = %public_addr, admin = %admin_addr, "edge listening");
+        tracing::info!(
+            public = %public_addr,
+            admin = %admin_addr,
+            version = common::build::VERSION,
+            revision = common::build::REVISION,
+            built = common::build::DATE,
+            "edge listening"
+        );
         shutdown.await;
         tracing::info!("shutdown requested");
         self.state.start_draining();
@@ -206,7 +218,37 @@ impl App {
         let _ = admin.await;
         upkeep.abort();
         probe.abort();
+        reconcile_status.abort();
         self.state.pool.close();
         tracing::info!("edge stopped");
+    }
+}
+
+/// How often the edge reads the end of the last successful reconcile pass.
+const RECONCILE_STATUS_EVERY: Duration = Duration::from_secs(15);
+
+/// Exports the end of the last successful reconcile window pass, read from `reconcile_runs`, so
+/// that its age is known however the reconciler runs (a daemon, or `reconciler once` under cron,
+/// which has no `/metrics`).
+async fn reconcile_status(state: Arc<State>) {
+    let mut tick = tokio::time::interval(RECONCILE_STATUS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(client) = state.pool.get().await else {
+            continue;
+        };
+        let read = client
+            .query_one(
+                "SELECT extract(epoch FROM max(finished_at))::float8 FROM reconcile_runs
+                 WHERE status = 'ok' AND scope = 'window'",
+                &[],
+            )
+            .await;
+        if let Ok(row) = read
+            && let Some(at) = row.get::<_, Option<f64>>(0)
+        {
+            state.metrics.reconcile_last_success.set_value(at);
+        }
     }
 }

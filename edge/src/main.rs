@@ -1,16 +1,15 @@
-//! `edge` binary: parse the command and config, then serve or migrate.
+//! `edge` binary: parse the command and config, then serve or migrate (`edge::migrate`).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use common::config::{self, ProcessEnv};
-use common::{db, shutdown, telemetry};
+use common::{shutdown, telemetry};
 use edge::config::EdgeConfig;
 
 #[derive(Parser)]
 #[command(
     name = "edge",
-    version,
+    version = common::build::LONG_VERSION,
     about = "Stripe webhook edge: verify, record, acknowledge; proxy the rest"
 )]
 struct Cli {
@@ -23,7 +22,14 @@ enum Command {
     /// Serve the public listener (webhook + proxy) and the admin listener (default).
     Serve,
     /// Apply the embedded database migrations and exit.
-    Migrate,
+    Migrate {
+        /// List the applied and pending migrations; change nothing.
+        #[arg(long, conflicts_with = "dry_run")]
+        status: bool,
+        /// Print the SQL of the pending migrations; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[tokio::main]
@@ -31,7 +37,16 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
-        Command::Migrate => migrate().await,
+        Command::Migrate { status, dry_run } => {
+            let mode = if status {
+                edge::migrate::Mode::Status
+            } else if dry_run {
+                edge::migrate::Mode::DryRun
+            } else {
+                edge::migrate::Mode::Apply
+            };
+            edge::migrate::run(mode).await
+        }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -58,35 +73,4 @@ async fn serve() -> i32 {
     };
     app.run_until_stopped(shutdown::signal_received()).await;
     0
-}
-
-async fn migrate() -> i32 {
-    let (db_config, log_format) = match config::db_from(&ProcessEnv) {
-        Ok(c) => c,
-        Err(e) => {
-            eprint!("edge migrate: {e}");
-            return common::EXIT_CONFIG;
-        }
-    };
-    telemetry::init(log_format);
-    match db::migrate(&db_config).await {
-        Ok(applied) => {
-            let versions: Vec<String> = applied.iter().map(|(v, n)| format!("V{v}__{n}")).collect();
-            tracing::info!(
-                applied = versions.len(),
-                migrations = versions.join(","),
-                schemaVersion = db::required_schema_version(),
-                "migrations applied"
-            );
-            0
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "migration failed");
-            eprintln!("edge migrate: {e}");
-            match e {
-                db::DbError::Connect { .. } => common::EXIT_UNAVAILABLE,
-                _ => 1,
-            }
-        }
-    }
 }

@@ -3,8 +3,10 @@
 //! first event.
 
 use crate::config::MAX_WEBHOOK_SECRETS;
+use common::build::BuildInfo;
 use common::ledger::{AnomalyKind, OrderStatus, TRANSITIONS};
 use common::metrics::{Label, LabelSet, StatusClass};
+use common::stripe::signature::SignatureError;
 
 common::label! {
     /// `outcome` of the webhook metrics.
@@ -37,6 +39,18 @@ common::label! {
         HeadTimeout = "head_timeout",
         /// A keep-alive connection with no request in progress, idle too long.
         Idle = "idle",
+        /// Idle the longest when a new connection arrived at EDGE_MAX_CONNECTIONS.
+        Evicted = "evicted",
+    }
+}
+
+common::label! {
+    /// `pool` of the database pool gauges.
+    pub enum PoolName: "pool" {
+        /// The group-commit writers' connections (every webhook write).
+        Writer = "writer",
+        /// Readiness probes and the reconcile status read.
+        Admin = "admin",
     }
 }
 
@@ -131,6 +145,9 @@ common::declare_metrics! {
         webhook_duration: Histograms<WebhookOutcome> = "edge_webhook_request_duration_seconds", Seconds;
         /// Webhook requests being processed now.
         webhook_in_flight: Gauges<()> = "edge_webhook_requests_in_flight", Count;
+        /// Webhooks refused for their signature, by reason: no_match and too_old are what
+        /// Stripe's own deliveries fail with (a wrong secret, a clock off); the others are junk.
+        signature_failures: Counters<SignatureError> = "edge_webhook_signature_failures_total", Count;
         /// Verified webhooks by the index of the secret (in STRIPE_WEBHOOK_SECRET) that matched.
         secret_matches: Counters<SecretIndex> = "edge_webhook_secret_matches_total", Count, for SecretIndex::first(secret_count);
         /// Order status changes made by webhooks.
@@ -139,8 +156,8 @@ common::declare_metrics! {
         orphans: Counters<()> = "edge_orphan_events_total", Count;
         /// Events kept but not applied: amount/currency mismatch or the wrong livemode.
         anomalies: Counters<AnomalyKind> = "edge_order_anomalies_total", Count;
-        /// Database pool connections by state.
-        pool: Gauges<PoolState> = "edge_db_pool_connections", Count;
+        /// Database pool connections by pool and state.
+        pool: Gauges<(PoolName, PoolState)> = "edge_db_pool_connections", Count;
         /// Proxied requests by upstream status class (error: the app did not answer).
         proxy_requests: Counters<StatusClass> = "edge_proxy_requests_total", Count;
         /// Time until the upstream app's response headers arrived.
@@ -164,6 +181,13 @@ common::declare_metrics! {
         body_budget_used: Gauges<()> = "edge_body_budget_used_bytes", Bytes;
         /// EDGE_BODY_BUDGET_BYTES.
         body_budget: Gauges<()> = "edge_body_budget_bytes", Bytes;
+        /// 1 when /ready answers 200, else 0.
+        ready: Gauges<()> = "edge_ready", Count;
+        /// The build running: always 1, labelled with its version and git revision.
+        build_info: Gauges<BuildInfo> = "edge_build_info", Count;
+        /// Unix time of the end of the last successful reconcile window pass, read from
+        /// reconcile_runs (so it is known however the reconciler runs: daemon or cron).
+        reconcile_last_success: Gauges<()> = "edge_reconcile_last_success_timestamp_seconds", Seconds;
     }
 }
 

@@ -77,7 +77,15 @@ pub async fn handle(
 async fn answer(req: Request<Incoming>, state: &AdminState, rid: &RequestId) -> Response<Body> {
     let route = Route::of(req.method(), req.uri().path());
     match route {
-        Route::Metrics => health::metrics(),
+        Route::Metrics => {
+            let ready = readiness(state).is_ok();
+            state
+                .reconciler
+                .metrics
+                .ready
+                .set_value(f64::from(u8::from(ready)));
+            health::metrics()
+        }
         Route::Live => health::live(),
         Route::Ready => ready(state),
         Route::MethodNotAllowed(allow) => {
@@ -145,11 +153,16 @@ fn authorize(
     }
 }
 
-fn ready(state: &AdminState) -> Response<Body> {
+/// Ready = not draining, and the database (as last probed) answers with a current schema.
+fn readiness(state: &AdminState) -> Result<i32, NotReady> {
     if state.draining.load(Ordering::SeqCst) {
-        return health::ready(Err(NotReady::Draining));
+        return Err(NotReady::Draining);
     }
-    health::ready(state.readiness.database())
+    state.readiness.database()
+}
+
+fn ready(state: &AdminState) -> Response<Body> {
+    health::ready(readiness(state))
 }
 
 async fn run(state: &AdminState, rid: &RequestId) -> Response<Body> {

@@ -60,7 +60,7 @@ impl Error {
         match self {
             Self::Config(_) | Self::Schedule(_) => common::EXIT_CONFIG,
             Self::Database(DbError::Connect { .. }) | Self::Pool(_) => common::EXIT_UNAVAILABLE,
-            Self::Database(DbError::SchemaOutdated { .. }) => common::EXIT_SCHEMA,
+            Self::Database(e) if e.is_schema_mismatch() => common::EXIT_SCHEMA,
             _ => 1,
         }
     }

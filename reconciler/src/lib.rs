@@ -56,6 +56,7 @@ impl Reconciler {
     pub async fn build(config: ReconcilerConfig) -> Result<Self, Error> {
         startup::check_database(&config).await?;
         let metrics = ReconcilerMetrics::register();
+        metrics.build_info.set(common::build::BuildInfo, 1.0);
         let pool = db::pool(&config.db)?;
         let stripe = StripeClient::new(&config, metrics.clone())?;
         Ok(Self {

@@ -12,7 +12,7 @@ use reconciler::startup::{self, CommandKind};
 #[derive(Parser)]
 #[command(
     name = "reconciler",
-    version,
+    version = common::build::LONG_VERSION,
     about = "Finds Stripe events the ledger lacks and backfills them"
 )]
 struct Cli {

@@ -1,6 +1,7 @@
 //! Every reconciler metric, declared once (name, help, kind, labels); dashboards and alert rules
 //! may only use these names. Known label values start at zero.
 
+use common::build::BuildInfo;
 use common::metrics::StatusClass;
 
 use crate::runs::{RunStatus, Trigger};
@@ -37,6 +38,10 @@ common::declare_metrics! {
         stripe_duration: Histograms<Endpoint> = "reconciler_stripe_request_duration_seconds", Seconds;
         /// Stripe answers 429 (rate limited) by endpoint; each was retried with backoff.
         stripe_rate_limited: Counters<Endpoint> = "reconciler_stripe_rate_limited_total", Count;
+        /// 1 when /ready answers 200, else 0.
+        ready: Gauges<()> = "reconciler_ready", Count;
+        /// The build running: always 1, labelled with its version and git revision.
+        build_info: Gauges<BuildInfo> = "reconciler_build_info", Count;
     }
 }
 

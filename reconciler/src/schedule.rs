@@ -73,6 +73,7 @@ impl Daemon {
             Duration::from_secs(2),
             Limits {
                 max_connections: 256,
+                requests_per_second: Some(common::admin::REQUESTS_PER_SECOND),
                 ..Limits::default()
             },
             Arc::new(ServeStats::default()),
@@ -104,6 +105,9 @@ impl Daemon {
             .map_err(|e| Error::Schedule(e.to_string()))?;
         tracing::info!(
             schedule = self.reconciler.config.schedule.as_str(),
+            version = common::build::VERSION,
+            revision = common::build::REVISION,
+            built = common::build::DATE,
             "reconciler running"
         );
         let first = {

@@ -1,8 +1,11 @@
 //! The accept loop of every listener: HTTP/1.1 and h2c on one port, every resource an
 //! unauthenticated peer can hold bounded, and a graceful drain bounded by a grace period.
 //!
-//! - **Connections are capped** (`Limits::max_connections`): at the cap, accept waits and the
-//!   kernel's backlog holds the rest. A failed accept (out of file descriptors) backs off, is
+//! - **Connections are capped** (`Limits::max_connections`). At the cap, a newly accepted
+//!   connection makes room by closing the connection idle the longest (no request in progress: one
+//!   that never sent a head, or a keep-alive one between requests); when every connection is busy,
+//!   it waits for one to end, and the kernel's backlog holds the rest. So idle connections, however
+//!   many, never keep a webhook out. A failed accept (out of file descriptors) backs off, is
 //!   counted, and is logged at most once a second.
 //! - **A deadline from accept to the first complete request head** (`header_read_timeout`),
 //!   protocol detection included: a connection that sends nothing, or 16 bytes of an HTTP/2
@@ -10,6 +13,9 @@
 //! - **An idle keep-alive time-out** (`idle_timeout`): a connection with no request in progress
 //!   (a response body still streaming counts as in progress) is closed once idle that long.
 //! - h2: at most [`MAX_STREAMS`] concurrent streams per connection and a bounded header list.
+//! - **Requests can be paced** (`Limits::requests_per_second`, the admin listeners): past the rate,
+//!   a request waits its turn before its handler runs, so a flood of probes costs its sender time
+//!   rather than costing the webhooks CPU.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,6 +50,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 const ACCEPT_ERROR_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// A connection asked to close (idle, or draining) that has not within this is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Requests a paced listener starts at once after a quiet spell.
+pub const PACER_BURST: u32 = 50;
 
 /// What a peer may hold, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +64,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Open connections at most; at the cap, accept waits.
     pub max_connections: usize,
+    /// Requests started per second at most (with a burst of [`PACER_BURST`]); `None`: unpaced.
+    pub requests_per_second: Option<u32>,
 }
 
 impl Default for Limits {
@@ -65,6 +75,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            requests_per_second: None,
         }
     }
 }
@@ -80,6 +91,8 @@ pub struct ServeStats {
     pub head_timeouts: AtomicU64,
     /// Keep-alive connections closed for being idle.
     pub idle_closed: AtomicU64,
+    /// Idle connections closed at the cap to make room for a new one.
+    pub evicted: AtomicU64,
 }
 
 fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
@@ -118,17 +131,13 @@ pub async fn serve<H, F>(
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     let builder = Arc::new(builder(limits));
+    let pacer = limits
+        .requests_per_second
+        .map(|rate| Arc::new(Pacer::new(rate)));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut failures = AcceptFailures::default();
+    let idle = Arc::new(IdleConnections::default());
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = stopped(&mut stop) => break,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             biased;
             _ = stopped(&mut stop) => break,
@@ -142,9 +151,24 @@ pub async fn serve<H, F>(
             Err(e) => {
                 stats.accept_errors.fetch_add(1, Ordering::Relaxed);
                 let pause = failures.next(name, &e);
-                drop(permit);
                 tokio::time::sleep(pause).await;
                 continue;
+            }
+        };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if idle.evict_longest() {
+                    stats.evicted.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::select! {
+                    biased;
+                    _ = stopped(&mut stop) => break,
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                }
             }
         };
         let _ = stream.set_nodelay(true);
@@ -153,6 +177,8 @@ pub async fn serve<H, F>(
             limits,
             stats: stats.clone(),
             stop: stop.clone(),
+            pacer: pacer.clone(),
+            idle: idle.clone(),
         };
         let handler = handler.clone();
         stats.open.fetch_add(1, Ordering::Relaxed);
@@ -177,6 +203,39 @@ pub async fn serve<H, F>(
             listener = name,
             "grace period over; closing the remaining connections"
         );
+    }
+}
+
+/// Hands out start times `1/rate` apart: a request past the rate waits for its slot.
+struct Pacer {
+    interval: Duration,
+    next: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(rate: u32) -> Self {
+        Self {
+            interval: Duration::from_secs(1) / rate.max(1),
+            next: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits until this request's slot. After a quiet spell, [`PACER_BURST`] go at once.
+    async fn turn(&self) {
+        let now = tokio::time::Instant::now();
+        let slot = {
+            let mut next = self
+                .next
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let earliest = now.checked_sub(self.interval * PACER_BURST).unwrap_or(now);
+            let slot = (*next).max(earliest);
+            *next = slot + self.interval;
+            slot
+        };
+        if slot > now {
+            tokio::time::sleep_until(slot).await;
+        }
     }
 }
 
@@ -216,6 +275,8 @@ struct Connection {
     limits: Limits,
     stats: Arc<ServeStats>,
     stop: watch::Receiver<bool>,
+    pacer: Option<Arc<Pacer>>,
+    idle: Arc<IdleConnections>,
 }
 
 impl Connection {
@@ -224,13 +285,19 @@ impl Connection {
         H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
     {
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(self.idle.clone()));
+        let _registered = Registered(activity.clone());
         let service = {
             let activity = activity.clone();
+            let pacer = self.pacer.clone();
             service_fn(move |req| {
                 let guard = activity.request_started();
                 let answer = handler(req, peer);
+                let pacer = pacer.clone();
                 async move {
+                    if let Some(pacer) = pacer {
+                        pacer.turn().await;
+                    }
                     let resp = answer.await?;
                     Ok::<_, Infallible>(resp.map(|body| {
                         Tracked {
@@ -264,6 +331,13 @@ impl Connection {
                     conn.as_mut().graceful_shutdown();
                     closing = Some(tokio::time::Instant::now() + self.limits.idle_timeout.max(CLOSE_GRACE));
                 }
+                _ = activity.evict.notified(), if closing.is_none() => {
+                    if !activity.any_request.load(Ordering::Acquire) {
+                        return; // never sent a head: nothing to finish
+                    }
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     if closing.is_some() {
                         return; // asked to close and did not: drop it
@@ -294,23 +368,106 @@ enum Expired {
     Idle,
 }
 
+/// The connections of one listener with no request in progress, in the order they became idle:
+/// at the cap, the first is asked to close.
+#[derive(Default)]
+struct IdleConnections {
+    inner: std::sync::Mutex<IdleQueue>,
+}
+
+#[derive(Default)]
+struct IdleQueue {
+    next_turn: u64,
+    by_turn: std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>,
+}
+
+impl IdleConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleQueue> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues a connection that just became idle; its turn, to withdraw it with.
+    fn enqueue(&self, evict: &Arc<tokio::sync::Notify>) -> u64 {
+        let mut queue = self.lock();
+        let turn = queue.next_turn;
+        queue.next_turn += 1;
+        queue.by_turn.insert(turn, evict.clone());
+        turn
+    }
+
+    fn withdraw(&self, turn: u64) {
+        self.lock().by_turn.remove(&turn);
+    }
+
+    /// Asks the connection idle the longest to close; false when none is idle.
+    fn evict_longest(&self) -> bool {
+        match self.lock().by_turn.pop_first() {
+            Some((_, evict)) => {
+                evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// No turn: the connection is not in the idle queue.
+const NOT_QUEUED: u64 = u64::MAX;
+
 /// What a connection is doing: whether a request ever arrived, how many are in progress, and
-/// when it last started or finished one.
+/// when it last started or finished one. While none is in progress it sits in the listener's
+/// [`IdleConnections`].
 struct Activity {
     accepted: Instant,
     any_request: AtomicBool,
     in_progress: AtomicUsize,
     /// Milliseconds after `accepted` of the last start or end of a request.
     last_ms: AtomicU64,
+    idle: Arc<IdleConnections>,
+    /// Its turn in `idle`, or [`NOT_QUEUED`]. Two requests of an h2 connection that start and end
+    /// at once can leave a busy connection queued; evicting it then closes it gracefully.
+    turn: AtomicU64,
+    /// The connection has ended: it never queues again.
+    ended: AtomicBool,
+    /// Notified when it is evicted.
+    evict: Arc<tokio::sync::Notify>,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(idle: Arc<IdleConnections>) -> Self {
+        let evict = Arc::new(tokio::sync::Notify::new());
+        let turn = idle.enqueue(&evict);
         Self {
             accepted: Instant::now(),
             any_request: AtomicBool::new(false),
             in_progress: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            idle,
+            turn: AtomicU64::new(turn),
+            ended: AtomicBool::new(false),
+            evict,
+        }
+    }
+
+    /// Leaves the idle queue (a request started, or the connection ended).
+    fn leave_idle(&self) {
+        let turn = self.turn.swap(NOT_QUEUED, Ordering::AcqRel);
+        if turn != NOT_QUEUED {
+            self.idle.withdraw(turn);
+        }
+    }
+
+    /// Joins the idle queue again (its last request ended).
+    fn become_idle(&self) {
+        if self.ended.load(Ordering::Acquire) {
+            return;
+        }
+        let turn = self.idle.enqueue(&self.evict);
+        let previous = self.turn.swap(turn, Ordering::AcqRel);
+        if previous != NOT_QUEUED {
+            self.idle.withdraw(previous);
         }
     }
 
@@ -323,7 +480,9 @@ impl Activity {
 
     fn request_started(self: &Arc<Self>) -> InProgress {
         self.any_request.store(true, Ordering::Release);
-        self.in_progress.fetch_add(1, Ordering::AcqRel);
+        if self.in_progress.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.leave_idle();
+        }
         self.touch();
         InProgress(self.clone())
     }
@@ -356,8 +515,20 @@ struct InProgress(Arc<Activity>);
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
+        if self.0.in_progress.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.become_idle();
+        }
         self.0.touch();
+    }
+}
+
+/// Takes a connection out of the idle queue when it ends, however it ends.
+struct Registered(Arc<Activity>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::Release);
+        self.0.leave_idle();
     }
 }
 

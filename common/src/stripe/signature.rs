@@ -35,6 +35,47 @@ pub enum SignatureError {
     NoMatch,
 }
 
+impl SignatureError {
+    /// Every variant, in declaration order.
+    pub const ALL: [Self; 6] = [
+        Self::Missing,
+        Self::Duplicated,
+        Self::Malformed,
+        Self::NoV1,
+        Self::TooOld,
+        Self::NoMatch,
+    ];
+
+    /// The `reason` label of `edge_webhook_signature_failures_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Duplicated => "duplicated",
+            Self::Malformed => "malformed",
+            Self::NoV1 => "no_v1",
+            Self::TooOld => "too_old",
+            Self::NoMatch => "no_match",
+        }
+    }
+}
+
+impl crate::metrics::Label for SignatureError {
+    const KEY: &'static str = "reason";
+    const COUNT: usize = Self::ALL.len();
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn all() -> Vec<Self> {
+        Self::ALL.to_vec()
+    }
+
+    fn value(self) -> String {
+        self.as_str().to_owned()
+    }
+}
+
 /// A parsed header: the timestamp exactly as sent (it is part of the signed bytes) and the decoded
 /// `v1` signatures. Values that are not 64 lowercase hex characters are skipped, as stripe-go
 /// skips non-hex ones.
@@ -252,6 +293,16 @@ mod tests {
                 let got = verify(header, &changed, &secrets(&[secret]), 300, ts);
                 assert_eq!(got, Err(SignatureError::NoMatch));
             }
+        }
+    }
+
+    #[test]
+    fn reason_labels_are_indexed_in_order_and_distinct() {
+        use crate::metrics::Label;
+        let mut seen = std::collections::HashSet::new();
+        for (i, reason) in SignatureError::ALL.into_iter().enumerate() {
+            assert_eq!(reason.index(), i);
+            assert!(seen.insert(reason.as_str()));
         }
     }
 

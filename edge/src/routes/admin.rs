@@ -6,21 +6,25 @@ use http::Response;
 
 use std::sync::atomic::Ordering;
 
-use crate::metrics::{CloseReason, Listener, PoolState};
+use crate::metrics::{CloseReason, Listener, PoolName, PoolState};
 use crate::resources::ADMIN_CONNECTIONS;
 use crate::routes::Body;
 use crate::state::State;
 
-/// Prometheus text exposition; pool gauges are refreshed at scrape time.
+/// Prometheus text exposition; pool, connection, budget and readiness gauges are refreshed at
+/// scrape time.
 pub fn metrics(state: &State) -> Response<Body> {
-    // Both pools together (readiness checks and the group-commit writers).
-    let (a, b) = (state.pool.status(), state.writer.pool().status());
-    let gauges = &state.metrics.pool;
-    gauges.set(PoolState::Max, (a.max_size + b.max_size) as f64);
-    gauges.set(PoolState::Open, (a.size + b.size) as f64);
-    gauges.set(PoolState::Idle, (a.available + b.available) as f64);
-    gauges.set(PoolState::Waiting, (a.waiting + b.waiting) as f64);
     let m = &state.metrics;
+    for (pool, status) in [
+        (PoolName::Writer, state.writer.pool().status()),
+        (PoolName::Admin, state.pool.status()),
+    ] {
+        m.pool.set((pool, PoolState::Max), status.max_size as f64);
+        m.pool.set((pool, PoolState::Open), status.size as f64);
+        m.pool.set((pool, PoolState::Idle), status.available as f64);
+        m.pool
+            .set((pool, PoolState::Waiting), status.waiting as f64);
+    }
     for (listener, stats, limit) in [
         (
             Listener::Public,
@@ -42,22 +46,36 @@ pub fn metrics(state: &State) -> Response<Body> {
             (listener, CloseReason::Idle),
             stats.idle_closed.load(Ordering::Relaxed),
         );
+        m.connections_closed.absolute(
+            (listener, CloseReason::Evicted),
+            stats.evicted.load(Ordering::Relaxed),
+        );
     }
     m.body_budget_used
         .set_value(state.body_budget.used() as f64);
+    m.ready
+        .set_value(f64::from(u8::from(readiness(state).is_ok())));
     admin::metrics()
 }
 
 /// Ready = not draining, the group-commit writers are running and making progress, and the
 /// database (as last probed, at most a second ago) answers, has a current schema and accepts
 /// writes. No query per call.
-pub fn ready(state: &State) -> Response<Body> {
+pub fn readiness(state: &State) -> Result<i32, NotReady> {
     if state.is_draining() {
-        return admin::ready(Err(NotReady::Draining));
+        return Err(NotReady::Draining);
     }
-    if let Err(why) = state.writer.health() {
-        tracing::warn!(reason = why.reason(), "not ready: the ledger writers");
-        return admin::ready(Err(why));
+    state.writer.health()?;
+    state.readiness.database()
+}
+
+/// `GET /ready`.
+pub fn ready(state: &State) -> Response<Body> {
+    let answer = readiness(state);
+    if let Err(why) = answer
+        && why != NotReady::Draining
+    {
+        tracing::warn!(reason = why.reason(), "not ready");
     }
-    admin::ready(state.readiness.database())
+    admin::ready(answer)
 }

@@ -64,6 +64,9 @@ pub async fn handle(req: Request<Incoming>, state: &State, rid: &RequestId) -> R
             )
         }
         Err(e) => {
+            if let Error::Signature(why) = &e {
+                state.metrics.signature_failures.inc(*why);
+            }
             if !matches!(e, Error::Storage(_)) {
                 tracing::warn!(error = %e, code = e.code(), "webhook refused");
             }

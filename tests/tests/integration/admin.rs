@@ -38,8 +38,16 @@ async fn metrics_expose_every_edge_series_from_the_start() {
         "edge_orphan_events_total",
         r#"edge_order_anomalies_total{kind="amount_mismatch"}"#,
         r#"edge_order_anomalies_total{kind="livemode_mismatch"}"#,
-        r#"edge_db_pool_connections{state="max"}"#,
-        r#"edge_db_pool_connections{state="idle"}"#,
+        r#"edge_db_pool_connections{pool="writer",state="max"}"#,
+        r#"edge_db_pool_connections{pool="writer",state="waiting"}"#,
+        r#"edge_db_pool_connections{pool="admin",state="idle"}"#,
+        r#"edge_webhook_signature_failures_total{reason="no_match"}"#,
+        r#"edge_webhook_signature_failures_total{reason="too_old"}"#,
+        "edge_ready 1",
+        "edge_reconcile_last_success_timestamp_seconds",
+        r#"edge_connections_closed_total{listener="public",reason="evicted"}"#,
+        "process_resident_memory_bytes",
+        "process_open_fds",
         r#"edge_proxy_requests_total{status_class="5xx"}"#,
         "edge_webhook_requests_in_flight",
         "# HELP edge_webhook_requests_total",
@@ -56,6 +64,31 @@ async fn metrics_expose_every_edge_series_from_the_start() {
         text.contains("edge_webhook_request_duration_seconds_bucket"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn version_agrees_in_the_binary_the_metrics_and_ready() {
+    let edge = TestEdge::spawn().await;
+    let printed = tests::process::run(
+        "edge",
+        &["--version"],
+        &[],
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    assert!(printed.status.success(), "{}", printed.stderr);
+    let ready = get(edge.admin, "/ready").await.json();
+    let version = ready["version"].as_str().expect("version in /ready");
+    let revision = ready["revision"].as_str().expect("revision in /ready");
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    assert!(
+        printed.stdout.starts_with(&format!("edge {version} (revision {revision}, built ")),
+        "{}",
+        printed.stdout
+    );
+    let metrics = get(edge.admin, "/metrics").await.text();
+    let info = format!(r#"edge_build_info{{version="{version}",revision="{revision}"}} 1"#);
+    assert!(metrics.contains(&info), "{info} in\n{metrics}");
 }
 
 #[tokio::test]

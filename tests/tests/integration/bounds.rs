@@ -1,6 +1,6 @@
 //! The edge bounded under attack, at test scale (the full-scale scenarios are in
 //! `scripts/bench-attack.sh`): connections that send nothing are closed at the header deadline,
-//! the connection cap makes accept wait while the admin listener answers, a bad signature is
+//! at the connection cap the longest idle connection makes room while the admin listener answers, a bad signature is
 //! refused before its body is read, trickled bodies never starve real webhooks, h2 streams and
 //! proxied requests are capped, stalled uploads are cut, and `/ready` costs no query per call.
 
@@ -86,9 +86,10 @@ async fn connections_that_send_nothing_or_a_preface_are_closed_at_the_header_dea
 }
 
 #[tokio::test]
-async fn at_the_connection_cap_accept_waits_and_the_admin_listener_still_answers() {
+async fn at_the_connection_cap_idle_connections_make_room_and_the_admin_listener_answers() {
+    // A header deadline far longer than the test: only eviction can make room.
     let edge = TestEdge::builder()
-        .limits(limits(Duration::from_secs(1), 16))
+        .limits(limits(Duration::from_secs(60), 16))
         .spawn()
         .await;
     let mut idle = Vec::new();
@@ -98,17 +99,28 @@ async fn at_the_connection_cap_accept_waits_and_the_admin_listener_still_answers
     let stats = edge.state.public_stats.clone();
     assert!(
         eventually(Duration::from_secs(2), || async {
-            stats.open.load(Ordering::Relaxed) == 16
+            stats.evicted.load(Ordering::Relaxed) == 8
         })
-        .await
+        .await,
+        "each connection past the cap closes the longest idle one"
     );
+    assert_eq!(stats.open.load(Ordering::Relaxed), 16);
     let started = Instant::now();
     assert_eq!(get(edge.admin, "/live").await.status, 200);
     assert!(started.elapsed() < Duration::from_millis(500));
-    // A webhook waits in the backlog until the idle ones reach their deadline, then is served.
-    webhook_within(&edge, "at_cap", Duration::from_secs(5)).await;
+    for i in 0..3 {
+        webhook_within(&edge, &format!("at_cap_{i}"), Duration::from_secs(1)).await;
+    }
     assert!(stats.open.load(Ordering::Relaxed) <= 16);
-    drop(idle);
+    // The first connections opened were the ones closed.
+    let mut byte = [0u8; 1];
+    let first = tokio::time::timeout(Duration::from_secs(1), idle[0].read(&mut byte)).await;
+    assert!(matches!(first, Ok(Ok(0)) | Ok(Err(_))), "{first:?}");
+    let metrics = get(edge.admin, "/metrics").await.text();
+    assert!(
+        metrics.contains(r#"edge_connections_closed_total{listener="public",reason="evicted"}"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! Start-up checks: an outdated schema is refused with a message that says to run `edge migrate`,
-//! an unreachable database is reported, and concurrent migrations are safe.
+//! a newer one is accepted within its declared compatibility range and refused beyond it, an
+//! unreachable database is reported, concurrent migrations are safe, and `edge migrate --status`
+//! and `--dry-run` show what is applied and what would run without changing anything.
 
 use common::db;
 use tests::edge::TestEdge;
@@ -51,4 +53,95 @@ async fn concurrent_migrations_are_safe() {
         db::required_schema_version()
     );
     assert_eq!(db::migrate(&db.db_config()).await.expect("again").len(), 0);
+}
+
+/// Records a migration newer than this build, as a newer build's `edge migrate` would, and sets
+/// the oldest build the schema still supports.
+async fn pretend_newer_schema(db: &TestDb, oldest_build_schema: i32) -> i32 {
+    let client = db.client().await;
+    let newer = db::required_schema_version() + 1;
+    client
+        .execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+             VALUES ($1, 'a_newer_build', '2026-12-01T00:00:00Z', '0')",
+            &[&newer],
+        )
+        .await
+        .expect("history row");
+    client
+        .execute(
+            "UPDATE schema_compatibility SET oldest_build_schema = $1",
+            &[&oldest_build_schema],
+        )
+        .await
+        .expect("compatibility");
+    newer
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_accepted_within_its_compatibility_range() {
+    let db = TestDb::new().await;
+    let newer = pretend_newer_schema(&db, db::required_schema_version()).await;
+    let edge = TestEdge::builder().db(db).spawn().await;
+    let ready = tests::http::get(edge.admin, "/ready").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(ready.json()["schemaVersion"], newer);
+    let event = tests::stripe::session_event(
+        "checkout.session.completed",
+        &tests::stripe::Session::new("cs_test_newer_schema"),
+    );
+    assert_eq!(edge.webhook_json(&event).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_newer_schema_that_drops_this_build_is_refused() {
+    let db = TestDb::new().await;
+    let newer = pretend_newer_schema(&db, db::required_schema_version() + 1).await;
+    let (config, _db, _, _) = TestEdge::builder().db(db).config().await;
+    let err = match edge::App::build(config).await {
+        Ok(_) => panic!("the edge must refuse a schema that no longer supports it"),
+        Err(e) => e,
+    };
+    assert_eq!(err.exit_code(), common::EXIT_SCHEMA);
+    let message = err.to_string();
+    assert!(message.contains(&format!("version {newer}")), "{message}");
+    assert!(message.contains("deploy a newer build"), "{message}");
+}
+
+#[tokio::test]
+async fn migrate_status_and_dry_run_change_nothing() {
+    let db = TestDb::empty().await;
+    let url = db.url();
+    let env = [("DATABASE_URL", url.as_str()), ("LOG_FORMAT", "json")];
+    let limit = std::time::Duration::from_secs(60);
+    let status = tests::process::run("edge", &["migrate", "--status"], &env, limit).await;
+    assert!(status.status.success(), "{}", status.stderr);
+    let pending = db::embedded_migration_count();
+    assert!(
+        status.stdout.contains(&format!("{pending} pending")),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("V4   schema_compatibility"),
+        "{}",
+        status.stdout
+    );
+    let dry = tests::process::run("edge", &["migrate", "--dry-run"], &env, limit).await;
+    assert!(dry.status.success(), "{}", dry.stderr);
+    assert!(
+        dry.stdout.contains("CREATE TABLE schema_compatibility"),
+        "{}",
+        dry.stdout
+    );
+    let client = db.client().await;
+    assert_eq!(db::schema_version(&client).await.expect("version"), 0);
+
+    let applied = tests::process::run("edge", &["migrate"], &env, limit).await;
+    assert!(applied.status.success(), "{}", applied.stderr);
+    let status = tests::process::run("edge", &["migrate", "--status"], &env, limit).await;
+    assert!(status.stdout.contains("nothing pending"), "{}", status.stdout);
+    assert_eq!(status.stdout.matches(" applied 20").count(), pending, "{}", status.stdout);
+    let dry = tests::process::run("edge", &["migrate", "--dry-run"], &env, limit).await;
+    assert!(dry.stdout.contains("would change nothing"), "{}", dry.stdout);
 }
