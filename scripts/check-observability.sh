@@ -6,14 +6,15 @@
 #   4. a real Prometheus scraping a running edge, Stripe simulator and reconciler while traffic flows
 #      (a checkout scenario with dropped and duplicated webhooks, bad signatures, proxied requests):
 #      every panel query and template variable must return data and every rule evaluate cleanly;
-#   5. Grafana's own TypeScript types (@grafana/schema) against the dashboard JSON.
-# Installs Debian's prometheus package when promtool is missing.
+#   5. Grafana's own TypeScript types (@grafana/schema) against the dashboard JSON
+#      (tests/dashboard-schema).
+# The checks are the project's own: scripts/check-dashboards.py, scripts/run-prometheus.sh,
+# scripts/gen-alert-tests.py --check. Installs Debian's prometheus package when promtool is
+# missing, and Node's npm packages of the schema check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 root=$(pwd)
-obs=${OBS_DIR:-$root/../shared/obs}
-[ -f "$obs/check-dashboards.py" ] || { echo "error: $obs/check-dashboards.py not found (set OBS_DIR)" >&2; exit 2; }
 
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   echo "==> installing Debian's prometheus package (promtool)"
@@ -26,10 +27,16 @@ fi
 
 echo "==> promtool check rules / test rules"
 promtool check rules --lint=all --lint-fatal dashboards/alerts.yml
+python3 scripts/gen-alert-tests.py --check
 promtool test rules dashboards/alerts.test.yml
+rendered=$(mktemp -t edge-rules-XXXXXX.yml)
+python3 scripts/render-alerts.py --runbook-base https://docs.example.com/stripe-edge/docs/ >"$rendered"
+promtool check rules --lint=all --lint-fatal "$rendered" >/dev/null
+grep -q 'runbook_url: https://docs.example.com/stripe-edge/docs/operations.md#' "$rendered"
+rm -f "$rendered"
 
 echo "==> dashboards, offline"
-python3 "$obs/check-dashboards.py" dashboards
+python3 scripts/check-dashboards.py dashboards
 
 echo "==> building the binaries"
 cargo build --locked -q -p edge -p reconciler -p tests --bin edge --bin reconciler --bin stripe-sim
@@ -60,11 +67,13 @@ scratch_pids+=($!)
 wait_for_url "http://127.0.0.1:$rec_admin/ready"
 
 echo "==> promtool check metrics"
-curl -fsS "http://127.0.0.1:$edge_admin/metrics" | promtool check metrics
-curl -fsS "http://127.0.0.1:$rec_admin/metrics" | promtool check metrics
+curl -fsS "http://127.0.0.1:$edge_admin/metrics" >"$work/edge.metrics"
+curl -fsS "http://127.0.0.1:$rec_admin/metrics" >"$work/reconciler.metrics"
+promtool check metrics <"$work/edge.metrics"
+promtool check metrics <"$work/reconciler.metrics"
 
 echo "==> Prometheus on 127.0.0.1:$prom_port, scraping both"
-"$obs/run-prometheus.sh" -l "127.0.0.1:$prom_port" -d "$work/prom" -r dashboards/alerts.yml \
+scripts/run-prometheus.sh "127.0.0.1:$prom_port" "$work/prom" dashboards/alerts.yml \
   "edge=127.0.0.1:$edge_admin" "reconciler=127.0.0.1:$rec_admin" >"$work/prometheus.log" 2>&1 &
 scratch_pids+=($!)
 wait_for_url "http://127.0.0.1:$prom_port/-/ready"
@@ -87,13 +96,11 @@ wait_for_url "http://127.0.0.1:$prom_port/-/ready"
 scratch_pids+=($!)
 
 echo "==> dashboards and rules against the live Prometheus"
-python3 "$obs/check-dashboards.py" --prometheus "http://127.0.0.1:$prom_port" --wait 120 --check-rules dashboards
+python3 scripts/check-dashboards.py --metrics "$work/edge.metrics" "$work/reconciler.metrics" \
+  --prometheus "http://127.0.0.1:$prom_port" --wait 120 --check-rules dashboards
 
 echo "==> Grafana's schema types"
-schema=$(mktemp -d -t edge-schema-XXXXXX)
-cp -r "$obs/schema-check/." "$schema/"
-chmod -R u+w "$schema"
-(cd "$schema" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-node "$schema/check-dashboards-schema.mjs" "$root/dashboards"
-rm -rf "$schema"
+command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+(cd tests/dashboard-schema && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+node tests/dashboard-schema/check.mjs "$root/dashboards"
 echo "observability checks: ok"

@@ -1,18 +1,20 @@
-//! Dashboards and alert rules use only metrics the code declares, and every declared metric is
-//! shown on a dashboard or watched by an alert.
+//! Dashboards and alert rules use only metrics the code declares, every declared metric is shown
+//! on a dashboard or watched by an alert, and the process metrics they use are exported.
 
 use std::collections::BTreeSet;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards");
 
-/// Every `edge_…` / `reconciler_…` name in a text, without histogram suffixes.
+const PREFIXES: [&str; 3] = ["edge_", "reconciler_", "process_"];
+
+/// Every `edge_…` / `reconciler_…` / `process_…` name in a text, without histogram suffixes.
 fn names_in(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
         let rest = &text[i..];
-        let starts = (rest.starts_with("edge_") || rest.starts_with("reconciler_"))
+        let starts = PREFIXES.iter().any(|p| rest.starts_with(p))
             && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_'));
         if starts {
             let end = rest
@@ -44,6 +46,7 @@ fn dashboards_and_alerts_use_exactly_the_declared_metrics() {
     let declared: BTreeSet<String> = edge::metrics::EdgeMetrics::NAMES
         .iter()
         .chain(reconciler::metrics::ReconcilerMetrics::NAMES.iter())
+        .chain(common::metrics::PROCESS_NAMES.iter())
         .map(|n| (*n).to_owned())
         .collect();
     let unknown: Vec<_> = used.difference(&declared).collect();
@@ -53,4 +56,16 @@ fn dashboards_and_alerts_use_exactly_the_declared_metrics() {
         unused.is_empty(),
         "exported but on no dashboard and in no alert: {unused:?}"
     );
+}
+
+#[test]
+fn the_process_metrics_the_dashboards_use_are_exported() {
+    let text = common::metrics::render();
+    for name in common::metrics::PROCESS_NAMES {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("# TYPE {name} "))),
+            "{name} missing from:\n{text}"
+        );
+    }
 }

@@ -7,6 +7,7 @@ mod batch;
 mod bounds;
 mod daemon;
 mod dashboards;
+mod docs;
 mod faults;
 mod group_commit;
 mod guards;
