@@ -2,15 +2,34 @@
 # Starts the whole stack locally: PostgreSQL in a project-local data dir (.dev/), the migrations,
 # the edge, the Stripe simulator and the reconciler. Plays a short scenario (checkouts whose
 # webhooks are partly dropped, then a reconcile pass that backfills them) and prints a summary,
-# the URLs, the dev secrets and a copy-paste signed test event; then runs until Ctrl-C (which stops
-# everything it started).
+# the URLs, the dev secrets, `export` lines for the CLI and a copy-paste signed test event; then
+# runs until Ctrl-C, SIGINT or SIGTERM (which stop everything it started, PostgreSQL included),
+# also when it runs as a background job.
+#
+#   scripts/dev.sh           keep the local database from the last run
+#   scripts/dev.sh --reset   start from an empty database
 #
 # Env: DEV_PG_PORT (54329), EDGE_LISTEN (127.0.0.1:8080), EDGE_ADMIN_LISTEN (127.0.0.1:9464),
 #      DEV_SIM_LISTEN (127.0.0.1:12111), RECONCILER_ADMIN_LISTEN (127.0.0.1:9465),
 #      DEV_SCENARIO (60 checkouts).
 set -euo pipefail
+# A shell started as a background job ignores SIGINT, and bash cannot trap a signal that was ignored
+# when it started: start again with SIGINT at its default, so that `kill -INT` stops the stack too.
+if [ -z "${DEV_SH_SIGNALS_RESET:-}" ]; then
+  export DEV_SH_SIGNALS_RESET=1
+  exec python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
+    bash "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+
+reset=
+for arg in "$@"; do
+  case $arg in
+    --reset) reset=1 ;;
+    *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+  esac
+done
 
 root=$(pwd)
 dev=$root/.dev
@@ -43,6 +62,10 @@ if ! as_pg "$pg_bin/pg_ctl" -D "$dev/pg/data" status >/dev/null 2>&1; then
   as_pg "$pg_bin/pg_ctl" -D "$dev/pg/data" -l "$dev/pg/postgres.log" -w \
     -o "-p $pg_port -k $dev/pg -c listen_addresses=127.0.0.1" start >/dev/null
 fi
+if [ -n "$reset" ]; then
+  echo "==> --reset: dropping the local database stripe_edge"
+  "$pg_bin/dropdb" -h 127.0.0.1 -p "$pg_port" -U postgres --if-exists --force stripe_edge
+fi
 "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qAt -c "SELECT 1 FROM pg_database WHERE datname = 'stripe_edge'" postgres | grep -q 1 \
   || "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres stripe_edge
 
@@ -52,14 +75,20 @@ echo "==> applying migrations"
 ./target/debug/edge migrate >"$dev/migrate.log"
 
 pids=()
+stopped=
 stop() {
+  [ -z "$stopped" ] || return 0
+  stopped=1
   echo
   echo "==> stopping"
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   as_pg "$pg_bin/pg_ctl" -D "$dev/pg/data" -m fast stop >/dev/null 2>&1 || true
+  echo "==> stopped"
 }
-trap stop EXIT INT TERM
+trap stop EXIT
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
 
 ./target/debug/edge serve >"$dev/edge.log" 2>&1 &
 pids+=($!)
@@ -108,9 +137,15 @@ cat <<EOT
   stripe sim   $STRIPE_API_BASE  (key $STRIPE_API_KEY)
   reconciler   every 30 s; admin http://$RECONCILER_ADMIN_LISTEN (/metrics, /ready)
 
-  Support: reconciler inspect --session cs_…   |   reconciler session cs_…
-    curl -X POST -H "Authorization: Bearer $ADMIN_TOKEN" http://$RECONCILER_ADMIN_LISTEN/reconcile/run
-    (from the project: set the variables above, or run ./target/debug/reconciler with them)
+  To use the CLI against this stack from another shell, paste:
+
+    export DATABASE_URL=$DATABASE_URL
+    export STRIPE_API_KEY=$STRIPE_API_KEY STRIPE_API_BASE=$STRIPE_API_BASE
+    export STRIPE_EXPECT_LIVEMODE=$STRIPE_EXPECT_LIVEMODE STRIPE_WEBHOOK_SECRET=$STRIPE_WEBHOOK_SECRET
+    export ADMIN_TOKEN=$ADMIN_TOKEN PATH=$root/target/debug:\$PATH
+
+  then: reconciler inspect --session cs_…   |   reconciler session cs_…   |   edge migrate --status
+    curl -X POST -H "Authorization: Bearer \$ADMIN_TOKEN" http://$RECONCILER_ADMIN_LISTEN/reconcile/run
 
   Send a signed test event (creates an order, pays it, shows it before and after):
 
@@ -120,6 +155,7 @@ cat <<EOT
   Real Stripe test events: stripe listen --forward-to $EDGE_LISTEN/stripe/webhook, then restart
   with STRIPE_WEBHOOK_SECRET=<its whsec_>,$STRIPE_WEBHOOK_SECRET
 
-  Ctrl-C stops everything.
+  Ctrl-C (or kill -INT / -TERM $$) stops everything, PostgreSQL included. A fresh start:
+  scripts/dev.sh --reset
 EOT
 wait "${pids[0]}"
