@@ -16,8 +16,7 @@ use tracing_subscriber::{EnvFilter, Registry};
 use crate::config::LogFormat;
 
 /// Used when `RUST_LOG` is unset: our own info, and only warnings from chatty dependencies.
-pub const DEFAULT_FILTER: &str =
-    "info,tokio_postgres=warn,refinery=warn,refinery_core=warn,hyper=warn,hyper_util=warn,tokio_cron_scheduler=warn";
+pub const DEFAULT_FILTER: &str = "info,tokio_postgres=warn,refinery=warn,refinery_core=warn,hyper=warn,hyper_util=warn,tokio_cron_scheduler=warn";
 
 /// Installs the global subscriber writing to stdout. A second call is a no-op (tests).
 pub fn init(format: LogFormat) {

@@ -82,7 +82,9 @@ async fn version_agrees_in_the_binary_the_metrics_and_ready() {
     let revision = ready["revision"].as_str().expect("revision in /ready");
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
     assert!(
-        printed.stdout.starts_with(&format!("edge {version} (revision {revision}, built ")),
+        printed
+            .stdout
+            .starts_with(&format!("edge {version} (revision {revision}, built ")),
         "{}",
         printed.stdout
     );

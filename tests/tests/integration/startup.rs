@@ -140,8 +140,21 @@ async fn migrate_status_and_dry_run_change_nothing() {
     let applied = tests::process::run("edge", &["migrate"], &env, limit).await;
     assert!(applied.status.success(), "{}", applied.stderr);
     let status = tests::process::run("edge", &["migrate", "--status"], &env, limit).await;
-    assert!(status.stdout.contains("nothing pending"), "{}", status.stdout);
-    assert_eq!(status.stdout.matches(" applied 20").count(), pending, "{}", status.stdout);
+    assert!(
+        status.stdout.contains("nothing pending"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(
+        status.stdout.matches(" applied 20").count(),
+        pending,
+        "{}",
+        status.stdout
+    );
     let dry = tests::process::run("edge", &["migrate", "--dry-run"], &env, limit).await;
-    assert!(dry.stdout.contains("would change nothing"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("would change nothing"),
+        "{}",
+        dry.stdout
+    );
 }
