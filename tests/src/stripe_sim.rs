@@ -7,7 +7,10 @@
 //! - secret-key auth (Bearer or Basic), Stripe's error shape, a `Request-Id` on every answer;
 //! - faults switchable at run time: 429 with `Stripe-Rate-Limited-Reason` and `Stripe-Should-Retry`,
 //!   500s, latency and malformed bodies; and a hostile Stripe: a cursor that never advances or goes
-//!   backwards, a huge page, a body dripped a byte a second, a redirect elsewhere.
+//!   backwards, a huge page, a body dripped a byte a second, a redirect elsewhere;
+//! - not Stripe's, the drill's control routes (same key): `POST /_sim/events` records the event in
+//!   the body, and its Checkout Session when the event carries one, as Stripe would on a checkout;
+//!   `POST /_sim/latency?ms=N` delays every later API answer by N ms.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -88,6 +91,40 @@ struct State {
     requests: u64,
 }
 
+impl State {
+    fn add_event_text(&mut self, id: &str, kind: &str, created: i64, json: String) {
+        let id = id.to_owned();
+        let at = self.events.len();
+        self.events.push(Stored {
+            kind: kind.to_owned(),
+            created,
+            json,
+        });
+        self.index.insert(id, at);
+        let events = &self.events;
+        let pos = self
+            .by_time
+            .partition_point(|&i| (events[i].created, i) < (created, at));
+        self.by_time.insert(pos, at);
+    }
+
+    /// Records `event`, and the Checkout Session it carries.
+    fn add_event(&mut self, event: &Value) {
+        self.add_event_text(
+            event["id"].as_str().unwrap_or_default(),
+            event["type"].as_str().unwrap_or_default(),
+            event["created"].as_i64().unwrap_or(0),
+            event.to_string(),
+        );
+        let object = &event["data"]["object"];
+        if object["object"] == "checkout.session" {
+            if let Some(id) = object["id"].as_str() {
+                self.sessions.insert(id.to_owned(), object.clone());
+            }
+        }
+    }
+}
+
 /// A running simulator.
 pub struct StripeSim {
     pub addr: SocketAddr,
@@ -155,19 +192,7 @@ impl StripeSim {
     /// `serde_json::Value`: lone surrogates, huge numbers).
     pub fn add_event_text(&self, id: &str, kind: &str, created: i64, json: String) {
         if let Ok(mut s) = self.state.lock() {
-            let id = id.to_owned();
-            let at = s.events.len();
-            s.events.push(Stored {
-                kind: kind.to_owned(),
-                created,
-                json,
-            });
-            s.index.insert(id, at);
-            let events = &s.events;
-            let pos = s
-                .by_time
-                .partition_point(|&i| (events[i].created, i) < (created, at));
-            s.by_time.insert(pos, at);
+            s.add_event_text(id, kind, created, json);
         }
     }
 
@@ -228,6 +253,52 @@ fn error(status: StatusCode, kind: &str, code: Option<&str>, message: &str) -> R
     reply(status, json!({ "error": err }).to_string())
 }
 
+/// `POST /_sim/events`: the body is one event, recorded as Stripe would have created it.
+async fn record_posted_event(req: Request<Incoming>, state: &Mutex<State>) -> Response<SimBody> {
+    let body = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                "unreadable body",
+            );
+        }
+    };
+    let event: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                "not JSON",
+            );
+        }
+    };
+    if event["id"].as_str().is_none() || event["type"].as_str().is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            "an event needs an id and a type",
+        );
+    }
+    match state.lock() {
+        Ok(mut s) => {
+            s.add_event(&event);
+            reply(StatusCode::OK, json!({"recorded": event["id"]}).to_string())
+        }
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            None,
+            "simulator state poisoned",
+        ),
+    }
+}
+
 async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &str) -> Response<SimBody> {
     let (faults, fault) = {
         let Ok(mut s) = state.lock() else {
@@ -271,6 +342,28 @@ async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &str) -> Resp
             Some("api_key_invalid"),
             "Invalid API Key provided.",
         );
+    }
+    if req.method() == http::Method::POST && req.uri().path() == "/_sim/events" {
+        return record_posted_event(req, state).await;
+    }
+    if req.method() == http::Method::POST && req.uri().path() == "/_sim/latency" {
+        let params = query_pairs(req.uri().query().unwrap_or(""));
+        let ms = params
+            .iter()
+            .find(|(k, _)| k == "ms")
+            .and_then(|(_, v)| v.parse::<u64>().ok());
+        return match (ms, state.lock()) {
+            (Some(ms), Ok(mut s)) => {
+                s.faults.latency = Duration::from_millis(ms);
+                reply(StatusCode::OK, json!({"latencyMs": ms}).to_string())
+            }
+            _ => error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                "?ms=<milliseconds>",
+            ),
+        };
     }
     match fault {
         Some("rate") => {
