@@ -117,10 +117,10 @@ impl State {
             event.to_string(),
         );
         let object = &event["data"]["object"];
-        if object["object"] == "checkout.session" {
-            if let Some(id) = object["id"].as_str() {
-                self.sessions.insert(id.to_owned(), object.clone());
-            }
+        if object["object"] == "checkout.session"
+            && let Some(id) = object["id"].as_str()
+        {
+            self.sessions.insert(id.to_owned(), object.clone());
         }
     }
 }
