@@ -349,10 +349,10 @@ async fn sim_events(sim: &str, api_key: &str, prefix: &str) -> Result<HashSet<St
         let page: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         let data = page["data"].as_array().ok_or("a list without data")?;
         for event in data {
-            if let Some(id) = event["id"].as_str() {
-                if id.starts_with(&wanted) {
-                    ids.insert(id.to_owned());
-                }
+            if let Some(id) = event["id"].as_str()
+                && id.starts_with(&wanted)
+            {
+                ids.insert(id.to_owned());
             }
         }
         after = data
