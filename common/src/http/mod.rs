@@ -9,6 +9,8 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 
 use crate::telemetry::RequestId;
 
+mod idle;
+mod pace;
 pub mod serve;
 
 pub use serve::{Limits, ServeStats, serve};

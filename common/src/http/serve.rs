@@ -36,6 +36,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use super::idle::{IdleConnections, NOT_QUEUED};
+use super::pace::Pacer;
 use super::{Body, BoxError};
 
 /// Largest request head (request line + headers) accepted; larger gets 431.
@@ -50,8 +52,6 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 const ACCEPT_ERROR_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// A connection asked to close (idle, or draining) that has not within this is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Requests a paced listener starts at once after a quiet spell.
-pub const PACER_BURST: u32 = 50;
 
 /// What a peer may hold, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Open connections at most; at the cap, accept waits.
     pub max_connections: usize,
-    /// Requests started per second at most (with a burst of [`PACER_BURST`]); `None`: unpaced.
+    /// Requests started per second at most (with a burst of 50: `pace::BURST`); `None`:
+    /// unpaced.
     pub requests_per_second: Option<u32>,
 }
 
@@ -206,39 +207,6 @@ pub async fn serve<H, F>(
     }
 }
 
-/// Hands out start times `1/rate` apart: a request past the rate waits for its slot.
-struct Pacer {
-    interval: Duration,
-    next: std::sync::Mutex<tokio::time::Instant>,
-}
-
-impl Pacer {
-    fn new(rate: u32) -> Self {
-        Self {
-            interval: Duration::from_secs(1) / rate.max(1),
-            next: std::sync::Mutex::new(tokio::time::Instant::now()),
-        }
-    }
-
-    /// Waits until this request's slot. After a quiet spell, [`PACER_BURST`] go at once.
-    async fn turn(&self) {
-        let now = tokio::time::Instant::now();
-        let slot = {
-            let mut next = self
-                .next
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let earliest = now.checked_sub(self.interval * PACER_BURST).unwrap_or(now);
-            let slot = (*next).max(earliest);
-            *next = slot + self.interval;
-            slot
-        };
-        if slot > now {
-            tokio::time::sleep_until(slot).await;
-        }
-    }
-}
-
 /// Failed accepts in a row: the pause before the next, and a log line at most once a second.
 #[derive(Default)]
 struct AcceptFailures {
@@ -367,54 +335,6 @@ enum Expired {
     /// No request in progress for `idle_timeout`.
     Idle,
 }
-
-/// The connections of one listener with no request in progress, in the order they became idle:
-/// at the cap, the first is asked to close.
-#[derive(Default)]
-struct IdleConnections {
-    inner: std::sync::Mutex<IdleQueue>,
-}
-
-#[derive(Default)]
-struct IdleQueue {
-    next_turn: u64,
-    by_turn: std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>,
-}
-
-impl IdleConnections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, IdleQueue> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Queues a connection that just became idle; its turn, to withdraw it with.
-    fn enqueue(&self, evict: &Arc<tokio::sync::Notify>) -> u64 {
-        let mut queue = self.lock();
-        let turn = queue.next_turn;
-        queue.next_turn += 1;
-        queue.by_turn.insert(turn, evict.clone());
-        turn
-    }
-
-    fn withdraw(&self, turn: u64) {
-        self.lock().by_turn.remove(&turn);
-    }
-
-    /// Asks the connection idle the longest to close; false when none is idle.
-    fn evict_longest(&self) -> bool {
-        match self.lock().by_turn.pop_first() {
-            Some((_, evict)) => {
-                evict.notify_one();
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// No turn: the connection is not in the idle queue.
-const NOT_QUEUED: u64 = u64::MAX;
 
 /// What a connection is doing: whether a request ever arrived, how many are in progress, and
 /// when it last started or finished one. While none is in progress it sits in the listener's
