@@ -74,21 +74,8 @@ pg_children_steady() {
 tck=$(getconf CLK_TCK)
 psql() { "$pg_bin/psql" -h "$work" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 
-# A server that has been running recycles its WAL segment files at each checkpoint. A fresh
-# cluster has none, so every 16 MB of WAL it first writes and syncs a new zero-filled file while
-# commits wait (`WALInitWrite`/`WALInitSync` waits, 10-50 ms stalls at these write rates). Every
-# system below would pay that, in bursts that depend on where each run falls. So the server is
-# brought to the steady state first: 1 GB of segments (max_wal_size, left at its default) is
-# created, then recycled by a checkpoint and kept for the runs (min_wal_size raised to the same
-# 1 GB). Everything else stays at Postgres's defaults, fsync and synchronous_commit included.
 echo "==> warming the server's WAL (recycled segments, as on a server that has been running)"
-psql -d bench -c "ALTER SYSTEM SET min_wal_size = '1GB'" -c "SELECT pg_reload_conf()" >/dev/null
-psql -d bench -c "CREATE TABLE wal_warmup (x int)"
-for _ in $(seq 1 64); do
-  psql -d bench -c "INSERT INTO wal_warmup VALUES (1)" -c "SELECT pg_switch_wal()" >/dev/null
-done
-psql -d bench -c "DROP TABLE wal_warmup" -c "CHECKPOINT"
-echo "    $(psql -d bench -c "SELECT count(*) FROM pg_ls_waldir()") WAL segments ready"
+warm_wal "$work"
 ./target/release/edge migrate >/dev/null
 
 clients=32

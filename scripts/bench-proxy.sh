@@ -1,42 +1,192 @@
 #!/usr/bin/env bash
-# Proxy benchmark, in one run: small GETs straight to a fake app vs through the release edge
-# (3 alternating rounds, 32 keep-alive connections, medians compared), then 100 MB streamed down
-# and up through the edge while its peak RSS is read. Writes target/bench/proxy.json.
+# Proxy benchmark, in one run: the same client (wrk, 2 threads, 32 keep-alive connections, small
+# GETs) against the same upstream app (tests/src/bin/fake-app.rs) directly, through the release
+# edge, through nginx (Debian nginx-light: 2 workers, a keep-alive upstream pool, X-Forwarded-For
+# and a request id set like ours) and through HAProxy (2 threads, `http-reuse always`,
+# `option forwardfor`, a unique-id header), alternating in rounds. Reports req/s, p99 and each
+# proxy's CPU µs per request (medians of the rounds) and the paired ratios. Then 100 MB streamed
+# down and up through the edge while its peak RSS is read (tests/src/bin/proxybench.rs). Installs
+# wrk and nginx-light when missing (HAProxy too). Writes target/bench/proxy.json.
 #
-# Env: BENCH_REQUESTS (30000 per run), BENCH_STREAM_MB (100), BENCH_PERF=1 (profile the edge with
-#      `perf record -e cpu-clock`; report in target/bench/proxy-perf.txt).
+# Env: BENCH_ROUNDS (3), BENCH_SECONDS (each wrk run, 10), BENCH_STREAM_MB (100),
+#      BENCH_PERF=1 (profile the edge with `perf record -e cpu-clock` during its first round;
+#      report in target/bench/proxy-perf.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-# The load generator's events are test-mode events.
 export STRIPE_EXPECT_LIVEMODE=false
 
+rounds=${BENCH_ROUNDS:-3}
+seconds=${BENCH_SECONDS:-10}
 out=target/bench
 mkdir -p "$out"
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v haproxy >/dev/null || missing+=(haproxy)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing Debian's ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if command -v systemctl >/dev/null; then
+    systemctl disable --now nginx haproxy >/dev/null 2>&1 || true
+  fi
+fi
 use_scratch_dir edge-proxy-bench
 
 echo "==> building release binaries"
-cargo build --release --locked -q -p edge -p tests --bin edge --bin proxybench
+cargo build --release --locked -q -p edge -p tests --bin edge --bin proxybench --bin fake-app
 echo "==> starting a throwaway PostgreSQL (the edge checks its schema at start-up)"
 start_throwaway_pg "$work"
 ./target/release/edge migrate >/dev/null
 
-port=$(free_port); admin=$(free_port); app=$(free_port)
-echo "==> edge on 127.0.0.1:$port in front of the fake app on 127.0.0.1:$app"
+app=$(free_port); port=$(free_port); admin=$(free_port); nginx_port=$(free_port); haproxy_port=$(free_port)
+./target/release/fake-app --port "$app" 2>"$work/app.log" &
+app_pid=$!
+scratch_pids+=("$app_pid")
 RUST_LOG=warn EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin UPSTREAM_URL=http://127.0.0.1:$app \
   STRIPE_WEBHOOK_SECRET=whsec_proxy_bench ./target/release/edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!
 scratch_pids+=("$edge_pid")
+
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  upstream app { server 127.0.0.1:$app; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Request-Id \$request_id;
+      add_header X-Request-Id \$request_id always;
+    }
+  }
+}
+EOF
+nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+nginx_pid=$!
+scratch_pids+=("$nginx_pid")
+
+cat >"$work/haproxy.cfg" <<EOF
+global
+  nbthread 2
+  maxconn 10000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option forwardfor
+  http-reuse always
+frontend public
+  bind 127.0.0.1:$haproxy_port
+  unique-id-format %{+X}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid
+  http-request set-header X-Request-Id %[unique-id]
+  http-after-response set-header X-Request-Id %[unique-id]
+  default_backend app
+backend app
+  server app 127.0.0.1:$app
+EOF
+haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
+haproxy_pid=$!
+scratch_pids+=("$haproxy_pid")
+
 wait_for_url "http://127.0.0.1:$admin/ready"
+for p in "$app" "$nginx_port" "$haproxy_port" "$port"; do wait_for_url "http://127.0.0.1:$p/"; done
+
+# CPU ticks (user + system) of a process and its children (nginx's workers).
+ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12+$13}' || echo 0)))
+  done
+  echo "$t"
+}
+tck=$(getconf CLK_TCK)
+# One wrk run against PORT; one JSON line: req/s, p99 ms, the proxy's CPU µs per request.
+run() {
+  local name=$1 target=$2 pid=$3 t0 t1 text
+  t0=$( [ -n "$pid" ] && ticks "$pid" || echo 0)
+  text=$(wrk -t2 -c32 -d"${seconds}s" --latency "http://127.0.0.1:$target/")
+  t1=$( [ -n "$pid" ] && ticks "$pid" || echo 0)
+  python3 - "$name" "$t0" "$t1" "$tck" <<PY
+import json, re, sys
+text = """$text"""
+name, t0, t1, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+total = int(re.search(r"(\d+) requests in", text).group(1))
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+sock = re.search(r"Socket errors: (.*)", text)
+cpu = (t1 - t0) * 1e6 / tck / total if t1 else None
+print(json.dumps({"target": name, "rps": rps, "p99_ms": p99, "requests": total,
+                  "cpu_us_per_req": cpu, "non_2xx": int(errors.group(1)) if errors else 0,
+                  "socket_errors": sock.group(1) if sock else None}))
+PY
+}
 
 if [ "${BENCH_PERF:-}" = 1 ]; then
   perf record -q -e cpu-clock -F 2000 -g -p "$edge_pid" -o "$work/perf.data" >/dev/null 2>&1 &
   perf_pid=$!
 fi
-./target/release/proxybench --edge 127.0.0.1:$port --edge-pid $edge_pid --upstream-port $app \
-  --requests "${BENCH_REQUESTS:-30000}" --stream-mb "${BENCH_STREAM_MB:-100}" --json "$out/proxy.json"
-echo "written: $out/proxy.json"
-if [ "${BENCH_PERF:-}" = 1 ]; then
-  perf_stop_and_report "$perf_pid" "$work/perf.data" "$out/proxy-perf.txt" 1
-  echo "perf profile of the edge: $out/proxy-perf.txt"
-fi
+: >"$work/runs.jsonl"
+for r in $(seq 1 "$rounds"); do
+  echo "==> round $r of $rounds: direct, edge, nginx, HAProxy ($seconds s each)"
+  run direct "$app" "" | tee -a "$work/runs.jsonl"
+  run edge "$port" "$edge_pid" | tee -a "$work/runs.jsonl"
+  if [ "${BENCH_PERF:-}" = 1 ] && [ "$r" = 1 ]; then
+    perf_stop_and_report "$perf_pid" "$work/perf.data" "$out/proxy-perf.txt" 1
+  fi
+  run nginx "$nginx_port" "$nginx_pid" | tee -a "$work/runs.jsonl"
+  run haproxy "$haproxy_port" "$haproxy_pid" | tee -a "$work/runs.jsonl"
+done
+
+echo "==> 100 MB streamed down and up through the edge (peak RSS)"
+kill -TERM "$app_pid"; wait "$app_pid" 2>/dev/null || true
+./target/release/proxybench --edge "127.0.0.1:$port" --edge-pid "$edge_pid" --upstream-port "$app" \
+  --rounds 1 --requests 2000 --stream-mb "${BENCH_STREAM_MB:-100}" --json "$work/stream.json" >/dev/null
+
+python3 - "$work/runs.jsonl" "$work/stream.json" "$out/proxy.json" <<'PY'
+import json, statistics, sys, datetime, os, platform
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+stream = json.load(open(sys.argv[2]))
+targets = ["direct", "edge", "nginx", "haproxy"]
+by = {t: [r for r in runs if r["target"] == t] for t in targets}
+med = lambda t, k: statistics.median(r[k] for r in by[t]) if by[t] and by[t][0][k] is not None else None
+rounds = len(by["edge"])
+ratio = lambda a, b: statistics.median(by[a][i]["rps"] / by[b][i]["rps"] for i in range(rounds))
+summary = {t: {"rps": med(t, "rps"), "p99_ms": med(t, "p99_ms"), "cpu_us_per_req": med(t, "cpu_us_per_req")} for t in targets}
+result = {"date": datetime.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
+          "rounds": runs, "summary": summary,
+          "ratios": {"edge/nginx": ratio("edge", "nginx"), "edge/haproxy": ratio("edge", "haproxy"),
+                     "edge/direct": ratio("edge", "direct")},
+          "stream": stream}
+json.dump(result, open(sys.argv[3], "w"), indent=2)
+print("\n| target (wrk, 32 connections) | req/s | p99 ms | proxy CPU µs per request |")
+print("|---|---|---|---|")
+for t in targets:
+    s = summary[t]
+    cpu = f"{s['cpu_us_per_req']:.1f}" if s["cpu_us_per_req"] is not None else "—"
+    print(f"| {t} | {s['rps']:.0f} | {s['p99_ms']:.2f} | {cpu} |")
+r = result["ratios"]
+print(f"\nedge / nginx {r['edge/nginx']:.2f}, edge / HAProxy {r['edge/haproxy']:.2f}, edge / direct {r['edge/direct']:.2f} "
+      f"(medians of the {rounds} rounds' paired ratios)")
+print(f"written: {sys.argv[3]}")
+PY

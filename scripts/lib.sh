@@ -50,6 +50,26 @@ start_throwaway_pg() {
   export DATABASE_URL="host=$dir user=postgres dbname=bench"
 }
 
+# A server that has been running recycles its WAL segment files at each checkpoint. A fresh
+# cluster has none, so every 16 MB of WAL it first writes and syncs a new zero-filled file while
+# commits wait (`WALInitWrite`/`WALInitSync` waits, 10-50 ms stalls at benchmark write rates), in
+# bursts that depend on where each run falls. So a benchmark brings the throwaway server in DIR to
+# the steady state first: 1 GB of segments (max_wal_size, left at its default) is created, then
+# recycled by a checkpoint and kept for the runs (min_wal_size raised to the same 1 GB). Everything
+# else stays at Postgres's defaults, fsync and synchronous_commit included.
+warm_wal() {
+  local dir=$1 bin
+  bin=$(pg_bin_dir)
+  local q=("$bin/psql" -h "$dir" -U postgres -v ON_ERROR_STOP=1 -qAt -d bench)
+  "${q[@]}" -c "ALTER SYSTEM SET min_wal_size = '1GB'" -c "SELECT pg_reload_conf()" >/dev/null
+  "${q[@]}" -c "CREATE TABLE wal_warmup (x int)"
+  for _ in $(seq 1 64); do
+    "${q[@]}" -c "INSERT INTO wal_warmup VALUES (1)" -c "SELECT pg_switch_wal()" >/dev/null
+  done
+  "${q[@]}" -c "DROP TABLE wal_warmup" -c "CHECKPOINT"
+  echo "    $("${q[@]}" -c "SELECT count(*) FROM pg_ls_waldir()") WAL segments ready"
+}
+
 stop_throwaway_pg() {
   as_pg "$(pg_bin_dir)/pg_ctl" -D "$1/data" -m immediate stop >/dev/null 2>&1 || true
 }

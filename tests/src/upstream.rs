@@ -72,6 +72,11 @@ impl Upstream {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// Serves until the process ends, forgetting what it saw (a long benchmark).
+    pub async fn serve_forgetting(mut self) {
+        while self.seen.recv().await.is_some() {}
+    }
 }
 
 impl Drop for Upstream {

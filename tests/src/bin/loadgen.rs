@@ -1,11 +1,17 @@
 //! Load generator: sends unique signed `checkout.session.completed` events for pre-created orders
 //! over N keep-alive connections, prints req/s and p50/p99, and checks that the ledger holds
 //! exactly one row per 2xx (and that every such order is paid).
+//!
+//! Closed loop by default (each connection sends its next request when the last is answered: the
+//! maximum rate). With `--rate R`, open loop: request i is due at start + i/R whatever happened to
+//! the others, and its latency is counted from that due time, so a stall shows in every request it
+//! delays (no coordinated omission). The N connections are then a pool: a request due while all
+//! are busy waits for one, and that wait is part of its latency.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
@@ -52,6 +58,10 @@ struct Args {
     /// per request (the set-up and the ledger check are outside the window).
     #[arg(long)]
     postmaster_pid: Option<u32>,
+    /// Open loop: requests are due at this constant rate (per second); latency counts from the
+    /// due time.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 /// CPU time (user + system, in clock ticks) of the processes whose time a run reports.
@@ -184,6 +194,22 @@ async fn main() -> Result<(), String> {
     let cpu_before = CpuTicks::now(&args);
     let started = Instant::now();
     let path: Arc<str> = args.path.clone().into();
+    // Open loop: a dispatcher hands out (index, due time) at the rate; closed loop: no schedule.
+    let schedule = args.rate.map(|rate| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+        let count = args.requests;
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            for i in 0..count {
+                let due = start + Duration::from_secs_f64(i as f64 / rate.max(0.001));
+                tokio::time::sleep_until(due).await;
+                if tx.send((i, due.into_std())).is_err() {
+                    break;
+                }
+            }
+        });
+        Arc::new(tokio::sync::Mutex::new(rx))
+    });
     let workers: Vec<_> = (0..args.connections)
         .map(|_| {
             tokio::spawn(worker(
@@ -191,6 +217,7 @@ async fn main() -> Result<(), String> {
                 path.clone(),
                 requests.clone(),
                 next.clone(),
+                schedule.clone(),
             ))
         })
         .collect();
@@ -239,6 +266,8 @@ async fn main() -> Result<(), String> {
     let rps = totals.ok as f64 / elapsed.as_secs_f64();
     let rows_ok = rows as usize == totals.ok && paid as usize == totals.ok;
     let result = json!({
+        "mode": if args.rate.is_some() { "open" } else { "closed" },
+        "target_rate": args.rate,
         "connections": args.connections,
         "requests": args.requests,
         "ok": totals.ok,
@@ -282,11 +311,15 @@ async fn main() -> Result<(), String> {
     }
 }
 
+/// The open-loop schedule: request indexes with their due times, shared by the connections.
+type Schedule = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(usize, Instant)>>>;
+
 async fn worker(
     addr: SocketAddr,
     path: Arc<str>,
     requests: Arc<Vec<(Bytes, String)>>,
     next: Arc<AtomicUsize>,
+    schedule: Option<Schedule>,
 ) -> Result<Totals, String> {
     let mut totals = Totals {
         ok: 0,
@@ -295,7 +328,13 @@ async fn worker(
     };
     let mut sender = tests::http::keep_alive(addr).await?;
     loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
+        let (i, due) = match &schedule {
+            Some(schedule) => match schedule.lock().await.recv().await {
+                Some(next) => next,
+                None => break,
+            },
+            None => (next.fetch_add(1, Ordering::Relaxed), Instant::now()),
+        };
         let Some((body, header)) = requests.get(i) else {
             break;
         };
@@ -305,7 +344,7 @@ async fn worker(
             .header("stripe-signature", header.as_str())
             .body(Full::new(body.clone()))
             .map_err(|e| e.to_string())?;
-        let t = Instant::now();
+        let t = due;
         if sender.ready().await.is_err() {
             sender = tests::http::keep_alive(addr).await?;
         }
