@@ -84,7 +84,7 @@ scratch_pids+=("$nginx_pid")
 cat >"$work/haproxy.cfg" <<EOF
 global
   nbthread 2
-  maxconn 10000
+  maxconn 4096
 defaults
   mode http
   timeout connect 2s
