@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reconciler benchmark: a window of N checkout events on the Stripe simulator, 1 % of them missing
 # from the ledger, reconciled by one `reconciler once` (release, its own process) for N = 10,000 and
-# 100,000. Prints events/s, Stripe requests (expected: ceil(N/100)) and the reconciler's peak RSS,
+# 100,000 (and 1,000,000 with BENCH_SIZES="1000000"). Prints events/s, Stripe requests (expected: ceil(N/100)) and the reconciler's peak RSS,
 # checks the counts, and writes target/bench/reconciler.json.
 #
 # Env: BENCH_SIZES ("10000 100000"), BENCH_MAX_RPS (1000: unthrottled, to show the reconciler's own
@@ -46,7 +46,8 @@ for n in ${BENCH_SIZES:-10000 100000}; do
   scratch_pids+=("$sim_pid")
   for _ in $(seq 1 600); do grep -q listening "$work/sim.log" 2>/dev/null && break; sleep 0.1; done
   started=$(date +%s%N)
-  DATABASE_URL="host=$work user=postgres dbname=bench" STRIPE_API_KEY=$key \
+  # The synthetic events are one a second, ending now: the window must reach back over all of them.
+  DATABASE_URL="host=$work user=postgres dbname=bench" STRIPE_API_KEY=$key RECONCILE_LOOKBACK="$((n / 3600 + 2))h" \
     STRIPE_API_BASE=http://127.0.0.1:$port STRIPE_MAX_RPS=${BENCH_MAX_RPS:-1000} RUST_LOG=warn \
     /usr/bin/time -v ./target/release/reconciler once >"$work/summary.json" 2>"$work/time.txt"
   elapsed_ms=$(( ($(date +%s%N) - started) / 1000000 ))
