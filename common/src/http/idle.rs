@@ -1,52 +1,52 @@
-//! The connections of a listener with no request in progress, in the order they became idle: at
-//! the connection cap, the one idle the longest is asked to close to make room for a new one.
+//! The open connections of a listener, for its connection cap: when the cap is reached, the one
+//! idle the longest (no request in progress; idle since its last request ended, or since accept
+//! if it never sent one) is asked to close to make room for a new one. Idleness is read from each
+//! connection's [`Activity`] only then, so requests pay nothing for it; the scan is over the open
+//! connections, once per connection accepted at the cap.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// The connections of one listener with no request in progress, in the order they became idle:
-/// at the cap, the first is asked to close.
+use super::serve::Activity;
+
+/// Every open connection of one listener.
 #[derive(Default)]
-pub struct IdleConnections {
-    inner: std::sync::Mutex<IdleQueue>,
+pub struct OpenConnections {
+    next_id: AtomicU64,
+    by_id: Mutex<HashMap<u64, Arc<Activity>>>,
 }
 
-#[derive(Default)]
-struct IdleQueue {
-    next_turn: u64,
-    by_turn: std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>,
-}
-
-impl IdleConnections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, IdleQueue> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+impl OpenConnections {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Activity>>> {
+        self.by_id.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a connection that just became idle; its turn, to withdraw it with.
-    pub fn enqueue(&self, evict: &Arc<tokio::sync::Notify>) -> u64 {
-        let mut queue = self.lock();
-        let turn = queue.next_turn;
-        queue.next_turn += 1;
-        queue.by_turn.insert(turn, evict.clone());
-        turn
+    /// Adds a connection; its id, to remove it with.
+    pub fn register(&self, activity: Arc<Activity>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, activity);
+        id
     }
 
-    pub fn withdraw(&self, turn: u64) {
-        self.lock().by_turn.remove(&turn);
+    pub fn unregister(&self, id: u64) {
+        self.lock().remove(&id);
     }
 
-    /// Asks the connection idle the longest to close; false when none is idle.
-    pub fn evict_longest(&self) -> bool {
-        match self.lock().by_turn.pop_first() {
-            Some((_, evict)) => {
-                evict.notify_one();
+    /// Asks the connection idle the longest (and not asked already) to close; false when none is
+    /// idle.
+    pub fn evict_longest_idle(&self) -> bool {
+        let open = self.lock();
+        let longest = open
+            .values()
+            .filter_map(|a| a.idle_since().map(|since| (since, a)))
+            .min_by_key(|(since, _)| *since);
+        match longest {
+            Some((_, activity)) => {
+                activity.evict();
                 true
             }
             None => false,
         }
     }
 }
-
-/// No turn: the connection is not in the idle queue.
-pub const NOT_QUEUED: u64 = u64::MAX;

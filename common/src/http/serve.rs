@@ -36,7 +36,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use super::idle::{IdleConnections, NOT_QUEUED};
+use super::idle::OpenConnections;
 use super::pace::Pacer;
 use super::{Body, BoxError};
 
@@ -137,7 +137,7 @@ pub async fn serve<H, F>(
         .map(|rate| Arc::new(Pacer::new(rate)));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut failures = AcceptFailures::default();
-    let idle = Arc::new(IdleConnections::default());
+    let open = Arc::new(OpenConnections::default());
     loop {
         let accepted = tokio::select! {
             biased;
@@ -159,7 +159,7 @@ pub async fn serve<H, F>(
         let permit = match slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                if idle.evict_longest() {
+                if open.evict_longest_idle() {
                     stats.evicted.fetch_add(1, Ordering::Relaxed);
                 }
                 tokio::select! {
@@ -179,7 +179,7 @@ pub async fn serve<H, F>(
             stats: stats.clone(),
             stop: stop.clone(),
             pacer: pacer.clone(),
-            idle: idle.clone(),
+            open: open.clone(),
         };
         let handler = handler.clone();
         stats.open.fetch_add(1, Ordering::Relaxed);
@@ -244,7 +244,7 @@ struct Connection {
     stats: Arc<ServeStats>,
     stop: watch::Receiver<bool>,
     pacer: Option<Arc<Pacer>>,
-    idle: Arc<IdleConnections>,
+    open: Arc<OpenConnections>,
 }
 
 impl Connection {
@@ -253,8 +253,11 @@ impl Connection {
         H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
     {
-        let activity = Arc::new(Activity::new(self.idle.clone()));
-        let _registered = Registered(activity.clone());
+        let activity = Arc::new(Activity::new());
+        let _registered = Registered {
+            id: self.open.register(activity.clone()),
+            open: self.open.clone(),
+        };
         let service = {
             let activity = activity.clone();
             let pacer = self.pacer.clone();
@@ -337,58 +340,42 @@ enum Expired {
 }
 
 /// What a connection is doing: whether a request ever arrived, how many are in progress, and
-/// when it last started or finished one. While none is in progress it sits in the listener's
-/// [`IdleConnections`].
-struct Activity {
+/// when it last started or finished one.
+pub(super) struct Activity {
     accepted: Instant,
     any_request: AtomicBool,
     in_progress: AtomicUsize,
     /// Milliseconds after `accepted` of the last start or end of a request.
     last_ms: AtomicU64,
-    idle: Arc<IdleConnections>,
-    /// Its turn in `idle`, or [`NOT_QUEUED`]. Two requests of an h2 connection that start and end
-    /// at once can leave a busy connection queued; evicting it then closes it gracefully.
-    turn: AtomicU64,
-    /// The connection has ended: it never queues again.
-    ended: AtomicBool,
-    /// Notified when it is evicted.
-    evict: Arc<tokio::sync::Notify>,
+    /// Asked to close to make room at the connection cap.
+    evicted: AtomicBool,
+    evict: tokio::sync::Notify,
 }
 
 impl Activity {
-    fn new(idle: Arc<IdleConnections>) -> Self {
-        let evict = Arc::new(tokio::sync::Notify::new());
-        let turn = idle.enqueue(&evict);
+    fn new() -> Self {
         Self {
             accepted: Instant::now(),
             any_request: AtomicBool::new(false),
             in_progress: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
-            idle,
-            turn: AtomicU64::new(turn),
-            ended: AtomicBool::new(false),
-            evict,
+            evicted: AtomicBool::new(false),
+            evict: tokio::sync::Notify::new(),
         }
     }
 
-    /// Leaves the idle queue (a request started, or the connection ended).
-    fn leave_idle(&self) {
-        let turn = self.turn.swap(NOT_QUEUED, Ordering::AcqRel);
-        if turn != NOT_QUEUED {
-            self.idle.withdraw(turn);
+    /// Since when no request has been in progress; `None` while one is, or once evicted.
+    pub(super) fn idle_since(&self) -> Option<Instant> {
+        if self.in_progress.load(Ordering::Acquire) > 0 || self.evicted.load(Ordering::Acquire) {
+            return None;
         }
+        Some(self.accepted + Duration::from_millis(self.last_ms.load(Ordering::Acquire)))
     }
 
-    /// Joins the idle queue again (its last request ended).
-    fn become_idle(&self) {
-        if self.ended.load(Ordering::Acquire) {
-            return;
-        }
-        let turn = self.idle.enqueue(&self.evict);
-        let previous = self.turn.swap(turn, Ordering::AcqRel);
-        if previous != NOT_QUEUED {
-            self.idle.withdraw(previous);
-        }
+    /// Asks the connection to close (a request that starts meanwhile is finished first).
+    pub(super) fn evict(&self) {
+        self.evicted.store(true, Ordering::Release);
+        self.evict.notify_one();
     }
 
     fn touch(&self) {
@@ -400,9 +387,7 @@ impl Activity {
 
     fn request_started(self: &Arc<Self>) -> InProgress {
         self.any_request.store(true, Ordering::Release);
-        if self.in_progress.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.leave_idle();
-        }
+        self.in_progress.fetch_add(1, Ordering::AcqRel);
         self.touch();
         InProgress(self.clone())
     }
@@ -435,20 +420,20 @@ struct InProgress(Arc<Activity>);
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        if self.0.in_progress.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.become_idle();
-        }
+        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
         self.0.touch();
     }
 }
 
-/// Takes a connection out of the idle queue when it ends, however it ends.
-struct Registered(Arc<Activity>);
+/// Takes a connection out of its listener's open connections when it ends, however it ends.
+struct Registered {
+    open: Arc<OpenConnections>,
+    id: u64,
+}
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.0.ended.store(true, Ordering::Release);
-        self.0.leave_idle();
+        self.open.unregister(self.id);
     }
 }
 
