@@ -156,37 +156,8 @@ impl Proxy {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         // The slot is held until the answer has streamed back (its upstream connection is busy).
-        let body = Holding {
-            body: body.map_err(|e| Box::new(e) as BoxError).boxed(),
-            _slot: slot,
-        };
-        Ok(Response::from_parts(parts, body.boxed()))
-    }
-}
-
-/// A proxied answer's body, holding its in-flight slot until it is finished or dropped.
-struct Holding {
-    body: Body,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl HttpBody for Holding {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let body = common::http::guarded(body.map_err(|e| Box::new(e) as BoxError).boxed(), slot);
+        Ok(Response::from_parts(parts, body))
     }
 }
 

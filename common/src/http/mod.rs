@@ -22,6 +22,44 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A body that holds `guard` until it is finished or dropped: what must last as long as a response
+/// streams (its request counted as in progress, a proxied request's in-flight slot).
+pub fn guarded<G: Send + Sync + 'static>(body: Body, guard: G) -> Body {
+    Guarded {
+        body,
+        _guard: guard,
+    }
+    .boxed()
+}
+
+struct Guarded<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G> hyper::body::Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        // `Body` is `Unpin` (boxed), and so is `Guarded` whatever the guard.
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<G> Unpin for Guarded<G> {}
+
 /// A complete in-memory body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())

@@ -20,25 +20,21 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::BodyExt;
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use super::Body;
 use super::idle::OpenConnections;
 use super::pace::Pacer;
-use super::{Body, BoxError};
 
 /// Largest request head (request line + headers) accepted; larger gets 431.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -270,13 +266,7 @@ impl Connection {
                         pacer.turn().await;
                     }
                     let resp = answer.await?;
-                    Ok::<_, Infallible>(resp.map(|body| {
-                        Tracked {
-                            body,
-                            _guard: guard,
-                        }
-                        .boxed()
-                    }))
+                    Ok::<_, Infallible>(resp.map(|body| super::guarded(body, guard)))
                 }
             })
         };
@@ -434,31 +424,5 @@ struct Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         self.open.unregister(self.id);
-    }
-}
-
-/// A response body that holds its request's [`InProgress`] until it is finished or dropped.
-struct Tracked {
-    body: Body,
-    _guard: InProgress,
-}
-
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
