@@ -103,50 +103,19 @@ pub const TRANSITIONS: [(OrderStatus, OrderStatus); 6] = [
     (OrderStatus::Paid, OrderStatus::Refunded),
 ];
 
-/// Something wrong with an event that is kept but must not move the order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnomalyKind {
-    /// The session's amount or currency differs from what the order expects.
-    AmountMismatch,
-    /// A test-mode event reached a live edge, or the reverse (`STRIPE_EXPECT_LIVEMODE`).
-    LivemodeMismatch,
-    /// A session's event names (by `client_reference_id` or `metadata.order_id`) an order that
-    /// has another session.
-    SessionMismatch,
-    /// A field the state machine needs cannot be read.
-    Unreadable,
-}
-
-impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 4] = [
-        Self::AmountMismatch,
-        Self::LivemodeMismatch,
-        Self::SessionMismatch,
-        Self::Unreadable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AmountMismatch => "amount_mismatch",
-            Self::LivemodeMismatch => "livemode_mismatch",
-            Self::SessionMismatch => "session_mismatch",
-            Self::Unreadable => "unreadable",
-        }
-    }
-}
-
-/// The `kind` label of the anomaly counters.
-impl crate::metrics::Label for AnomalyKind {
-    const KEY: &'static str = "kind";
-    const COUNT: usize = Self::ALL.len();
-    fn index(self) -> usize {
-        self as usize
-    }
-    fn all() -> Vec<Self> {
-        Self::ALL.to_vec()
-    }
-    fn value(self) -> String {
-        self.as_str().to_owned()
+crate::label! {
+    /// Something wrong with an event that is kept but must not move the order; the label values
+    /// are the `kind` of the anomaly counters and `orders.anomaly`.
+    pub enum AnomalyKind: "kind" {
+        /// The session's amount or currency differs from what the order expects.
+        AmountMismatch = "amount_mismatch",
+        /// A test-mode event reached a live edge, or the reverse (`STRIPE_EXPECT_LIVEMODE`).
+        LivemodeMismatch = "livemode_mismatch",
+        /// A session's event names (by `client_reference_id` or `metadata.order_id`) an order that
+        /// has another session.
+        SessionMismatch = "session_mismatch",
+        /// A field the state machine needs cannot be read.
+        Unreadable = "unreadable",
     }
 }
 
