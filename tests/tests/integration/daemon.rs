@@ -100,14 +100,21 @@ async fn the_daemon_passes_at_start_and_serves_support() {
         401
     );
     // The start-up pass may still be finishing (its run row is written before it lets go).
-    let mut run = post(admin, "/reconcile/run", Some(TOKEN)).await;
-    for _ in 0..100 {
-        if run.status != 409 {
-            break;
+    let last = std::sync::Mutex::new(None);
+    eventually(Duration::from_secs(5), || {
+        let last = &last;
+        async move {
+            let reply = post(admin, "/reconcile/run", Some(TOKEN)).await;
+            let busy = reply.status == 409;
+            *last.lock().expect("last reply") = Some(reply);
+            !busy
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        run = post(admin, "/reconcile/run", Some(TOKEN)).await;
-    }
+    })
+    .await;
+    let run = last
+        .into_inner()
+        .expect("last reply")
+        .expect("at least one reply");
     assert_eq!(run.status, 200, "{}", run.text());
     assert_eq!(run.json()["status"], "ok");
     assert_eq!(run.json()["trigger"], "manual");

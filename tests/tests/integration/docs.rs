@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
-/// The Markdown files of the repository (not its dependencies or build output).
-fn markdown_files() -> Vec<PathBuf> {
+/// Every file of the repository (not its dependencies, build output or local stack).
+fn repository_files() -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::from(ROOT)];
     while let Some(dir) = stack.pop() {
@@ -22,13 +22,21 @@ fn markdown_files() -> Vec<PathBuf> {
                 if !matches!(name.as_str(), "target" | "node_modules" | ".git" | ".dev") {
                     stack.push(path);
                 }
-            } else if name.ends_with(".md") {
+            } else {
                 out.push(path);
             }
         }
     }
     out.sort();
     out
+}
+
+/// The Markdown files of the repository.
+fn markdown_files() -> Vec<PathBuf> {
+    repository_files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect()
 }
 
 /// GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens.
@@ -168,36 +176,58 @@ fn every_runbook_url_lands_on_a_section_of_the_docs() {
     assert!(urls >= 10, "every alert has a runbook_url");
 }
 
+/// Where `text` (the content of `file`) points outside the repository: a relative path whose
+/// `../` steps climb above the repository's root from the file's folder, or an absolute path into
+/// the folder that holds the repository.
+fn points_outside(file: &Path, text: &str, root: &Path) -> Option<String> {
+    let holder = root.parent()?;
+    let holder_prefix = format!("{}/", holder.display());
+    let own_prefix = format!("{}/", root.display());
+    for (at, _) in text.match_indices(holder_prefix.as_str()) {
+        if !text[at..].starts_with(&own_prefix) {
+            return Some(text[at..].chars().take(60).collect());
+        }
+    }
+    let depth = file.parent()?.strip_prefix(root).ok()?.components().count();
+    let bytes = text.as_bytes();
+    for (at, _) in text.match_indices("../") {
+        if at > 0 && matches!(bytes[at - 1], b'.' | b'/') {
+            continue; // the middle of a run (counted from its start), or after another path
+        }
+        let ups = bytes[at..].chunks(3).take_while(|c| *c == b"../").count();
+        if ups > depth {
+            return Some(text[at..].chars().take(60).collect());
+        }
+    }
+    None
+}
+
 #[test]
 fn nothing_points_outside_the_repository() {
-    let mut stack = vec![PathBuf::from(ROOT)];
+    let root = Path::new(ROOT)
+        .canonicalize()
+        .expect("the repository's root");
     let mut offenders = Vec::new();
-    let outside = ["../shared", "/work/shared"];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+    for path in repository_files() {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue; // binary
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                if !matches!(name.as_str(), "target" | "node_modules" | ".git" | ".dev") {
-                    stack.push(path);
-                }
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue; // binary
-            };
-            if name == "docs.rs" {
-                continue; // this file names what it looks for
-            }
-            if outside.iter().any(|o| text.contains(o)) {
-                offenders.push(path.display().to_string());
-            }
+        let path = path.canonicalize().expect("a file of the repository");
+        if let Some(what) = points_outside(&path, &text, &root) {
+            offenders.push(format!("{}: {what}", path.display()));
         }
     }
     assert!(offenders.is_empty(), "{offenders:#?}");
+}
+
+#[test]
+fn a_path_climbing_out_of_the_repository_is_found() {
+    let root = Path::new("/srv/repo");
+    let file = Path::new("/srv/repo/scripts/x.sh");
+    assert!(points_outside(file, "cd ../docs", root).is_none());
+    assert!(points_outside(file, "cat ../../elsewhere/x", root).is_some());
+    assert!(points_outside(file, "cat /srv/repo/docs/x.md", root).is_none());
+    assert!(points_outside(file, "cat /srv/other/x", root).is_some());
 }
 
 #[test]
