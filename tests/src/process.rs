@@ -1,6 +1,6 @@
 //! The project's binaries run as processes of their own, for what only a process shows: its exit
-//! status, what it prints, and its peak memory (`VmHWM`). `scripts/test.sh` builds them before the
-//! tests run.
+//! status, what it prints, its peak memory (`VmHWM`) and CPU time (for the benchmarks too).
+//! `scripts/test.sh` builds them before the tests run.
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -89,4 +89,29 @@ pub fn peak_rss_kb(pid: u32) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// utime + stime of a process, plus its reaped children's when asked (a postmaster's exited
+/// backends), from `/proc/<pid>/stat`; 0 if it cannot be read.
+pub fn cpu_ticks(pid: u32, with_reaped_children: bool) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15,
+    // cutime 16, cstime 17.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0;
+    };
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let field = |n: usize| fields.get(n - 3).copied().unwrap_or(0);
+    field(14)
+        + field(15)
+        + if with_reaped_children {
+            field(16) + field(17)
+        } else {
+            0
+        }
 }

@@ -441,14 +441,6 @@ async fn ready_flood(admin: SocketAddr, connections: usize, seconds: u64) -> ser
         "per_second": done.load(Ordering::Relaxed) as f64 / seconds as f64})
 }
 
-/// CPU ticks (user + system) a process has used.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
 async fn bad_signature(
     addr: SocketAddr,
     path: &str,
@@ -460,7 +452,7 @@ async fn bad_signature(
     let body = Bytes::from(vec![b'x'; bytes]);
     let done = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
-    let ticks_before = pid.and_then(cpu_ticks);
+    let ticks_before = pid.map(|p| tests::process::cpu_ticks(p, false));
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..connections)
@@ -508,7 +500,10 @@ async fn bad_signature(
     let elapsed = started.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
     let tck = 100.0; // USER_HZ on Linux
-    let cpu_us = match (ticks_before, pid.and_then(cpu_ticks)) {
+    let cpu_us = match (
+        ticks_before,
+        pid.map(|p| tests::process::cpu_ticks(p, false)),
+    ) {
         (Some(a), Some(b)) if n > 0 => Some((b - a) as f64 / tck * 1e6 / n as f64),
         _ => None,
     };

@@ -75,39 +75,18 @@ struct CpuTicks {
 impl CpuTicks {
     fn now(args: &Args) -> Self {
         Self {
-            app: args.app_pid.map_or(0, |pid| process_ticks(pid, false)),
+            app: args
+                .app_pid
+                .map_or(0, |pid| tests::process::cpu_ticks(pid, false)),
             postgres: args.postmaster_pid.map_or(0, |pid| {
-                process_ticks(pid, true)
-                    + children(pid).map(|c| process_ticks(c, false)).sum::<u64>()
+                tests::process::cpu_ticks(pid, true)
+                    + children(pid)
+                        .map(|c| tests::process::cpu_ticks(c, false))
+                        .sum::<u64>()
             }),
-            loadgen: process_ticks(std::process::id(), false),
+            loadgen: tests::process::cpu_ticks(std::process::id(), false),
         }
     }
-}
-
-/// utime + stime of a process, plus its reaped children's when asked (a postmaster's exited
-/// backends), from `/proc/<pid>/stat`; 0 if it cannot be read.
-fn process_ticks(pid: u32, with_reaped_children: bool) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15,
-    // cutime 16, cstime 17.
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0;
-    };
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    let field = |n: usize| fields.get(n - 3).copied().unwrap_or(0);
-    field(14)
-        + field(15)
-        + if with_reaped_children {
-            field(16) + field(17)
-        } else {
-            0
-        }
 }
 
 /// The live children of a process, from `/proc/<pid>/task/*/children`.

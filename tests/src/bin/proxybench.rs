@@ -46,11 +46,17 @@ async fn main() -> Result<(), String> {
     let mut proxied = Vec::new();
     let (mut own_direct, mut own_proxied, mut edge_cpu) = (0u64, 0u64, 0u64);
     for _ in 0..args.rounds {
-        let t0 = cpu_ticks("self");
+        let t0 = tests::process::cpu_ticks(std::process::id(), false);
         direct.push(load(upstream.addr, args.connections, args.requests).await?);
-        let (t1, e1) = (cpu_ticks("self"), cpu_ticks(&args.edge_pid.to_string()));
+        let (t1, e1) = (
+            tests::process::cpu_ticks(std::process::id(), false),
+            tests::process::cpu_ticks(args.edge_pid, false),
+        );
         proxied.push(load(args.edge, args.connections, args.requests).await?);
-        let (t2, e2) = (cpu_ticks("self"), cpu_ticks(&args.edge_pid.to_string()));
+        let (t2, e2) = (
+            tests::process::cpu_ticks(std::process::id(), false),
+            tests::process::cpu_ticks(args.edge_pid, false),
+        );
         own_direct += t1 - t0;
         own_proxied += t2 - t1;
         edge_cpu += e2 - e1;
@@ -200,18 +206,4 @@ fn rss_kb(pid: u32, field: &str) -> u64 {
                 .ok()
         })
         .unwrap_or(0)
-}
-
-/// User + system CPU ticks (1/100 s) of a process (`self` or a pid).
-fn cpu_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let get = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    get(11) + get(12)
 }
