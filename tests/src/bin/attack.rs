@@ -397,68 +397,17 @@ async fn post(addr: SocketAddr, body: &str, sig: &str) -> Result<u16, String> {
     Ok(status)
 }
 
-async fn ready_flood(admin: SocketAddr, connections: usize, seconds: u64) -> serde_json::Value {
-    let done = Arc::new(AtomicU64::new(0));
-    let end = Instant::now() + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..connections)
-        .map(|_| {
-            let done = done.clone();
-            tokio::spawn(async move {
-                let Ok(stream) = TcpStream::connect(admin).await else {
-                    return;
-                };
-                let Ok((mut sender, conn)) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-                else {
-                    return;
-                };
-                tokio::spawn(conn);
-                while Instant::now() < end {
-                    let Ok(req) = http::Request::get("/ready")
-                        .header("host", admin.to_string())
-                        .body(Full::new(Bytes::new()))
-                    else {
-                        return;
-                    };
-                    if sender.ready().await.is_err() {
-                        return;
-                    }
-                    match sender.send_request(req).await {
-                        Ok(resp) => {
-                            let _ = resp.into_body().collect().await;
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => return,
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        let _ = t.await;
-    }
-    json!({"scenario": "ready-flood", "requests": done.load(Ordering::Relaxed),
-        "per_second": done.load(Ordering::Relaxed) as f64 / seconds as f64})
-}
-
-async fn bad_signature(
-    addr: SocketAddr,
-    path: &str,
-    connections: usize,
-    bytes: usize,
-    seconds: u64,
-    pid: Option<u32>,
-) -> serde_json::Value {
-    let body = Bytes::from(vec![b'x'; bytes]);
+/// Requests sent by `connections` keep-alive connections as fast as they are answered until
+/// `end`: how many were answered, and how many of those with 400.
+async fn flood<M>(addr: SocketAddr, connections: usize, end: Instant, make: M) -> (u64, u64)
+where
+    M: Fn() -> Option<http::Request<Full<Bytes>>> + Clone + Send + 'static,
+{
     let done = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
-    let ticks_before = pid.map(|p| tests::process::cpu_ticks(p, false));
-    let started = Instant::now();
-    let end = started + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..connections)
         .map(|_| {
-            let (done, refused, body) = (done.clone(), refused.clone(), body.clone());
-            let path = path.to_owned();
+            let (done, refused, make) = (done.clone(), refused.clone(), make.clone());
             tokio::spawn(async move {
                 let Ok(stream) = TcpStream::connect(addr).await else {
                     return;
@@ -470,11 +419,7 @@ async fn bad_signature(
                 };
                 tokio::spawn(conn);
                 while Instant::now() < end {
-                    let Ok(req) = http::Request::post(path.as_str())
-                        .header("host", addr.to_string())
-                        .header("stripe-signature", wrong_signature())
-                        .body(Full::new(body.clone()))
-                    else {
+                    let Some(req) = make() else {
                         return;
                     };
                     if sender.ready().await.is_err() {
@@ -497,8 +442,47 @@ async fn bad_signature(
     for t in tasks {
         let _ = t.await;
     }
+    (
+        done.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    )
+}
+
+async fn ready_flood(admin: SocketAddr, connections: usize, seconds: u64) -> serde_json::Value {
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let (done, _) = flood(admin, connections, end, move || {
+        http::Request::get("/ready")
+            .header("host", admin.to_string())
+            .body(Full::new(Bytes::new()))
+            .ok()
+    })
+    .await;
+    json!({"scenario": "ready-flood", "requests": done,
+        "per_second": done as f64 / seconds as f64})
+}
+
+async fn bad_signature(
+    addr: SocketAddr,
+    path: &str,
+    connections: usize,
+    bytes: usize,
+    seconds: u64,
+    pid: Option<u32>,
+) -> serde_json::Value {
+    let body = Bytes::from(vec![b'x'; bytes]);
+    let ticks_before = pid.map(|p| tests::process::cpu_ticks(p, false));
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let path = path.to_owned();
+    let (n, refused) = flood(addr, connections, end, move || {
+        http::Request::post(path.as_str())
+            .header("host", addr.to_string())
+            .header("stripe-signature", wrong_signature())
+            .body(Full::new(body.clone()))
+            .ok()
+    })
+    .await;
     let elapsed = started.elapsed().as_secs_f64();
-    let n = done.load(Ordering::Relaxed);
     let tck = 100.0; // USER_HZ on Linux
     let cpu_us = match (
         ticks_before,
@@ -508,6 +492,6 @@ async fn bad_signature(
         _ => None,
     };
     json!({"scenario": "bad-signature", "bytes": bytes, "connections": connections,
-        "requests": n, "answered_400": refused.load(Ordering::Relaxed),
+        "requests": n, "answered_400": refused,
         "per_second": n as f64 / elapsed, "edge_cpu_us_per_request": cpu_us})
 }
