@@ -20,17 +20,7 @@ rounds=${BENCH_ROUNDS:-3}
 seconds=${BENCH_SECONDS:-10}
 out=target/bench
 mkdir -p "$out"
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v nginx >/dev/null || missing+=(nginx-light)
-command -v haproxy >/dev/null || missing+=(haproxy)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "==> installing Debian's ${missing[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  if command -v systemctl >/dev/null; then
-    systemctl disable --now nginx haproxy >/dev/null 2>&1 || true
-  fi
-fi
+need_commands wrk:wrk nginx:nginx-light haproxy:haproxy
 use_scratch_dir edge-proxy-bench
 
 echo "==> building release binaries"

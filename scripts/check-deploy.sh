@@ -12,18 +12,10 @@
 # target/, the npm packages of tests/deploy-schema.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 root=$(pwd)
 
-missing=()
-command -v haproxy >/dev/null || missing+=(haproxy)
-command -v promtool >/dev/null || missing+=(prometheus)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "==> installing Debian's ${missing[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  if command -v systemctl >/dev/null; then
-    for s in "${missing[@]}"; do systemctl disable --now "$s" >/dev/null 2>&1 || true; done
-  fi
-fi
+need_commands haproxy:haproxy promtool:prometheus node:nodejs npm:npm
 
 echo "==> generated objects are up to date"
 python3 scripts/render-deploy.py --check

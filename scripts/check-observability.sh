@@ -16,14 +16,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 root=$(pwd)
 
-if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
-  echo "==> installing Debian's prometheus package (promtool)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  # Where the package started its own service, stop it: we run our own on loopback.
-  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
-    systemctl disable --now prometheus >/dev/null 2>&1 || true
-  fi
-fi
+need_commands promtool:prometheus prometheus:prometheus node:nodejs npm:npm
 
 echo "==> promtool check rules / test rules"
 promtool check rules --lint=all --lint-fatal dashboards/alerts.yml
@@ -100,7 +93,6 @@ python3 scripts/check-dashboards.py --metrics "$work/edge.metrics" "$work/reconc
   --prometheus "http://127.0.0.1:$prom_port" --wait 120 --check-rules dashboards
 
 echo "==> Grafana's schema types"
-command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
 (cd tests/dashboard-schema && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 node tests/dashboard-schema/check.mjs "$root/dashboards"
 echo "observability checks: ok"

@@ -22,6 +22,22 @@ pg_bin_dir() {
   echo "$dir"
 }
 
+# Installs the Debian packages of the commands that are missing, given as COMMAND:PACKAGE pairs
+# (`need_commands promtool:prometheus wrk:wrk`), and stops any service a package started: the
+# scripts run their own, on loopback.
+need_commands() {
+  local missing=() pair pkg
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  echo "==> installing Debian's ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if command -v systemctl >/dev/null; then
+    for pkg in "${missing[@]}"; do systemctl disable --now "${pkg%-light}" >/dev/null 2>&1 || true; done
+  fi
+}
+
 # Runs a command as the postgres user when we are root, else as ourselves.
 as_pg() {
   if [ "$(id -u)" = 0 ]; then

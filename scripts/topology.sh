@@ -15,20 +15,6 @@ topo_secret=whsec_topology_local_only_0123456789
 topo_key=sk_test_topology_local_only
 topo_token=topology-admin-token-local-only
 
-# Installs Debian's haproxy (and prometheus) when missing.
-topo_install() {
-  local missing=()
-  command -v haproxy >/dev/null || missing+=(haproxy)
-  command -v prometheus >/dev/null || missing+=(prometheus)
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "==> installing Debian's ${missing[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    if command -v systemctl >/dev/null; then
-      for s in "${missing[@]}"; do systemctl disable --now "$s" >/dev/null 2>&1 || true; done
-    fi
-  fi
-}
-
 # Picks every port once.
 topo_ports() {
   pg1_port=$(free_port); pg2_port=$(free_port); lb_port=$(free_port); lb_stats=$(free_port)
@@ -203,7 +189,7 @@ topo_start_prometheus() {
 
 # The whole topology, in dependency order.
 topo_start() {
-  topo_install
+  need_commands haproxy:haproxy prometheus:prometheus promtool:prometheus
   topo_ports
   echo "==> PostgreSQL primary on 127.0.0.1:$pg1_port, standby on 127.0.0.1:$pg2_port"
   topo_start_primary
