@@ -4,26 +4,37 @@
 use common::db;
 use reconciler::inspect::{Target, inspect, render_text};
 use reconciler::pass::Trigger;
-use tests::driver::{Driver, Ending, Rates};
+use tests::driver::{Checkout, Driver, Ending, Rates};
 use tests::edge::TestEdge;
 use tests::stripe_sim::StripeSim;
 
 const KEY: &str = "sk_test_inspect_suite";
 
-#[tokio::test]
-async fn the_timeline_tells_support_what_to_run() {
+/// What every timeline starts from: the simulator, an edge, its database and a checkout driver.
+async fn shop(rates: Rates, seed: u64) -> (StripeSim, TestEdge, tokio_postgres::Client, Driver) {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::new(edge.public, &edge.secrets[0], Rates::default(), 1);
-    let lost = driver
-        .checkout(
-            &db,
-            &sim,
-            Ending::AsyncPaid,
-            chrono::Utc::now().timestamp() - 300,
-        )
-        .await;
+    let driver = Driver::new(edge.public, &edge.secrets[0], rates, seed);
+    (sim, edge, db, driver)
+}
+
+/// A checkout created `ago` seconds ago that ends as `ending`; its events are not delivered.
+async fn checkout_ago(
+    driver: &mut Driver,
+    db: &tokio_postgres::Client,
+    sim: &StripeSim,
+    ending: Ending,
+    ago: i64,
+) -> Checkout {
+    let created = chrono::Utc::now().timestamp() - ago;
+    driver.checkout(db, sim, ending, created).await
+}
+
+#[tokio::test]
+async fn the_timeline_tells_support_what_to_run() {
+    let (sim, edge, db, mut driver) = shop(Rates::default(), 1).await;
+    let lost = checkout_ago(&mut driver, &db, &sim, Ending::AsyncPaid, 300).await;
     // Only the first event (completed, unpaid) arrives: paid on Stripe, pending here.
     driver.post(&lost.events[0]).await;
     let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
@@ -129,18 +140,8 @@ async fn the_timeline_tells_support_what_to_run() {
 
 #[tokio::test]
 async fn the_local_timeline_comes_first_even_when_stripe_is_out_of_reach() {
-    let sim = StripeSim::start(KEY).await;
-    let edge = TestEdge::spawn().await;
-    let db = edge.db.client().await;
-    let mut driver = Driver::new(edge.public, &edge.secrets[0], Rates::default(), 2);
-    let paid = driver
-        .checkout(
-            &db,
-            &sim,
-            Ending::Paid,
-            chrono::Utc::now().timestamp() - 300,
-        )
-        .await;
+    let (sim, edge, db, mut driver) = shop(Rates::default(), 2).await;
+    let paid = checkout_ago(&mut driver, &db, &sim, Ending::Paid, 300).await;
     driver.deliver(&paid).await;
     // A Stripe API base where nothing listens.
     let closed = {
@@ -181,18 +182,8 @@ async fn the_local_timeline_comes_first_even_when_stripe_is_out_of_reach() {
 
 #[tokio::test]
 async fn an_event_the_ledger_lacks_is_explained_with_the_command_that_fixes_it() {
-    let sim = StripeSim::start(KEY).await;
-    let edge = TestEdge::spawn().await;
-    let db = edge.db.client().await;
-    let mut driver = Driver::new(edge.public, &edge.secrets[0], Rates::default(), 4);
-    let lost = driver
-        .checkout(
-            &db,
-            &sim,
-            Ending::Paid,
-            chrono::Utc::now().timestamp() - 300,
-        )
-        .await;
+    let (sim, edge, db, mut driver) = shop(Rates::default(), 4).await;
+    let lost = checkout_ago(&mut driver, &db, &sim, Ending::Paid, 300).await;
     let event_id = lost.events[0]["id"].as_str().expect("id").to_owned();
     let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
     let pool = db::pool(&edge.db.db_config()).expect("pool");
@@ -226,20 +217,10 @@ async fn an_event_the_ledger_lacks_is_explained_with_the_command_that_fixes_it()
 
 #[tokio::test]
 async fn a_run_request_id_lists_every_order_the_run_touched() {
-    let sim = StripeSim::start(KEY).await;
-    let edge = TestEdge::spawn().await;
-    let db = edge.db.client().await;
-    let mut driver = Driver::new(edge.public, &edge.secrets[0], Rates::dropping(1.0), 6);
+    let (sim, edge, db, mut driver) = shop(Rates::dropping(1.0), 6).await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        let c = driver
-            .checkout(
-                &db,
-                &sim,
-                Ending::Paid,
-                chrono::Utc::now().timestamp() - 600 + i,
-            )
-            .await;
+        let c = checkout_ago(&mut driver, &db, &sim, Ending::Paid, 600 - i).await;
         ids.push(c.order_id.to_string());
     }
     let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
