@@ -78,9 +78,10 @@ pub struct EventObject {
     pub fully_refunded: bool,
 }
 
-/// The envelope: its identity parsed, everything else kept as raw text.
+/// The envelope: its identity parsed, everything else kept as raw text. `D` is how `data` is read:
+/// in the same pass ([`Data`]), or kept raw when that pass failed on something inside it.
 #[derive(Deserialize)]
-struct Envelope<'a> {
+struct Envelope<'a, D> {
     #[serde(borrow)]
     id: Cow<'a, str>,
     #[serde(borrow)]
@@ -93,14 +94,41 @@ struct Envelope<'a> {
     livemode: Option<&'a RawValue>,
     #[serde(default, borrow)]
     api_version: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    data: Option<&'a RawValue>,
+    #[serde(default = "none")]
+    data: Option<D>,
 }
 
+fn none<D>() -> Option<D> {
+    None
+}
+
+/// `data`, when it is a JSON object: its `object`, when that is a JSON object.
 #[derive(Deserialize)]
 struct Data<'a> {
     #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
+    object: Option<MapOnly<RawObject<'a>>>,
+}
+
+/// A struct read only from a JSON object (never from an array, as derived structs also are).
+struct MapOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for MapVisitor<T> {
+            type Value = MapOnly<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(MapOnly)
+            }
+        }
+        deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
+    }
 }
 
 /// The fields of `data.object` the state machine reads, as raw text; the others are skipped.
@@ -202,19 +230,44 @@ fn boolean(raw: Option<&RawValue>) -> Option<bool> {
 impl StripeEvent {
     /// Parses raw event bytes.
     pub fn parse(body: &[u8]) -> Result<Self, EventError> {
-        let text = std::str::from_utf8(body).map_err(|_| EventError::Json("not UTF-8".into()))?;
+        let text = std::str::from_utf8(body).map_err(|_| not_utf8())?;
         Self::parse_str(text)
+    }
+
+    /// Parses a webhook body and returns it as text too (validated once, never copied), for the
+    /// ledger to store exactly as signed.
+    pub fn parse_owned(body: Vec<u8>) -> Result<(Self, String), EventError> {
+        let text = String::from_utf8(body).map_err(|_| not_utf8())?;
+        Ok((Self::parse_str(&text)?, text))
     }
 
     /// Parses the text of one event (a webhook body, or one element of an Events API list).
     pub fn parse_str(body: &str) -> Result<Self, EventError> {
-        let e: Envelope<'_> = serde_json::from_str(body).map_err(|e| {
-            if e.is_data() {
-                EventError::NotAnEvent("no string `id`, `object` and `type`")
-            } else {
-                EventError::Json(short(&e))
+        // One pass reads the envelope and `data.object`'s fields. A `data` that this pass cannot
+        // read (not an object, a repeated field, a string or number that does not decode) fails
+        // it; the envelope is then read again with `data` kept raw, so such an event is still an
+        // event, with an unreadable `data.object`.
+        let e: Envelope<'_, Data<'_>> = match serde_json::from_str(body) {
+            Ok(e) => e,
+            Err(_) => {
+                let e: Envelope<'_, &RawValue> = serde_json::from_str(body).map_err(|e| {
+                    if e.is_data() {
+                        EventError::NotAnEvent("no string `id`, `object` and `type`")
+                    } else {
+                        EventError::Json(short(&e))
+                    }
+                })?;
+                Envelope {
+                    id: e.id,
+                    object: e.object,
+                    event_type: e.event_type,
+                    created: e.created,
+                    livemode: e.livemode,
+                    api_version: e.api_version,
+                    data: e.data.and_then(|d| serde_json::from_str(d.get()).ok()),
+                }
             }
-        })?;
+        };
         if e.object != "event" {
             return Err(EventError::NotAnEvent("`object` is not \"event\""));
         }
@@ -237,17 +290,9 @@ impl StripeEvent {
             r.unreadable.get_or_insert("livemode");
         }
         let api_version = text(e.api_version, "api_version").ok().flatten();
-        let object = match e.data.map(|d| serde_json::from_str::<Data<'_>>(d.get())) {
-            Some(Ok(Data { object: Some(o) })) if o.get().starts_with('{') => {
-                match serde_json::from_str::<RawObject<'_>>(o.get()) {
-                    Ok(raw) => read_object(&raw, &mut r),
-                    Err(_) => {
-                        r.unreadable.get_or_insert("data.object");
-                        EventObject::default()
-                    }
-                }
-            }
-            _ => {
+        let object = match e.data.and_then(|d| d.object) {
+            Some(MapOnly(raw)) => read_object(&raw, &mut r),
+            None => {
                 r.unreadable.get_or_insert("data.object");
                 EventObject::default()
             }
@@ -336,6 +381,10 @@ pub fn is_stripe_id(s: &str) -> bool {
 
 fn is_printable(s: &str) -> bool {
     !s.chars().any(char::is_control)
+}
+
+fn not_utf8() -> EventError {
+    EventError::Json("not UTF-8".into())
 }
 
 fn short(e: &serde_json::Error) -> String {
@@ -440,6 +489,22 @@ mod tests {
             ),
             (
                 r#"{"id":"evt_1","object":"event","type":"x","created":1,"livemode":false,"data":{"object":[]}}"#,
+                "data.object",
+            ),
+            (
+                r#"{"id":"evt_1","object":"event","type":"x","created":1,"livemode":false,"data":1e400}"#,
+                "data.object",
+            ),
+            (
+                r#"{"id":"evt_1","object":"event","type":"x","created":1,"livemode":false,"data":"\ud800"}"#,
+                "data.object",
+            ),
+            (
+                r#"{"id":"evt_1","object":"event","type":"x","created":1,"livemode":false,"data":{"object":["checkout.session","cs_1"]}}"#,
+                "data.object",
+            ),
+            (
+                r#"{"id":"evt_1","object":"event","type":"x","created":1,"livemode":false,"data":{"object":{"id":"cs_1","id":"cs_2"}}}"#,
                 "data.object",
             ),
             (
