@@ -181,7 +181,7 @@ async fn run(state: &AdminState, rid: &RequestId) -> Response<Body> {
     } else {
         StatusCode::OK
     };
-    json(status, &serde_json::to_value(&summary).unwrap_or_default())
+    json(status, &summary)
 }
 
 async fn session(state: &AdminState, id: &str, rid: &RequestId) -> Response<Body> {
@@ -204,7 +204,7 @@ async fn session(state: &AdminState, id: &str, rid: &RequestId) -> Response<Body
             } else {
                 StatusCode::NOT_FOUND
             };
-            json(status, &serde_json::to_value(&v).unwrap_or_default())
+            json(status, &v)
         }
         Err(e) => {
             tracing::error!(error = %e, "session reconcile failed");

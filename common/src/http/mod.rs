@@ -68,8 +68,9 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// A JSON response with the given status.
-pub fn json(status: http::StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(value.to_string()));
+pub fn json(status: http::StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    // Plain structs and maps with string keys always serialize.
+    let mut resp = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,

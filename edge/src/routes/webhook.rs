@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::metrics::{EdgeMetrics, SecretIndex, Transition, WebhookOutcome};
 use bytes::Bytes;
 use bytes::BytesMut;
-use common::ledger::Applied;
+use common::ledger::{Applied, OrderStatus};
 use common::stripe::event::StripeEvent;
 use common::stripe::signature::{self, SignatureError};
 use common::telemetry::RequestId;
@@ -23,6 +23,25 @@ use crate::routes::{Body, json};
 use crate::state::State;
 
 const STRIPE_SIGNATURE: &str = "stripe-signature";
+
+/// The body of a 200.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Received<'a> {
+    received: bool,
+    duplicate: bool,
+    event_id: &'a str,
+    request_id: &'a str,
+}
+
+/// An order transition as logged: `pending->paid`.
+struct Arrow(OrderStatus, OrderStatus);
+
+impl std::fmt::Display for Arrow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}->{}", self.0, self.1)
+    }
+}
 
 /// Answers one webhook delivery.
 pub async fn handle(req: Request<Incoming>, state: &State, rid: &RequestId) -> Response<Body> {
@@ -47,20 +66,22 @@ pub async fn handle(req: Request<Incoming>, state: &State, rid: &RequestId) -> R
                 eventId = %event.id,
                 eventType = %event.event_type,
                 duplicate = applied.duplicate,
-                orderId = applied.order_id.map(|id| id.to_string()),
-                transition = applied.transition.map(|(f, t)| format!("{f}->{t}")),
+                orderId = applied.order_id.map(tracing::field::display),
+                transition = applied
+                    .transition
+                    .map(|(from, to)| tracing::field::display(Arrow(from, to))),
                 orphan = applied.orphan,
                 anomaly = applied.anomaly.map(|a| a.as_str()),
                 "webhook recorded"
             );
             json(
                 StatusCode::OK,
-                &serde_json::json!({
-                    "received": true,
-                    "duplicate": applied.duplicate,
-                    "eventId": event.id,
-                    "requestId": rid.as_str(),
-                }),
+                &Received {
+                    received: true,
+                    duplicate: applied.duplicate,
+                    event_id: &event.id,
+                    request_id: rid.as_str(),
+                },
             )
         }
         Err(e) => {
@@ -99,9 +120,9 @@ async fn receive(
     .await?;
     let index = signature::verify_parsed(&parsed, &body, &state.webhook_secrets)?;
     state.metrics.secret_matches.inc(SecretIndex(index));
-    let event = Arc::new(StripeEvent::parse(&body)?);
-    // Stored exactly as signed (the parse above proved it UTF-8).
-    let payload = String::from_utf8_lossy(&body).into_owned();
+    // Stored exactly as signed.
+    let (event, payload) = StripeEvent::parse_owned(body.into())?;
+    let event = Arc::new(event);
     match state
         .writer
         .record(event.clone(), payload, rid.as_str())
