@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use chrono::Utc;
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber, span};
 use tracing_subscriber::fmt::format::Writer;
@@ -128,21 +128,48 @@ struct Escaped<'a>(&'a mut String);
 
 impl fmt::Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        for c in s.chars() {
-            match c {
-                '"' => self.0.push_str("\\\""),
-                '\\' => self.0.push_str("\\\\"),
-                '\n' => self.0.push_str("\\n"),
-                '\r' => self.0.push_str("\\r"),
-                '\t' => self.0.push_str("\\t"),
-                c if c.is_control() => {
-                    let _ = fmt::write(self.0, format_args!("\\u{:04x}", c as u32));
-                }
-                c => self.0.push(c),
+        // Runs of characters that need no escape are copied whole.
+        let mut plain = 0;
+        for (i, c) in s.char_indices() {
+            let escape = match c {
+                '"' => "\\\"",
+                '\\' => "\\\\",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                c if c.is_control() => "",
+                _ => continue,
+            };
+            self.0.push_str(&s[plain..i]);
+            if escape.is_empty() {
+                let _ = fmt::write(self.0, format_args!("\\u{:04x}", c as u32));
+            } else {
+                self.0.push_str(escape);
             }
+            plain = i + c.len_utf8();
         }
+        self.0.push_str(&s[plain..]);
         Ok(())
     }
+}
+
+/// Writes `now` as RFC 3339 in UTC with microseconds (`2026-12-01T14:35:01.123456Z`).
+fn push_timestamp(out: &mut String, now: DateTime<Utc>) {
+    let (date, time) = (now.date_naive(), now.time());
+    let _ = fmt::write(
+        out,
+        format_args!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            date.year(),
+            date.month(),
+            date.day(),
+            time.hour(),
+            time.minute(),
+            time.second(),
+            // A leap second's nanoseconds run past 1e9; its microseconds stay in six digits.
+            now.timestamp_subsec_micros().min(999_999)
+        ),
+    );
 }
 
 fn push_json_str(out: &mut String, s: &str) {
@@ -168,10 +195,7 @@ where
         let meta = event.metadata();
         let mut line = String::with_capacity(256);
         line.push_str("{\"timestamp\":\"");
-        let _ = fmt::write(
-            &mut line,
-            format_args!("{}", Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ")),
-        );
+        push_timestamp(&mut line, Utc::now());
         line.push_str("\",\"level\":\"");
         line.push_str(meta.level().as_str());
         line.push_str("\",\"target\":");
@@ -238,6 +262,22 @@ mod tests {
         assert_eq!(out, r#""a\"b\\c\nd\re\u001b[31m\u0000""#);
         let parsed: String = serde_json::from_str(&out).expect("valid JSON string");
         assert_eq!(parsed, "a\"b\\c\nd\re\u{1b}[31m\u{0}");
+    }
+
+    #[test]
+    fn escaping_keeps_multibyte_text_and_escapes_c1_controls() {
+        let mut out = String::new();
+        push_json_str(&mut out, "é\u{85}ü€\u{9f}x");
+        assert_eq!(out, r#""é\u0085ü€\u009fx""#);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds() {
+        let mut out = String::new();
+        let at = DateTime::from_timestamp(1_764_599_701, 123_456_789).expect("time");
+        push_timestamp(&mut out, at);
+        assert_eq!(out, "2025-12-01T14:35:01.123456Z");
+        assert_eq!(out, at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
     }
 
     #[test]
