@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every benchmark, one after the other, then the tables and the latency plot of
+# docs/performance.md rewritten from their JSON (scripts/render-bench.py):
+#   edge        webhook ingestion against pgbench and the Node peer (scripts/bench-edge.sh)
+#   latency     open-loop latency against the offered rate (scripts/bench-latency.sh)
+#   proxy       the proxy against nginx and HAProxy (scripts/bench-proxy.sh)
+#   reconciler  a window with 1 % missing (scripts/bench-reconciler.sh)
+#   attack      the edge's resource bounds under attack (scripts/bench-attack.sh)
+#   orphans     orphan adoption against unclaimed orphans (tests/src/bin/orphanbench.rs)
+# Each writes target/bench/<name>.json; a benchmark that fails stops the run, and the doc keeps
+# its previous tables for the sections not rewritten. About 40 minutes on 2 cores; run it on an
+# otherwise idle machine (the benchmarks share its cores with Postgres and their load generators).
+#
+# Env: BENCH_ONLY (a subset, e.g. "edge proxy"; default: all six). Each script's own settings
+#      (BENCH_ROUNDS, BENCH_REQUESTS, BENCH_SIZES, ...) pass through.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+only=${BENCH_ONLY:-edge latency proxy reconciler attack orphans}
+mkdir -p target/bench
+started=$(date +%s)
+for name in $only; do
+  echo "######## $name"
+  rm -f "target/bench/$name.json"
+  case $name in
+    orphans)
+      cargo build --release --locked -q -p tests --bin orphanbench
+      ./target/release/orphanbench --out target/bench/orphans.json ;;
+    edge | latency | proxy | reconciler | attack) "scripts/bench-$name.sh" ;;
+    *) echo "unknown benchmark: $name (edge, latency, proxy, reconciler, attack, orphans)" >&2; exit 2 ;;
+  esac
+done
+echo "######## docs/performance.md"
+python3 scripts/render-bench.py
+echo "all benchmarks done in $(( ($(date +%s) - started) / 60 )) min"
