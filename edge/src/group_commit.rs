@@ -322,6 +322,7 @@ impl Writer {
         self.health.batch_taken();
         self.metrics.batch_events.record_value(batch.len() as f64);
         let entries: Vec<BatchEntry<'_>> = batch.iter().map(Job::entry).collect();
+        let sent = Instant::now();
         let result = match conn.send_batch(&entries, self.meta(), Locking::Wait).await {
             Ok(pending) => {
                 drop(turn);
@@ -332,6 +333,9 @@ impl Writer {
                 Err(e)
             }
         };
+        self.metrics
+            .commit_duration
+            .record_value(sent.elapsed().as_secs_f64());
         if result.as_ref().is_err_and(LedgerError::is_read_only) {
             // A read-only session stays read-only: the next batch gets a new one.
             conn.discard();

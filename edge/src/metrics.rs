@@ -164,6 +164,9 @@ common::declare_metrics! {
         proxy_duration: Histograms<()> = "edge_proxy_request_duration_seconds", Seconds;
         /// Webhook events per group-commit transaction.
         batch_events: Histograms<()> = "edge_ledger_batch_events", Count;
+        /// Time from sending a group-commit batch to Postgres until its `COMMIT` answered (the
+        /// database's share of a webhook's latency: statements, lock waits and the WAL flush).
+        commit_duration: Histograms<()> = "edge_ledger_commit_duration_seconds", Seconds;
         /// Group-commit batches that failed and were retried one event at a time.
         batches_split: Counters<()> = "edge_ledger_batches_split_total", Count;
         /// Webhook events answered 503 because another transaction held their order's row lock
