@@ -3,19 +3,20 @@
 # docs/performance.md rewritten from their JSON (scripts/render-bench.py):
 #   edge        webhook ingestion against pgbench and the Node peer (scripts/bench-edge.sh)
 #   latency     open-loop latency against the offered rate (scripts/bench-latency.sh)
+#   latency-tmpfs  the same with Postgres's data on tmpfs: a diagnostic of the edge's own tail
 #   proxy       the proxy against nginx and HAProxy (scripts/bench-proxy.sh)
-#   reconciler  a window with 1 % missing (scripts/bench-reconciler.sh)
+#   reconciler  windows of 10k, 100k and 1M events with 1 % missing (scripts/bench-reconciler.sh)
 #   attack      the edge's resource bounds under attack (scripts/bench-attack.sh)
 #   orphans     orphan adoption against unclaimed orphans (tests/src/bin/orphanbench.rs)
 # Each writes target/bench/<name>.json; a benchmark that fails stops the run, and the doc keeps
 # its previous tables for the sections not rewritten. About 40 minutes on 2 cores; run it on an
 # otherwise idle machine (the benchmarks share its cores with Postgres and their load generators).
 #
-# Env: BENCH_ONLY (a subset, e.g. "edge proxy"; default: all six). Each script's own settings
+# Env: BENCH_ONLY (a subset, e.g. "edge proxy"; default: all seven). Each script's own settings
 #      (BENCH_ROUNDS, BENCH_REQUESTS, BENCH_SIZES, ...) pass through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-only=${BENCH_ONLY:-edge latency proxy reconciler attack orphans}
+only=${BENCH_ONLY:-edge latency latency-tmpfs proxy reconciler attack orphans}
 mkdir -p target/bench
 started=$(date +%s)
 for name in $only; do
@@ -25,10 +26,12 @@ for name in $only; do
     orphans)
       cargo build --release --locked -q -p tests --bin orphanbench
       ./target/release/orphanbench --out target/bench/orphans.json ;;
-    edge | latency | proxy | reconciler | attack) "scripts/bench-$name.sh" ;;
-    *) echo "unknown benchmark: $name (edge, latency, proxy, reconciler, attack, orphans)" >&2; exit 2 ;;
+    latency-tmpfs) BENCH_PG_TMPFS=1 scripts/bench-latency.sh ;;
+    reconciler) BENCH_SIZES=${BENCH_SIZES:-10000 100000 1000000} scripts/bench-reconciler.sh ;;
+    edge | latency | proxy | attack) "scripts/bench-$name.sh" ;;
+    *) echo "unknown benchmark: $name (edge, latency, latency-tmpfs, proxy, reconciler, attack, orphans)" >&2; exit 2 ;;
   esac
 done
 echo "######## docs/performance.md"
-python3 scripts/render-bench.py
+python3 scripts/render-bench.py $only
 echo "all benchmarks done in $(( ($(date +%s) - started) / 60 )) min"
