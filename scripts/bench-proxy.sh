@@ -112,6 +112,7 @@ run() {
   local name=$1 target=$2 pid=$3 t0 t1 text
   t0=$( [ -n "$pid" ] && ticks "$pid" || echo 0)
   text=$(wrk -t2 -c32 -d"${seconds}s" --latency "http://127.0.0.1:$target/")
+  echo "$text" >"$work/wrk-$name.txt"
   t1=$( [ -n "$pid" ] && ticks "$pid" || echo 0)
   python3 - "$name" "$t0" "$t1" "$tck" <<PY
 import json, re, sys
@@ -120,8 +121,11 @@ name, t0, t1, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.arg
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 total = int(re.search(r"(\d+) requests in", text).group(1))
 def ms(v):
-    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
-    return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    m = re.match(r"([\d.]+)(us|ms|s|m)", v)
+    if not m:
+        sys.exit(f"{name}: cannot read wrk's p99 {v!r}; its output is in $work/wrk-{name}.txt")
+    n, unit = m.groups()
+    return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 sock = re.search(r"Socket errors: (.*)", text)
