@@ -193,7 +193,7 @@ def render_attack(d):
                 "| body | edge | Node peer | edge / Node |\n|---|---|---|---|\n")
         for size, by in sorted(badsig.items()):
             e, p = by.get("edge"), by.get("node")
-            cell = lambda r: f"{n(r['per_second'])} req/s, {r['edge_cpu_us_per_request']:.0f} µs CPU" if r else "—"
+            cell = lambda r: f"{n(r['per_second'])} req/s, {n(r['edge_cpu_us_per_request'])} µs CPU" if r else "—"
             ratio = f"**{e['per_second'] / p['per_second']:.2f}×**" if e and p else "—"
             label = f"{size // 1024} KB" if size < 1048576 else f"{size // 1048576} MiB"
             out += f"| {label}, {e['connections'] if e else '?'} connections | {cell(e)} | {cell(p)} | {ratio} |\n"
