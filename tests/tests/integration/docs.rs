@@ -1,6 +1,6 @@
 //! The documentation holds together: every relative link and anchor in the Markdown resolves, every
-//! alert's runbook URL lands on a section of `docs/`, and nothing in the repository points outside
-//! it.
+//! alert's runbook URL lands on a section of `docs/`, every table that `scripts/bench.sh` rewrites
+//! is marked in `docs/performance.md`, and nothing in the repository points outside it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -157,6 +157,35 @@ fn every_relative_link_and_anchor_resolves() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn every_benchmark_section_is_marked_once_in_the_performance_page() {
+    let script =
+        std::fs::read_to_string(format!("{ROOT}/scripts/render-bench.py")).expect("script");
+    let list = script
+        .lines()
+        .find_map(|l| l.strip_prefix("SECTIONS = ["))
+        .expect("SECTIONS in render-bench.py");
+    let sections: Vec<&str> = list
+        .trim_end_matches(']')
+        .split(',')
+        .map(|s| s.trim().trim_matches('"'))
+        .collect();
+    assert!(sections.len() >= 6, "{sections:?}");
+    let page = std::fs::read_to_string(format!("{ROOT}/docs/performance.md")).expect("page");
+    for name in sections {
+        let (start, end) = (
+            format!("<!-- bench:{name} -->"),
+            format!("<!-- /bench:{name} -->"),
+        );
+        assert_eq!(page.matches(&start).count(), 1, "{start}");
+        assert_eq!(page.matches(&end).count(), 1, "{end}");
+        assert!(
+            page.find(&start) < page.find(&end),
+            "{name}: end before start"
+        );
+    }
 }
 
 #[test]
