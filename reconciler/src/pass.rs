@@ -349,8 +349,8 @@ impl Reconciler {
             tracing::info!(
                 eventId = %event.id,
                 eventType = %event.event_type,
-                orderId = applied.order_id.map(|id| id.to_string()),
-                transition = applied.transition.map(|(f, t)| format!("{f}->{t}")),
+                orderId = applied.order_id.map(tracing::field::display),
+                transition = applied.transition_text().map(tracing::field::display),
                 ageSeconds = age,
                 "backfilled an event the webhooks missed"
             );

@@ -131,7 +131,21 @@ pub struct Applied {
     pub anomaly: Option<AnomalyKind>,
 }
 
+/// An order transition as logged: `pending->paid`.
+pub struct TransitionText(pub OrderStatus, pub OrderStatus);
+
+impl fmt::Display for TransitionText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}->{}", self.0, self.1)
+    }
+}
+
 impl Applied {
+    /// The order transition, as logged.
+    pub fn transition_text(&self) -> Option<TransitionText> {
+        self.transition.map(|(from, to)| TransitionText(from, to))
+    }
+
     /// Nothing happened to an order (yet).
     pub fn new(duplicate: bool, order_id: Option<Uuid>) -> Self {
         Self {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::metrics::{EdgeMetrics, SecretIndex, Transition, WebhookOutcome};
 use bytes::Bytes;
 use bytes::BytesMut;
-use common::ledger::{Applied, OrderStatus};
+use common::ledger::Applied;
 use common::stripe::event::StripeEvent;
 use common::stripe::signature::{self, SignatureError};
 use common::telemetry::RequestId;
@@ -32,15 +32,6 @@ struct Received<'a> {
     duplicate: bool,
     event_id: &'a str,
     request_id: &'a str,
-}
-
-/// An order transition as logged: `pending->paid`.
-struct Arrow(OrderStatus, OrderStatus);
-
-impl std::fmt::Display for Arrow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}->{}", self.0, self.1)
-    }
 }
 
 /// Answers one webhook delivery.
@@ -67,9 +58,7 @@ pub async fn handle(req: Request<Incoming>, state: &State, rid: &RequestId) -> R
                 eventType = %event.event_type,
                 duplicate = applied.duplicate,
                 orderId = applied.order_id.map(tracing::field::display),
-                transition = applied
-                    .transition
-                    .map(|(from, to)| tracing::field::display(Arrow(from, to))),
+                transition = applied.transition_text().map(tracing::field::display),
                 orphan = applied.orphan,
                 anomaly = applied.anomaly.map(|a| a.as_str()),
                 "webhook recorded"
@@ -102,10 +91,10 @@ async fn receive(
     rid: &RequestId,
 ) -> Result<(Arc<StripeEvent>, Applied), Error> {
     let limit = state.max_body_bytes;
-    if declared_length(req.headers()).is_some_and(|len| len > limit as u64) {
+    let declared = declared_length(req.headers());
+    if declared.is_some_and(|len| len > limit as u64) {
         return Err(Error::TooLarge { limit });
     }
-    let declared = declared_length(req.headers());
     let header = signature_header(req.headers())?;
     // Before the body: one well-formed header, in tolerance, with a v1 of 64 hex characters.
     let parsed = signature::check_header(&header, state.tolerance_secs, unix_now())?;
