@@ -13,6 +13,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 /// The longest Stripe object id (`stripe-facts.md` §3: up to 255 characters).
@@ -79,7 +80,7 @@ pub struct EventObject {
 }
 
 /// The envelope: its identity parsed, everything else kept as raw text. `D` is how `data` is read:
-/// in the same pass ([`Data`]), or kept raw when that pass failed on something inside it.
+/// in the same pass ([`Data`]), or skipped when that pass failed on something inside it.
 #[derive(Deserialize)]
 struct Envelope<'a, D> {
     #[serde(borrow)]
@@ -245,12 +246,12 @@ impl StripeEvent {
     pub fn parse_str(body: &str) -> Result<Self, EventError> {
         // One pass reads the envelope and `data.object`'s fields. A `data` that this pass cannot
         // read (not an object, a repeated field, a string or number that does not decode) fails
-        // it; the envelope is then read again with `data` kept raw, so such an event is still an
-        // event, with an unreadable `data.object`.
+        // it; the envelope is then read again with `data` skipped unparsed, so such an event is
+        // still an event, with an unreadable `data.object`.
         let e: Envelope<'_, Data<'_>> = match serde_json::from_str(body) {
             Ok(e) => e,
             Err(_) => {
-                let e: Envelope<'_, &RawValue> = serde_json::from_str(body).map_err(|e| {
+                let e: Envelope<'_, IgnoredAny> = serde_json::from_str(body).map_err(|e| {
                     if e.is_data() {
                         EventError::NotAnEvent("no string `id`, `object` and `type`")
                     } else {
@@ -264,7 +265,7 @@ impl StripeEvent {
                     created: e.created,
                     livemode: e.livemode,
                     api_version: e.api_version,
-                    data: e.data.and_then(|d| serde_json::from_str(d.get()).ok()),
+                    data: None,
                 }
             }
         };
