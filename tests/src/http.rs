@@ -52,6 +52,16 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Reply, 
     })
 }
 
+/// A response body collected and read as JSON.
+pub async fn json_body<B>(body: B) -> Result<Value, String>
+where
+    B: hyper::body::Body,
+    B::Error: std::fmt::Display,
+{
+    let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
 /// A request builder with `Host` set, as every HTTP/1.1 client sends it.
 pub fn request(method: Method, addr: SocketAddr, path: &str) -> http::request::Builder {
     Request::builder()

@@ -340,13 +340,7 @@ async fn sim_events(sim: &str, api_key: &str, prefix: &str) -> Result<HashSet<St
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
         let resp = client.request(req).await.map_err(|e| e.to_string())?;
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        let page: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let page = tests::http::json_body(resp.into_body()).await?;
         let data = page["data"].as_array().ok_or("a list without data")?;
         for event in data {
             if let Some(id) = event["id"].as_str()

@@ -177,13 +177,7 @@ async fn upload(edge: SocketAddr, bytes: u64) -> Result<f64, String> {
         .body(Pattern::new(bytes))
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let seen: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let seen = tests::http::json_body(resp.into_body()).await?;
     if seen["bytes"] != bytes {
         return Err(format!(
             "the app received {} of {bytes} bytes",
