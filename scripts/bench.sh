@@ -16,7 +16,7 @@
 #      (BENCH_ROUNDS, BENCH_REQUESTS, BENCH_SIZES, ...) pass through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-only=${BENCH_ONLY:-edge latency latency-tmpfs proxy reconciler attack orphans}
+only=${BENCH_ONLY:-$(python3 scripts/render-bench.py --sections)}
 mkdir -p target/bench
 started=$(date +%s)
 for name in $only; do
@@ -29,7 +29,7 @@ for name in $only; do
     latency-tmpfs) BENCH_PG_TMPFS=1 scripts/bench-latency.sh ;;
     reconciler) BENCH_SIZES=${BENCH_SIZES:-10000 100000 1000000} scripts/bench-reconciler.sh ;;
     edge | latency | proxy | attack) "scripts/bench-$name.sh" ;;
-    *) echo "unknown benchmark: $name (edge, latency, latency-tmpfs, proxy, reconciler, attack, orphans)" >&2; exit 2 ;;
+    *) echo "unknown benchmark: $name ($(python3 scripts/render-bench.py --sections))" >&2; exit 2 ;;
   esac
 done
 echo "######## docs/performance.md"

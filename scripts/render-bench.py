@@ -7,6 +7,7 @@ machine it ran on. The latency plots (target/bench/latency.svg, latency-tmpfs.sv
 
     scripts/render-bench.py [NAME...]  rewrite from target/bench/NAME.json (default: every section)
     scripts/render-bench.py --check    only check that every section's markers are present, once
+    scripts/render-bench.py --sections print the section names (the benchmarks, in run order)
 """
 import datetime
 import json
@@ -228,6 +229,9 @@ def check(doc):
 
 
 def main():
+    if "--sections" in sys.argv[1:]:
+        print(" ".join(SECTIONS))
+        return
     doc = open(DOC).read()
     bad = check(doc)
     if bad:
