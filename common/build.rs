@@ -6,9 +6,14 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() {
-    println!("cargo:rerun-if-changed=../.git/HEAD");
-    println!("cargo:rerun-if-changed=../.git/index");
-    println!("cargo:rerun-if-changed=../.git/refs");
+    // Watch only what exists: cargo re-runs a build script on every build while a watched path is
+    // missing (a source tarball, a container's build context), and so rebuilds everything after.
+    println!("cargo:rerun-if-changed=build.rs");
+    for path in ["../.git/HEAD", "../.git/index", "../.git/refs", "../.git/packed-refs"] {
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!("cargo:rerun-if-env-changed=BUILD_REVISION");
     let revision = std::env::var("BUILD_REVISION")

@@ -1,4 +1,4 @@
-//! The state machine of DESIGN.md as pure functions: what an event does to the order it belongs
+//! The order state machine as pure functions: what an event does to the order it belongs
 //! to ([`decide`]), the answer for whoever delivered it and the anomalies that keep an order
 //! unchanged ([`judge`]), and the keys that find its order ([`keys`]). No I/O here; the table
 //! tests below are the rules' specification.
@@ -28,7 +28,7 @@ impl Decision {
     }
 }
 
-/// The state machine of DESIGN.md. `paid` is never downgraded; only the listed moves exist.
+/// The order state machine. `paid` is never downgraded; only the listed moves exist.
 pub fn decide(event: &StripeEvent, order: &OrderRow, expect_livemode: Option<bool>) -> Decision {
     use OrderStatus::*;
     if let Some(want) = expect_livemode.filter(|want| *want != event.livemode) {

@@ -16,10 +16,10 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-/// The longest Stripe object id (`stripe-facts.md` §3: up to 255 characters).
+/// The longest Stripe object id: Stripe documents ids of up to 255 characters.
 pub const MAX_ID_LEN: usize = 255;
 
-/// Event types that can move an order (the state machine in DESIGN.md).
+/// Event types that can move an order (the state machine of `ledger::decide`).
 pub mod types {
     pub const SESSION_COMPLETED: &str = "checkout.session.completed";
     pub const SESSION_ASYNC_SUCCEEDED: &str = "checkout.session.async_payment_succeeded";

@@ -1,8 +1,8 @@
 //! `Stripe-Signature`: parsing the header, verifying it against one or more secrets, and signing.
 //!
-//! The scheme (see `stripe-facts.md` §1): the header is `t=<unix seconds>,v1=<hex>[,v1=<hex>…]`,
-//! the signature is HMAC-SHA256 over `"{t}.{raw body}"` keyed by the whole secret string (including
-//! `whsec_`). Any matching `v1` passes (several are sent during secret rotation), every other scheme
+//! The scheme (Stripe's "verify signatures manually" guide): the header is
+//! `t=<unix seconds>,v1=<hex>[,v1=<hex>…]`, the signature is HMAC-SHA256 over `"{t}.{raw body}"`
+//! keyed by the whole secret string (including `whsec_`). Any matching `v1` passes (several are sent during secret rotation), every other scheme
 //! (`v0` included) is ignored, and a timestamp older than the tolerance is refused. A timestamp in the
 //! future is accepted, as all of Stripe's official libraries do.
 
