@@ -9,7 +9,12 @@ fn main() {
     // Watch only what exists: cargo re-runs a build script on every build while a watched path is
     // missing (a source tarball, a container's build context), and so rebuilds everything after.
     println!("cargo:rerun-if-changed=build.rs");
-    for path in ["../.git/HEAD", "../.git/index", "../.git/refs", "../.git/packed-refs"] {
+    for path in [
+        "../.git/HEAD",
+        "../.git/index",
+        "../.git/refs",
+        "../.git/packed-refs",
+    ] {
         if std::path::Path::new(path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }

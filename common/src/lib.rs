@@ -1,7 +1,8 @@
 //! The ground floor shared by `edge` and `reconciler`; neither depends on the other.
 //!
 //! # Layout
-//! - [`admin`]: `/metrics`, `/live` and the database half of `/ready`, for both admin listeners.
+//! - [`admin`]: the admin listener of both binaries: `/metrics`, `/live`, `/ready` (the database
+//!   probe and the binary's own reasons) plus the binary's routes, and its lifecycle.
 //! - [`build`]: what this build is (version, git revision, date).
 //! - [`config`]: every environment variable, parsed once into types.
 //! - [`error`]: error text that keeps its cause (the Postgres server's message above all).

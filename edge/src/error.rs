@@ -2,14 +2,13 @@
 //! the logs; clients get a stable code and a short message, never database internals.
 
 use crate::metrics::WebhookOutcome;
-use bytes::Bytes;
 use common::ledger::LedgerError;
 use common::stripe::event::EventError;
 use common::stripe::signature::SignatureError;
 use common::telemetry::RequestId;
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::routes::{Body, full};
+use crate::routes::Body;
 
 /// What a 503 tells the client to wait before retrying (Stripe retries on its own schedule).
 const RETRY_AFTER_SECS: &str = "5";
@@ -105,15 +104,11 @@ impl Error {
 
     /// The JSON error response: `{"error":{"code","message"},"requestId"}`.
     pub fn into_response(self, request_id: &RequestId) -> Response<Body> {
-        let body = serde_json::json!({
-            "error": { "code": self.code(), "message": self.public_message() },
-            "requestId": request_id.as_str(),
-        });
-        let mut resp = Response::new(full(Bytes::from(body.to_string())));
-        *resp.status_mut() = self.status();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+        let mut resp = common::http::error(
+            self.status(),
+            self.code(),
+            &self.public_message(),
+            request_id,
         );
         if let Self::MethodNotAllowed { allow } = self {
             resp.headers_mut()

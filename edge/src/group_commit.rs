@@ -115,7 +115,7 @@ impl Health {
         if self.working.load(Ordering::Acquire) > 0
             && Duration::from_millis(idle_for) > self.stall_after
         {
-            return Err(NotReady::WriterStalled);
+            return Err(NotReady::Component("writer_stalled"));
         }
         Ok(())
     }
@@ -233,7 +233,7 @@ impl GroupCommit {
     /// database not refusing their writes.
     pub fn health(&self) -> Result<(), NotReady> {
         if !self.all_running() {
-            return Err(NotReady::LedgerWriter);
+            return Err(NotReady::Component("ledger_writer"));
         }
         self.health.check()
     }

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::EdgeConfig;
+use common::admin::AdminServer;
 use common::db::{self, DbError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -42,8 +43,6 @@ pub use common::http::Limits;
 
 /// A writer that holds work longer than the lock time-out plus this is stalled (`/ready` 503).
 const WRITER_STALL_MARGIN: Duration = Duration::from_secs(3);
-/// The admin listener's own drain (scrapes and probes are short).
-const ADMIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +124,6 @@ impl App {
             metrics.clone(),
         );
         let state = Arc::new(State::new(&config, pool, writer, limits, metrics));
-        state.readiness.probe(&state.pool).await;
         Ok(Self {
             state,
             public,
@@ -152,47 +150,37 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then: `/ready` turns 503, the public listener stops
-    /// accepting and drains (bounded by `SHUTDOWN_GRACE_SECS`), then the admin listener stops.
+    /// accepting and drains (bounded by `SHUTDOWN_GRACE_SECS`), the ledger writers commit what
+    /// they hold, then the admin listener stops.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
         let public_addr = self.public_addr();
-        let admin_addr = self.admin_addr();
+        let state = self.state;
+        let admin = AdminServer::start(
+            self.admin,
+            state.pool.clone(),
+            state.clone(),
+            state.readiness.clone(),
+            state.limits,
+            state.admin_stats.clone(),
+        )
+        .await;
         let (stop_public, public_stopped) = watch::channel(false);
-        let (stop_admin, admin_stopped) = watch::channel(false);
-        let upkeep = tokio::spawn(common::metrics::upkeep());
-        let probe = tokio::spawn(
-            self.state
-                .readiness
-                .clone()
-                .probe_forever(self.state.pool.clone()),
-        );
-        let reconcile_status = tokio::spawn(reconcile_status(self.state.clone()));
-        let state = self.state.clone();
+        let reconcile_status = tokio::spawn(reconcile_status(state.clone()));
         let public = tokio::spawn(common::http::serve(
             "public",
             self.public,
-            move |req, peer| routes::public(req, state.clone(), peer),
+            {
+                let state = state.clone();
+                move |req, peer| routes::public(req, state.clone(), peer)
+            },
             public_stopped,
             self.grace,
-            self.state.limits,
-            self.state.public_stats.clone(),
-        ));
-        let state = self.state.clone();
-        let admin = tokio::spawn(common::http::serve(
-            "admin",
-            self.admin,
-            move |req, _peer| routes::admin(req, state.clone()),
-            admin_stopped,
-            ADMIN_GRACE,
-            Limits {
-                max_connections: resources::ADMIN_CONNECTIONS,
-                requests_per_second: Some(common::admin::REQUESTS_PER_SECOND),
-                ..self.state.limits
-            },
-            self.state.admin_stats.clone(),
+            state.limits,
+            state.public_stats.clone(),
         ));
         tracing::info!(
             public = %public_addr,
-            admin = %admin_addr,
+            admin = %admin.addr(),
             version = common::build::VERSION,
             revision = common::build::REVISION,
             built = common::build::DATE,
@@ -200,13 +188,13 @@ impl App {
         );
         shutdown.await;
         tracing::info!("shutdown requested");
-        self.state.start_draining();
+        admin.start_draining();
         let _ = stop_public.send(true);
         let _ = public.await;
         // Events already handed to the writers are committed even if their client is gone. A
         // writer stuck past the grace period is abandoned: its transaction rolls back with the
         // connection, and no client was told otherwise.
-        if tokio::time::timeout(self.grace, self.state.writer.shutdown())
+        if tokio::time::timeout(self.grace, state.writer.shutdown())
             .await
             .is_err()
         {
@@ -214,12 +202,9 @@ impl App {
                 "ledger writers still busy after the grace period; their uncommitted events roll back and Stripe will retry them"
             );
         }
-        let _ = stop_admin.send(true);
-        let _ = admin.await;
-        upkeep.abort();
-        probe.abort();
+        admin.stop().await;
         reconcile_status.abort();
-        self.state.pool.close();
+        state.pool.close();
         tracing::info!("edge stopped");
     }
 }

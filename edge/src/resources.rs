@@ -5,8 +5,6 @@
 use crate::config::EdgeConfig;
 use crate::group_commit::CONNECTIONS_PER_WRITER;
 
-/// Descriptors kept for the admin listener (scrapes, probes).
-pub const ADMIN_CONNECTIONS: usize = 64;
 /// Descriptors kept for everything else (logs, the runtime, DNS, accept itself).
 const MISC_RESERVE: usize = 64;
 /// The fewest public connections the edge serves, whatever the limit.
@@ -40,7 +38,7 @@ pub fn reserve(config: &EdgeConfig, limit: usize) -> usize {
         Some(_) => config.proxy_max_inflight.min(limit / 4),
         None => 0,
     };
-    database + upstream + ADMIN_CONNECTIONS + MISC_RESERVE
+    database + upstream + common::admin::MAX_CONNECTIONS + MISC_RESERVE
 }
 
 /// `EDGE_MAX_CONNECTIONS`, or the limit less the [`reserve`].

@@ -1,10 +1,9 @@
 //! What every request handler shares: the pool, the group-commit writer, the verification
-//! settings, the proxy, and what `/ready` reports (the draining flag, the database probe).
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! settings, the proxy, the body budget and what the listeners count.
 
 use crate::metrics::EdgeMetrics;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use common::admin::Readiness;
 use common::config::Secret;
@@ -21,9 +20,9 @@ use crate::budget::BodyBudget;
 /// Shared, read-mostly state of one edge process.
 #[derive(Debug)]
 pub struct State {
-    /// Readiness probes.
+    /// Readiness probes and the edge's own reads.
     pub pool: Pool,
-    /// The database probe's last result.
+    /// What `/ready` answers from: the database probe's last result, draining.
     pub readiness: Arc<Readiness>,
     /// The group-commit writer: every webhook write goes through it.
     pub writer: GroupCommit,
@@ -38,7 +37,8 @@ pub struct State {
     pub public_stats: Arc<ServeStats>,
     pub admin_stats: Arc<ServeStats>,
     pub metrics: EdgeMetrics,
-    draining: AtomicBool,
+    /// Webhooks being answered now (`edge_webhook_requests_in_flight` for this edge alone).
+    pub webhooks_in_flight: AtomicUsize,
 }
 
 impl State {
@@ -75,16 +75,7 @@ impl State {
             public_stats: Arc::new(ServeStats::default()),
             admin_stats: Arc::new(ServeStats::default()),
             metrics,
-            draining: AtomicBool::new(false),
+            webhooks_in_flight: AtomicUsize::new(0),
         }
-    }
-
-    /// From now on `/ready` answers 503.
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
     }
 }

@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use common::http::{Limits, ServeStats, serve};
+use common::admin::{AdminServer, Readiness};
+use common::http::{Limits, ServeStats};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::Reconciler;
-use crate::admin::{self, AdminState};
+use crate::admin::AdminRoutes;
 use crate::error::Error;
 use crate::runs::Trigger;
 
@@ -49,36 +50,20 @@ impl Daemon {
         let grace = self.reconciler.config.shutdown_grace;
         let (stop_passes, stop) = watch::channel(false);
         let busy = Arc::new(AtomicBool::new(false));
-        let state = Arc::new(AdminState {
+        let routes = Arc::new(AdminRoutes {
             reconciler: self.reconciler.clone(),
             busy: busy.clone(),
             stop: stop.clone(),
-            draining: AtomicBool::new(false),
-            readiness: Arc::new(common::admin::Readiness::default()),
         });
-        state.readiness.probe(&self.reconciler.pool).await;
-        let probe = tokio::spawn(
-            state
-                .readiness
-                .clone()
-                .probe_forever(self.reconciler.pool.clone()),
-        );
-        let (stop_admin, admin_stopped) = watch::channel(false);
-        let admin_state = state.clone();
-        let admin = tokio::spawn(serve(
-            "admin",
+        let admin = AdminServer::start(
             self.listener,
-            move |req, _| admin::handle(req, admin_state.clone()),
-            admin_stopped,
-            Duration::from_secs(2),
-            Limits {
-                max_connections: 256,
-                requests_per_second: Some(common::admin::REQUESTS_PER_SECOND),
-                ..Limits::default()
-            },
+            self.reconciler.pool.clone(),
+            routes,
+            Arc::new(Readiness::default()),
+            Limits::default(),
             Arc::new(ServeStats::default()),
-        ));
-        let upkeep = tokio::spawn(common::metrics::upkeep());
+        )
+        .await;
 
         let mut scheduler = JobScheduler::new()
             .await
@@ -117,7 +102,7 @@ impl Daemon {
 
         shutdown.await;
         tracing::info!("shutdown requested: stopping after the page in flight");
-        state.draining.store(true, Ordering::SeqCst);
+        admin.start_draining();
         let _ = stop_passes.send(true);
         let _ = scheduler.shutdown().await;
         let _ = tokio::time::timeout(grace, async {
@@ -127,10 +112,7 @@ impl Daemon {
             }
         })
         .await;
-        let _ = stop_admin.send(true);
-        let _ = admin.await;
-        upkeep.abort();
-        probe.abort();
+        admin.stop().await;
         tracing::info!("reconciler stopped");
         Ok(())
     }

@@ -79,6 +79,23 @@ pub fn json(status: http::StatusCode, value: &impl serde::Serialize) -> Response
     resp
 }
 
+/// The JSON error body of every listener of both binaries:
+/// `{"error":{"code","message"},"requestId"}`.
+pub fn error(
+    status: http::StatusCode,
+    code: &str,
+    message: &str,
+    rid: &RequestId,
+) -> Response<Body> {
+    json(
+        status,
+        &serde_json::json!({
+            "error": { "code": code, "message": message },
+            "requestId": rid.as_str(),
+        }),
+    )
+}
+
 /// The caller's `X-Request-Id` when it is one sane value, else a new id.
 pub fn request_id<B>(req: &Request<B>) -> RequestId {
     let mut values = req.headers().get_all(&X_REQUEST_ID).iter();

@@ -175,12 +175,20 @@ pub async fn serve<H, F>(
             stats: stats.clone(),
             stop: stop.clone(),
             pacer: pacer.clone(),
-            open: open.clone(),
         };
         let handler = handler.clone();
         stats.open.fetch_add(1, Ordering::Relaxed);
+        // Registered before its task first runs, so that a burst of connections accepted at the
+        // cap can already make room by closing the ones accepted just before them.
+        let activity = Arc::new(Activity::new());
+        let registered = Registered {
+            id: open.register(activity.clone()),
+            open: open.clone(),
+        };
         tokio::spawn(async move {
-            connection.run(stream, peer, handler).await;
+            connection
+                .run(stream, peer, handler, activity, registered)
+                .await;
             connection.stats.open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
@@ -240,20 +248,20 @@ struct Connection {
     stats: Arc<ServeStats>,
     stop: watch::Receiver<bool>,
     pacer: Option<Arc<Pacer>>,
-    open: Arc<OpenConnections>,
 }
 
 impl Connection {
-    async fn run<H, F>(&self, stream: tokio::net::TcpStream, peer: SocketAddr, handler: H)
-    where
+    async fn run<H, F>(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        handler: H,
+        activity: Arc<Activity>,
+        _registered: Registered,
+    ) where
         H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
     {
-        let activity = Arc::new(Activity::new());
-        let _registered = Registered {
-            id: self.open.register(activity.clone()),
-            open: self.open.clone(),
-        };
         let service = {
             let activity = activity.clone();
             let pacer = self.pacer.clone();

@@ -1,5 +1,6 @@
-//! Hand-written routing: one `match` turns a request into a [`Route`] (public listener) or an
-//! [`AdminRoute`], then each route's handler answers.
+//! Hand-written routing of the public listener: one `match` turns a request into a [`Route`], then
+//! each route's handler answers. The admin listener's routes are `common::admin`'s; `admin` adds
+//! the edge's readiness and scrape-time gauges to them.
 
 pub mod admin;
 pub mod webhook;
@@ -40,29 +41,6 @@ impl Route {
     }
 }
 
-/// Routes of the admin listener (never reachable on the public one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminRoute {
-    Metrics,
-    Live,
-    Ready,
-    MethodNotAllowed,
-    NotFound,
-}
-
-impl AdminRoute {
-    pub fn of(method: &Method, path: &str) -> Self {
-        let readable = matches!(*method, Method::GET | Method::HEAD);
-        match path {
-            "/metrics" if readable => Self::Metrics,
-            "/live" if readable => Self::Live,
-            "/ready" if readable => Self::Ready,
-            "/metrics" | "/live" | "/ready" => Self::MethodNotAllowed,
-            _ => Self::NotFound,
-        }
-    }
-}
-
 /// Entry point of the public listener.
 pub async fn public(
     req: Request<Incoming>,
@@ -87,24 +65,6 @@ pub async fn public(
     }
     .instrument(span)
     .await;
-    Ok(with_request_id(resp, &rid))
-}
-
-/// Entry point of the admin listener.
-pub async fn admin(
-    req: Request<Incoming>,
-    state: Arc<State>,
-) -> Result<Response<Body>, Infallible> {
-    let rid = request_id(&req);
-    let resp = match AdminRoute::of(req.method(), req.uri().path()) {
-        AdminRoute::Metrics => admin::metrics(&state),
-        AdminRoute::Live => common::admin::live(),
-        AdminRoute::Ready => admin::ready(&state),
-        AdminRoute::MethodNotAllowed => {
-            Error::MethodNotAllowed { allow: "GET" }.into_response(&rid)
-        }
-        AdminRoute::NotFound => Error::NotFound.into_response(&rid),
-    };
     Ok(with_request_id(resp, &rid))
 }
 
@@ -133,22 +93,5 @@ mod tests {
         assert_eq!(Route::of(&Method::GET, "/metrics", false), Route::NotFound);
         assert_eq!(Route::of(&Method::GET, "/metrics", true), Route::Proxy);
         assert_eq!(Route::of(&Method::GET, "/", true), Route::Proxy);
-    }
-
-    #[test]
-    fn admin_routes() {
-        assert_eq!(
-            AdminRoute::of(&Method::GET, "/metrics"),
-            AdminRoute::Metrics
-        );
-        assert_eq!(AdminRoute::of(&Method::HEAD, "/ready"), AdminRoute::Ready);
-        assert_eq!(
-            AdminRoute::of(&Method::POST, "/live"),
-            AdminRoute::MethodNotAllowed
-        );
-        assert_eq!(
-            AdminRoute::of(&Method::GET, "/stripe/webhook"),
-            AdminRoute::NotFound
-        );
     }
 }

@@ -4,6 +4,7 @@
 //! counted by outcome and timed.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::metrics::{EdgeMetrics, SecretIndex, Transition, WebhookOutcome};
@@ -37,9 +38,9 @@ struct Received<'a> {
 /// Answers one webhook delivery.
 pub async fn handle(req: Request<Incoming>, state: &State, rid: &RequestId) -> Response<Body> {
     let started = Instant::now();
-    state.metrics.webhook_in_flight.increment(1.0);
+    let in_flight = InFlight::enter(state);
     let result = receive(req, state, rid).await;
-    state.metrics.webhook_in_flight.decrement(1.0);
+    drop(in_flight);
     let outcome = match &result {
         Ok((_, applied)) if applied.duplicate => WebhookOutcome::Duplicate,
         Ok(_) => WebhookOutcome::Processed,
@@ -82,6 +83,25 @@ pub async fn handle(req: Request<Incoming>, state: &State, rid: &RequestId) -> R
             }
             e.into_response(rid)
         }
+    }
+}
+
+/// A webhook being answered, counted in flight until dropped: answered, or its future dropped
+/// by hyper because the client went away.
+struct InFlight<'a>(&'a State);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a State) -> Self {
+        state.webhooks_in_flight.fetch_add(1, Ordering::Relaxed);
+        state.metrics.webhook_in_flight.increment(1.0);
+        Self(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.webhooks_in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.metrics.webhook_in_flight.decrement(1.0);
     }
 }
 

@@ -1,41 +1,28 @@
-//! What both admin listeners answer the same way: `GET /metrics` (the Prometheus text), `GET
-//! /live`, and the database half of `GET /ready`: one background probe a second checks that the
-//! database answers, that its schema is current and that it accepts writes, and `/ready` answers
-//! from its last result, so that a flood of probes never becomes a flood of queries.
+//! Readiness: why a process is not ready, and the database half of `/ready`. One background
+//! probe a second checks that the database answers, that its schema is current and that it accepts
+//! writes, and `/ready` answers from its last result, so that a flood of probes never becomes a
+//! flood of queries. The binary adds its own reasons (see [`super::Routes::not_ready`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::db;
-use crate::http::{Body, full, json as json_response};
+use crate::http::{Body, json as json_response};
 
 /// `/ready` reports the database as down when it has not answered within this time.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Requests per second an admin listener starts (probes, scrapes, support calls): far above what
-/// Prometheus and the orchestrator ask, and low enough that a flood of `/ready` cannot take the
-/// CPU the webhooks need. Past it, requests wait their turn.
-pub const REQUESTS_PER_SECOND: u32 = 1000;
+/// How often the database probe runs.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 
-/// `GET /metrics`.
-pub fn metrics() -> Response<Body> {
-    let mut resp = Response::new(full(crate::metrics::render()));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    resp
-}
-
-/// `GET /live`: the process is up.
-pub fn live() -> Response<Body> {
-    json_response(StatusCode::OK, &json!({ "status": "live" }))
-}
+/// A write that changes nothing, refused by a read-only session or a standby: whether the
+/// database accepts writes (it takes the table's row-exclusive lock, as the ledger's writes do).
+const WRITE_PROBE: &str = "UPDATE orders SET status = status WHERE false";
 
 /// Why a process is not ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +34,8 @@ pub enum NotReady {
     DatabaseTimeout,
     /// The database refuses writes (read-only, a standby).
     ReadOnly,
-    /// A group-commit writer has stopped.
-    LedgerWriter,
-    /// A group-commit writer has held work without finishing it for too long.
-    WriterStalled,
+    /// A part of the binary itself (the edge's ledger writers, say), named by the binary.
+    Component(&'static str),
 }
 
 impl NotReady {
@@ -61,30 +46,24 @@ impl NotReady {
             Self::Database => "database",
             Self::DatabaseTimeout => "database_timeout",
             Self::ReadOnly => "read_only",
-            Self::LedgerWriter => "ledger_writer",
-            Self::WriterStalled => "writer_stalled",
+            Self::Component(reason) => reason,
         }
     }
 }
 
-/// How often the database probe runs.
-pub const PROBE_EVERY: Duration = Duration::from_secs(1);
-
-/// A write that changes nothing, refused by a read-only session or a standby: whether the
-/// database accepts writes (it takes the table's row-exclusive lock, as the ledger's writes do).
-const WRITE_PROBE: &str = "UPDATE orders SET status = status WHERE false";
-
-/// The last result of the database probe.
+/// What `/ready` is answered from: the draining flag and the last result of the database probe.
 #[derive(Debug)]
 pub struct Readiness {
-    last: Mutex<Result<i32, NotReady>>,
+    database: Mutex<Result<i32, NotReady>>,
+    draining: AtomicBool,
     probes: AtomicU64,
 }
 
 impl Default for Readiness {
     fn default() -> Self {
         Self {
-            last: Mutex::new(Err(NotReady::Starting)),
+            database: Mutex::new(Err(NotReady::Starting)),
+            draining: AtomicBool::new(false),
             probes: AtomicU64::new(0),
         }
     }
@@ -93,10 +72,16 @@ impl Default for Readiness {
 impl Readiness {
     /// The database's state as last probed: the schema version, or why it is not ready.
     pub fn database(&self) -> Result<i32, NotReady> {
-        match self.last.lock() {
-            Ok(last) => *last,
-            Err(poisoned) => *poisoned.into_inner(),
-        }
+        *self.database.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From now on `/ready` answers 503 `draining`.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// Database probes run so far.
@@ -108,14 +93,11 @@ impl Readiness {
     pub async fn probe(&self, pool: &Pool) {
         self.probes.fetch_add(1, Ordering::Relaxed);
         let result = database_ready(pool).await;
-        match self.last.lock() {
-            Ok(mut last) => *last = result,
-            Err(poisoned) => *poisoned.into_inner() = result,
-        }
+        *self.database.lock().unwrap_or_else(PoisonError::into_inner) = result;
     }
 
     /// Probes every [`PROBE_EVERY`] for ever (spawn it; abort it on shutdown).
-    pub async fn probe_forever(self: Arc<Self>, pool: Pool) {
+    pub async fn probe_forever(&self, pool: Pool) {
         let mut tick = tokio::time::interval(PROBE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -127,7 +109,7 @@ impl Readiness {
 
 /// The database half of readiness: within [`READY_TIMEOUT`], it answers, its schema is current
 /// and it accepts writes. Returns the schema version.
-pub async fn database_ready(pool: &Pool) -> Result<i32, NotReady> {
+async fn database_ready(pool: &Pool) -> Result<i32, NotReady> {
     let check = async {
         let client = pool.get().await.map_err(|e| {
             tracing::warn!(error = %crate::error::chain(&e), "not ready: no database connection");
@@ -156,7 +138,7 @@ pub async fn database_ready(pool: &Pool) -> Result<i32, NotReady> {
 }
 
 /// `GET /ready`'s answer: 200 with the schema version, or 503 with the reason.
-pub fn ready(state: Result<i32, NotReady>) -> Response<Body> {
+pub fn answer(state: Result<i32, NotReady>) -> Response<Body> {
     let (status, mut body): (StatusCode, Value) = match state {
         Ok(version) => (
             StatusCode::OK,
