@@ -9,11 +9,10 @@
 //! is flushed and answered, so one backend stays busy, where two backends on separate connections
 //! would each idle in turn and compete for the same pages.
 //!
-//! A batch that waited past `EDGE_LOCK_TIMEOUT_MS` for an order locked elsewhere is sent again
-//! without the events of locked orders: those are answered 503 (Stripe retries them) and every
-//! other event commits. A batch that failed on a statement is retried one event at a time. The
-//! writers report their health to `/ready`: stalled with work in hand, or refused by a read-only
-//! database.
+//! A batch that failed is retried by the ledger's write itself (`ledger::Sent::recorded`): an event
+//! whose order stays locked elsewhere is answered 503 (Stripe retries it) and every other event
+//! commits. The writers report their health to `/ready`: stalled with work in hand, or refused by
+//! a read-only database.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,9 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::EdgeMetrics;
 use common::admin::NotReady;
-use common::ledger::{
-    self, Applied, BatchEntry, BatchMeta, LedgerConnection, LedgerError, Locking, OrderBusy, Source,
-};
+use common::ledger::{Applied, BatchEntry, BatchMeta, LedgerConnection, LedgerError, Source};
 use common::stripe::event::StripeEvent;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -322,82 +319,27 @@ impl Writer {
         self.health.batch_taken();
         self.metrics.batch_events.record_value(batch.len() as f64);
         let entries: Vec<BatchEntry<'_>> = batch.iter().map(Job::entry).collect();
-        let sent = Instant::now();
-        let result = match conn.send_batch(&entries, self.meta(), Locking::Wait).await {
-            Ok(pending) => {
-                drop(turn);
-                pending.committed_each().await
-            }
-            Err(e) => {
-                drop(turn);
-                Err(e)
-            }
-        };
+        let sent = conn.send(&entries, self.meta()).await;
+        drop(turn);
+        let recorded = sent.recorded().await;
         self.metrics
             .commit_duration
-            .record_value(sent.elapsed().as_secs_f64());
-        if result.as_ref().is_err_and(LedgerError::is_read_only) {
-            // A read-only session stays read-only: the next batch gets a new one.
-            conn.discard();
+            .record_value(recorded.commit_time.as_secs_f64());
+        if recorded.split {
+            self.metrics.batches_split.increment(1);
         }
-        // Not held through the retries below: a lost connection goes back to the pool (which
-        // discards it) before they and the line's replacement need connections of their own.
-        drop(conn);
-        let answers: Vec<Result<Applied, LedgerError>> = match result {
-            Ok(results) => results.into_iter().map(|r| r.map_err(Into::into)).collect(),
-            Err(e) if e.is_statement_failure() => self.retry(&entries, e).await,
-            Err(e) => vec![Err(e); batch.len()],
-        };
         drop(entries);
-        let read_only = answers
+        let read_only = recorded
+            .answers
             .iter()
             .any(|a| a.as_ref().is_err_and(LedgerError::is_read_only));
         self.health.batch_done(read_only);
-        for (job, answer) in batch.into_iter().zip(answers) {
+        for (job, answer) in batch.into_iter().zip(recorded.answers) {
             if matches!(answer, Err(LedgerError::OrderBusy)) {
                 self.metrics.events_busy.increment(1);
             }
             job.answer(answer);
         }
-    }
-
-    /// Retries a batch that failed on a statement: without the events of orders locked elsewhere
-    /// when it timed out waiting, else one event per transaction. Every retry skips locked orders,
-    /// so that no event waits for a lock twice.
-    async fn retry(
-        &self,
-        entries: &[BatchEntry<'_>],
-        error: LedgerError,
-    ) -> Vec<Result<Applied, LedgerError>> {
-        let meta = self.meta();
-        let mut error = error;
-        if error.is_timeout() {
-            tracing::warn!(
-                error = %error,
-                events = entries.len(),
-                "batch timed out waiting for a lock; recording the events whose orders are free"
-            );
-            match ledger::record_batch_with(&self.pool, entries, meta, Locking::SkipLocked).await {
-                Ok(results) => return results.into_iter().map(|r| r.map_err(Into::into)).collect(),
-                Err(e) if e.is_statement_failure() => error = e,
-                Err(e) => return vec![Err(e); entries.len()],
-            }
-        }
-        if entries.len() == 1 {
-            return vec![Err(error)];
-        }
-        // One event may be at fault: give each its own transaction and its own answer.
-        self.metrics.batches_split.increment(1);
-        tracing::warn!(error = %error, events = entries.len(), "batch failed; recording its events one at a time");
-        let mut answers = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let one = std::slice::from_ref(entry);
-            let answer = ledger::record_batch_with(&self.pool, one, meta, Locking::SkipLocked)
-                .await
-                .and_then(|mut r| r.pop().unwrap_or(Err(OrderBusy)).map_err(Into::into));
-            answers.push(answer);
-        }
-        answers
     }
 
     fn meta(&self) -> BatchMeta {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
 use common::db;
-use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerError, Source};
+use common::ledger::{self, BatchEntry, BatchMeta, Source};
 use common::stripe::event::{StripeEvent, types};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -275,8 +275,7 @@ impl Reconciler {
         summary: &mut PassSummary,
     ) -> Result<(), Error> {
         let ids: Vec<&str> = page.iter().map(|e| e.head.id.as_str()).collect();
-        let mut client = self.pool.get().await?;
-        let known = ledger::known_event_ids(&client, &ids).await?;
+        let known = ledger::known_event_ids(&self.pool.get().await?, &ids).await?;
         let mut missing = Vec::new();
         for listed in page.iter().filter(|e| !known.contains(&e.head.id)) {
             let raw = listed.raw.get();
@@ -310,27 +309,15 @@ impl Reconciler {
             })
             .collect();
         let now = Utc::now();
-        // The page's missing events in one set-based write, as the edge's group commit does; if
-        // that fails on a statement, one transaction per event, so that one event that cannot be
-        // written never keeps the others out.
-        let results: Vec<Result<Applied, LedgerError>> = match write(&mut client, &entries, meta)
-            .await
-        {
-            Ok(results) => results.into_iter().map(Ok).collect(),
-            Err(e) if e.is_statement_failure() => {
-                tracing::warn!(error = %e, events = entries.len(), "page failed; recording its events one at a time");
-                let mut results = Vec::with_capacity(entries.len());
-                for entry in &entries {
-                    let one = write(&mut client, std::slice::from_ref(entry), meta).await;
-                    results.push(one.and_then(|mut r| r.pop().ok_or(LedgerError::OrderBusy)));
-                }
-                results
-            }
-            Err(e) => return Err(e.into()),
-        };
+        // The page's missing events in one set-based write, as the edge's group commit does (the
+        // ledger retries the events of a page that failed on a statement on their own).
+        let recorded = ledger::record(&self.pool, &entries, meta).await;
+        if let Some(e) = recorded.failure.filter(|e| !e.is_statement_failure()) {
+            return Err(e.into());
+        }
         let mut backfilled = 0u64;
         let mut updated = 0u64;
-        for ((event, _), result) in missing.iter().zip(results) {
+        for ((event, _), result) in missing.iter().zip(recorded.answers) {
             let applied = match result {
                 Ok(applied) => applied,
                 Err(e) => {
@@ -360,16 +347,4 @@ impl Reconciler {
         self.metrics.events_backfilled.increment(backfilled);
         Ok(())
     }
-}
-
-/// Writes events in one transaction of their own.
-async fn write(
-    client: &mut deadpool_postgres::Object,
-    entries: &[BatchEntry<'_>],
-    meta: BatchMeta,
-) -> Result<Vec<Applied>, LedgerError> {
-    let tx = client.transaction().await?;
-    let results = ledger::apply_batch(&tx, entries, meta).await?;
-    tx.commit().await?;
-    Ok(results)
 }

@@ -153,7 +153,7 @@ impl Reconciler {
 
     /// Records the found events that the ledger lacks, oldest first, then applies the session's
     /// events already in the ledger that never reached its order (orphans stored before the order
-    /// existed), in one transaction. Returns how many were stored and how many adopted.
+    /// existed). Returns how many were stored and how many adopted.
     async fn apply_found(
         &self,
         found: &[ListedEvent],
@@ -167,8 +167,7 @@ impl Reconciler {
         }
         events.sort_by_key(|(e, _)| e.created);
         let ids: Vec<&str> = events.iter().map(|(e, _)| e.id.as_str()).collect();
-        let mut client = self.pool.get().await?;
-        let known = ledger::known_event_ids(&client, &ids).await?;
+        let known = ledger::known_event_ids(&self.pool.get().await?, &ids).await?;
         let meta = BatchMeta {
             source: Source::Manual,
             expect_livemode: self.config.expect_livemode,
@@ -182,9 +181,9 @@ impl Reconciler {
                 request_id: Some(request_id),
             })
             .collect();
-        let tx = client.transaction().await?;
-        let stored = ledger::apply_batch(&tx, &entries, meta)
-            .await?
+        let stored = ledger::record(&self.pool, &entries, meta)
+            .await
+            .applied()?
             .iter()
             .filter(|a| !a.duplicate)
             .count() as u64;
@@ -195,6 +194,8 @@ impl Reconciler {
                 .into_iter()
                 .collect(),
         };
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
         let adopted = ledger::adopt_orphans(&tx, &claimants, self.config.expect_livemode, 1000)
             .await?
             .linked;

@@ -8,8 +8,9 @@
 //! - [`decide`]: the pure state machine and the lookup keys of an event, with their table tests.
 //! - `sql`: every statement the ledger runs, written once.
 //! - `plan`: folds the state machine over a batch, in order, into the writes to make.
-//! - [`write`]: the I/O: a batch sent in its own transaction (two stages: sent, then committed) or
-//!   applied inside the caller's, and the connection guard that never reuses a half-written one.
+//! - [`write`]: the one write: a batch sent in its own transaction (two stages: sent, then
+//!   recorded, with the retries of a failed batch), and the connection guard that never reuses a
+//!   half-written one.
 //! - [`orphans`]: linking events stored before their order existed.
 //! - [`lookup`]: the read-only queries callers share (known event ids, an event's order).
 
@@ -31,9 +32,7 @@ pub mod write;
 pub use decide::{Decision, decide};
 pub use lookup::{find_order, known_event_ids};
 pub use orphans::{Adopted, Claimants, adopt_orphans};
-pub use write::{
-    LedgerConnection, Locking, PendingCommit, apply_batch, record_batch, record_batch_with,
-};
+pub use write::{LedgerConnection, Recorded, Sent, record};
 
 /// Who delivered the event (`payment_events.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

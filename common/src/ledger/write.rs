@@ -1,14 +1,18 @@
-//! The ledger's I/O. A batch is written in two round trips: `BEGIN` with the lock-and-insert
-//! statement, then the order updates with `COMMIT`. [`LedgerConnection::send_batch`] returns once
-//! that `COMMIT` is on the wire, as a [`PendingCommit`] to await: a caller sharing the connection
-//! (the edge's pipelined writer) hands it on between the two awaits, and Postgres starts on the
-//! next transaction while this one's commit record is flushed. [`apply_batch`] does the same work
-//! inside a transaction that the caller owns.
+//! The ledger's one write. A batch is written in two round trips: `BEGIN` with the lock-and-insert
+//! statement, then the order updates with `COMMIT`. [`LedgerConnection::send`] returns once that
+//! `COMMIT` is on the wire, as a [`Sent`] batch: a caller sharing the connection (the edge's
+//! pipelined writer) hands it on between the two awaits, and Postgres starts on the next
+//! transaction while this one's commit record is flushed. [`Sent::recorded`] then waits for the
+//! `COMMIT` and, when the batch failed on a statement, records its events again: without the
+//! events of orders locked elsewhere when it timed out on a lock, else one event per transaction,
+//! so that one event that cannot be written never keeps the others out. [`record`] is the same
+//! write for a caller with no connection of its own.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{GenericClient, Object, Pool};
 use tokio_postgres::Statement;
@@ -20,7 +24,7 @@ type Sending<'a, T> = Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send
 
 /// How a batch treats an order whose row another transaction has locked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Locking {
+enum Locking {
     /// Wait for it (up to the session's `lock_timeout`).
     Wait,
     /// Leave its events out of the batch, answered [`OrderBusy`]: the retry of a batch that timed
@@ -36,19 +40,18 @@ pub enum Locking {
 pub struct LedgerConnection {
     client: Option<Object>,
     open: AtomicBool,
+    /// Where the retries of a failed batch take their connections.
+    pool: Pool,
 }
 
 impl LedgerConnection {
-    pub fn new(client: Object) -> Self {
-        Self {
-            client: Some(client),
-            open: AtomicBool::new(false),
-        }
-    }
-
     /// A connection from `pool`.
     pub async fn get(pool: &Pool) -> Result<Self, LedgerError> {
-        Ok(Self::new(pool.get().await?))
+        Ok(Self {
+            client: Some(pool.get().await?),
+            open: AtomicBool::new(false),
+            pool: pool.clone(),
+        })
     }
 
     /// Open, and no transaction of an earlier writer left on it.
@@ -67,11 +70,23 @@ impl LedgerConnection {
             .ok_or(LedgerError::Stopped("connection already released"))
     }
 
-    /// Sends a batch in a transaction of its own and returns once its `COMMIT` is sent; the
-    /// answers come with [`PendingCommit::committed`]. On an error before the `COMMIT`, the
-    /// transaction is rolled back (the connection stays usable only if that worked) and the error
-    /// returned.
-    pub async fn send_batch<'a>(
+    /// The ledger's one write: sends `entries` in a transaction of their own and returns once its
+    /// `COMMIT` is on the wire; [`Sent::recorded`] brings the answers.
+    pub async fn send<'a>(&'a self, entries: &'a [BatchEntry<'a>], meta: BatchMeta) -> Sent<'a> {
+        let started = Instant::now();
+        Sent {
+            first: self.send_batch(entries, meta, Locking::Wait).await,
+            conn: self,
+            entries,
+            meta,
+            started,
+        }
+    }
+
+    /// Sends a batch in a transaction of its own and returns once its `COMMIT` is sent. On an
+    /// error before the `COMMIT`, the transaction is rolled back (the connection stays usable
+    /// only if that worked) and the error returned.
+    async fn send_batch<'a>(
         &'a self,
         entries: &[BatchEntry<'_>],
         meta: BatchMeta,
@@ -144,7 +159,7 @@ impl Drop for LedgerConnection {
 }
 
 /// A batch whose `COMMIT` has been sent.
-pub struct PendingCommit<'a> {
+struct PendingCommit<'a> {
     written: Stage<'a>,
     commit: Stage<'a>,
     applied: Vec<Result<Applied, OrderBusy>>,
@@ -161,19 +176,13 @@ impl PendingCommit<'_> {
 
     /// Waits for the `COMMIT`; one answer per entry, in order: applied, or left out because
     /// its order is locked elsewhere.
-    pub async fn committed_each(self) -> Result<Vec<Result<Applied, OrderBusy>>, LedgerError> {
+    async fn committed_each(self) -> Result<Vec<Result<Applied, OrderBusy>>, LedgerError> {
         let written = self.written.finish().await;
         let commit = self.commit.finish().await;
         // A failed update turns the pipelined COMMIT into a rollback: report the update's error.
         written?;
         commit?;
         Ok(self.applied)
-    }
-
-    /// Waits for the `COMMIT`; one [`Applied`] per entry, in order (an entry left out makes it
-    /// [`LedgerError::OrderBusy`]).
-    pub async fn committed(self) -> Result<Vec<Applied>, LedgerError> {
-        every(self.committed_each().await?)
     }
 }
 
@@ -209,56 +218,150 @@ async fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
     .await
 }
 
-/// Records a batch in one transaction of its own on a connection from `pool`; one [`Applied`]
-/// per entry, in order, only after `COMMIT`.
-pub async fn record_batch(
-    pool: &Pool,
-    entries: &[BatchEntry<'_>],
+/// A batch whose `COMMIT` is on the wire (or that failed before it).
+pub struct Sent<'a> {
+    first: Result<PendingCommit<'a>, LedgerError>,
+    conn: &'a LedgerConnection,
+    entries: &'a [BatchEntry<'a>],
     meta: BatchMeta,
-) -> Result<Vec<Applied>, LedgerError> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
-    every(record_batch_with(pool, entries, meta, Locking::Wait).await?)
+    started: Instant,
 }
 
-/// [`record_batch`] with the given [`Locking`]: one answer per entry.
-pub async fn record_batch_with(
+/// What a write did.
+#[derive(Debug)]
+pub struct Recorded {
+    /// One answer per entry, in order.
+    pub answers: Vec<Result<Applied, LedgerError>>,
+    /// Why the batch's own transaction failed, when it did; its events were then retried as
+    /// [`Sent::recorded`] says.
+    pub failure: Option<LedgerError>,
+    /// The batch was retried one event per transaction.
+    pub split: bool,
+    /// From sending the batch until its `COMMIT` was answered (or it failed), retries excluded:
+    /// the database's share of the write.
+    pub commit_time: Duration,
+}
+
+impl Recorded {
+    /// Every entry's [`Applied`], or the first error.
+    pub fn applied(self) -> Result<Vec<Applied>, LedgerError> {
+        self.answers.into_iter().collect()
+    }
+
+    fn failed(n: usize, error: LedgerError) -> Self {
+        Self {
+            answers: vec![Err(error.clone()); n],
+            failure: Some(error),
+            split: false,
+            commit_time: Duration::ZERO,
+        }
+    }
+}
+
+impl Sent<'_> {
+    /// Waits for the `COMMIT`. A batch that failed on a statement is recorded again on
+    /// connections from the pool: without the events of orders locked elsewhere when it timed out
+    /// on a lock, else (more than one event) one event per transaction. Every retry skips locked
+    /// orders, so that no event waits for a lock twice; an event left out is answered
+    /// [`LedgerError::OrderBusy`].
+    pub async fn recorded(self) -> Recorded {
+        let n = self.entries.len();
+        let first = match self.first {
+            Ok(pending) => pending.committed_each().await,
+            Err(e) => Err(e),
+        };
+        let commit_time = self.started.elapsed();
+        let error = match first {
+            Ok(answers) => {
+                return Recorded {
+                    answers: answers.into_iter().map(|a| a.map_err(Into::into)).collect(),
+                    failure: None,
+                    split: false,
+                    commit_time,
+                };
+            }
+            Err(e) => e,
+        };
+        if error.is_read_only() {
+            // A read-only session stays read-only: the next batch gets a new one.
+            self.conn.discard();
+        }
+        let (answers, split) = match error.is_statement_failure() {
+            true => retry(&self.conn.pool, self.entries, self.meta, error.clone()).await,
+            false => (vec![Err(error.clone()); n], false),
+        };
+        Recorded {
+            answers,
+            failure: Some(error),
+            split,
+            commit_time,
+        }
+    }
+}
+
+/// Records a batch in a transaction of its own on a connection from `pool`, as
+/// [`LedgerConnection::send`] then [`Sent::recorded`] do.
+pub async fn record(pool: &Pool, entries: &[BatchEntry<'_>], meta: BatchMeta) -> Recorded {
+    if entries.is_empty() {
+        return Recorded {
+            answers: Vec::new(),
+            failure: None,
+            split: false,
+            commit_time: Duration::ZERO,
+        };
+    }
+    match LedgerConnection::get(pool).await {
+        Ok(conn) => conn.send(entries, meta).await.recorded().await,
+        Err(e) => Recorded::failed(entries.len(), e),
+    }
+}
+
+/// The retries of a batch that failed on a statement (see [`Sent::recorded`]); whether it was
+/// split.
+async fn retry(
     pool: &Pool,
     entries: &[BatchEntry<'_>],
     meta: BatchMeta,
-    locking: Locking,
-) -> Result<Vec<Result<Applied, OrderBusy>>, LedgerError> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
+    mut error: LedgerError,
+) -> (Vec<Result<Applied, LedgerError>>, bool) {
+    if error.is_timeout() {
+        tracing::warn!(
+            error = %error,
+            events = entries.len(),
+            "batch timed out waiting for a lock; recording the events whose orders are free"
+        );
+        match skipping_locked(pool, entries, meta).await {
+            Ok(answers) => return (answers, false),
+            Err(e) if e.is_statement_failure() => error = e,
+            Err(e) => return (vec![Err(e); entries.len()], false),
+        }
     }
+    if entries.len() == 1 {
+        return (vec![Err(error)], false);
+    }
+    tracing::warn!(error = %error, events = entries.len(), "batch failed; recording its events one at a time");
+    let mut answers = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let one = skipping_locked(pool, std::slice::from_ref(entry), meta).await;
+        answers.push(one.and_then(|mut a| a.pop().unwrap_or(Err(LedgerError::OrderBusy))));
+    }
+    (answers, true)
+}
+
+/// One transaction on a connection of its own that leaves out the events of orders locked
+/// elsewhere.
+async fn skipping_locked(
+    pool: &Pool,
+    entries: &[BatchEntry<'_>],
+    meta: BatchMeta,
+) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
     let conn = LedgerConnection::get(pool).await?;
-    conn.send_batch(entries, meta, locking)
+    let answers = conn
+        .send_batch(entries, meta, Locking::SkipLocked)
         .await?
         .committed_each()
-        .await
-}
-
-fn every(results: Vec<Result<Applied, OrderBusy>>) -> Result<Vec<Applied>, LedgerError> {
-    results
-        .into_iter()
-        .map(|r| r.map_err(LedgerError::from))
-        .collect()
-}
-
-/// Applies a batch inside the caller's transaction (the caller commits).
-pub async fn apply_batch<C: GenericClient>(
-    client: &C,
-    entries: &[BatchEntry<'_>],
-    meta: BatchMeta,
-) -> Result<Vec<Applied>, LedgerError> {
-    let plan = lock_and_insert(client, entries, meta, Locking::Wait).await?;
-    let writes = plan.writes();
-    Statements::prepare(client, &writes)
-        .await?
-        .send(client, writes)
         .await?;
-    every(plan.applied)
+    Ok(answers.into_iter().map(|a| a.map_err(Into::into)).collect())
 }
 
 /// Runs the lock-and-insert statement for the entries and folds its rows (no I/O when empty).

@@ -2,7 +2,7 @@
 //! cut into batches of every size, leave exactly the same orders, ledger rows and answers; and the
 //! batch edge cases (duplicates, several moves of one order, concurrent overlapping batches).
 
-use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerConnection, Locking, Source};
+use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerConnection, Source};
 use common::stripe::event::StripeEvent;
 use serde_json::{Value, json};
 use tests::ledger::{
@@ -243,8 +243,9 @@ async fn batches_of_any_size_give_exactly_the_one_event_results() {
             let (batch, tail) = rest.split_at(size);
             sizes.push(size);
             got.extend(
-                ledger::record_batch(&batch_pool, &entries(batch), meta)
+                ledger::record(&batch_pool, &entries(batch), meta)
                     .await
+                    .applied()
                     .expect("batch"),
             );
             rest = tail;
@@ -277,8 +278,9 @@ async fn duplicates_within_a_batch_and_already_in_the_ledger_are_answered_as_dup
         .collect();
     let meta = WEBHOOK;
     let earlier = [Delivery::new(&events[2], "req-earlier".into())];
-    ledger::record_batch(&pool, &entries(&earlier), meta)
+    ledger::record(&pool, &entries(&earlier), meta)
         .await
+        .applied()
         .expect("first delivery");
 
     // e0, e0 again, e1, e2 (already recorded), e1 again.
@@ -287,8 +289,9 @@ async fn duplicates_within_a_batch_and_already_in_the_ledger_are_answered_as_dup
         .enumerate()
         .map(|(n, &i)| Delivery::new(&events[i], format!("req-dup-{n}")))
         .collect();
-    let applied = ledger::record_batch(&pool, &entries(&deliveries), meta)
+    let applied = ledger::record(&pool, &entries(&deliveries), meta)
         .await
+        .applied()
         .expect("batch");
     let duplicate: Vec<bool> = applied.iter().map(|a| a.duplicate).collect();
     assert_eq!(duplicate, [false, true, false, true, true]);
@@ -338,8 +341,9 @@ async fn one_order_moved_three_times_in_one_batch_moves_as_three_transactions_wo
         .enumerate()
         .map(|(n, v)| Delivery::new(v, format!("req-move-{n}")))
         .collect();
-    let applied = ledger::record_batch(&pool, &entries(&deliveries), WEBHOOK)
+    let applied = ledger::record(&pool, &entries(&deliveries), WEBHOOK)
         .await
+        .applied()
         .expect("batch");
     use common::ledger::OrderStatus::*;
     let moves: Vec<_> = applied.iter().map(|a| a.transition).collect();
@@ -403,8 +407,9 @@ async fn concurrent_batches_over_the_same_orders_and_events_apply_each_event_onc
                     .iter()
                     .map(|v| Delivery::new(v, format!("req-writer-{w}")))
                     .collect();
-                ledger::record_batch(&pool, &entries(&deliveries), WEBHOOK)
+                ledger::record(&pool, &entries(&deliveries), WEBHOOK)
                     .await
+                    .applied()
                     .map(|applied| applied.iter().filter(|a| !a.duplicate).count())
             })
         })
@@ -449,26 +454,23 @@ async fn two_lanes(
         .execute("SELECT pg_advisory_lock(7)", &[])
         .await
         .expect("lock");
-    let conn = LedgerConnection::new(pool.get().await.expect("connection"));
+    let conn = LedgerConnection::get(&pool).await.expect("connection");
     let turn = tokio::sync::Mutex::new(());
     let first_turn = turn.lock().await;
     let (second_has_turn, turn_taken) = tokio::sync::oneshot::channel();
     let first_entries = entries(first);
     let first_done = async {
-        let sent = conn
-            .send_batch(&first_entries, WEBHOOK, Locking::Wait)
-            .await;
+        let sent = conn.send(&first_entries, WEBHOOK).await;
         drop(first_turn);
-        sent?.committed().await
+        sent.recorded().await.applied()
     };
     let second_done = async {
         let second_turn = turn.lock().await;
         let _ = second_has_turn.send(());
-        let sent = conn
-            .send_batch(&entries(second), WEBHOOK, Locking::Wait)
-            .await;
+        let second_entries = entries(second);
+        let sent = conn.send(&second_entries, WEBHOOK).await;
         drop(second_turn);
-        sent?.committed().await
+        sent.recorded().await.applied()
     };
     let release = async {
         tokio::time::timeout(std::time::Duration::from_secs(10), turn_taken)
@@ -589,15 +591,13 @@ async fn a_batch_dropped_before_its_commit_is_sent_never_hands_its_connection_on
         )
         .await
         .expect("lock");
-    let conn = LedgerConnection::new(pool.get().await.expect("connection"));
+    let conn = LedgerConnection::get(&pool).await.expect("connection");
     let handed_on = std::sync::atomic::AtomicBool::new(false);
     let batch_entries = entries(std::slice::from_ref(&delivery));
     let batch = async {
-        let sent = conn
-            .send_batch(&batch_entries, WEBHOOK, Locking::Wait)
-            .await;
+        let sent = conn.send(&batch_entries, WEBHOOK).await;
         handed_on.store(true, std::sync::atomic::Ordering::SeqCst);
-        sent.map(|_| ())
+        drop(sent)
     };
     let waiting = one_backend_waits_for_a_lock(&client);
     // The writer's future is dropped (a panic or a cancellation) while its transaction is open.

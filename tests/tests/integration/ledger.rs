@@ -84,6 +84,6 @@ async fn record(
         source: Source::Webhook,
         expect_livemode: None,
     };
-    let mut applied = ledger::record_batch(pool, &[entry], meta).await?;
+    let mut applied = ledger::record(pool, &[entry], meta).await.applied()?;
     applied.pop().ok_or(LedgerError::OrderBusy)
 }
