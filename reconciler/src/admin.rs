@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::admin::{self, Routes};
 use common::http::{Body, error, json};
-use common::stripe::event::is_stripe_id;
+use common::stripe::is_stripe_id;
 use common::telemetry::RequestId;
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;

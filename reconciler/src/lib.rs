@@ -2,7 +2,8 @@
 //! ledger code, on a schedule, on demand for one Checkout Session, and as a one-off pass.
 //!
 //! # Layout
-//! - [`Reconciler`]: the pool, the Stripe client, the configuration and the metrics.
+//! - [`Reconciler`]: the pool, the Stripe client, the configuration and the metrics, and what a
+//!   reconciler does (each in its own module below).
 //! - [`commands`]: what each command of the binary does, and its exit status.
 //! - [`config`]: every setting of the reconciler's commands, parsed once.
 //! - [`startup`]: configuration per command and the schema check every command runs first.
@@ -33,12 +34,18 @@ pub mod startup;
 pub mod stripe_api;
 pub mod verdict;
 
-use crate::config::ReconcilerConfig;
+use chrono::{DateTime, Utc};
 use common::db;
 use deadpool_postgres::Pool;
+use tokio::sync::watch;
+
+use crate::config::ReconcilerConfig;
 
 pub use crate::error::Error;
 use crate::metrics::ReconcilerMetrics;
+use crate::pass::PassSummary;
+use crate::runs::Trigger;
+use crate::session::Verdict;
 use crate::stripe_api::StripeClient;
 
 /// Everything a pass, a session reconcile or an inspection needs.
@@ -65,5 +72,29 @@ impl Reconciler {
             config,
             metrics,
         })
+    }
+
+    /// Runs one window pass now. `stop` turning true ends it between pages (shutdown).
+    pub async fn pass(&self, trigger: Trigger, stop: &watch::Receiver<bool>) -> PassSummary {
+        pass::run(self, trigger, None, stop).await
+    }
+
+    /// Runs the pass of a scheduled `tick`, unless a replica already did it.
+    pub async fn pass_of_tick(
+        &self,
+        trigger: Trigger,
+        tick: Option<DateTime<Utc>>,
+        stop: &watch::Receiver<bool>,
+    ) -> PassSummary {
+        pass::run(self, trigger, tick, stop).await
+    }
+
+    /// Reconciles one Checkout Session and answers a verdict.
+    pub async fn reconcile_session(
+        &self,
+        session_id: &str,
+        trigger: Trigger,
+    ) -> Result<Verdict, Error> {
+        session::reconcile(self, session_id, trigger).await
     }
 }

@@ -3,7 +3,8 @@
 //! show.
 
 use chrono::{DateTime, Utc};
-use common::ledger::{self, decide::Keys};
+use common::ledger::{self, OrderStatus, decide::Keys};
+use common::stripe::session::CheckoutSession;
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use uuid::Uuid;
@@ -12,8 +13,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
-    pub id: String,
-    pub status: String,
+    pub id: Uuid,
+    pub status: OrderStatus,
     pub stripe_session_id: Option<String>,
     pub amount_total: Option<i64>,
     pub currency: Option<String>,
@@ -40,7 +41,7 @@ pub async fn view<C: GenericClient>(
 ) -> Result<Option<OrderView>, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT id::text, status, stripe_session_id, amount_total, currency, paid_at, anomaly,
+            "SELECT id, status, stripe_session_id, amount_total, currency, paid_at, anomaly,
                     created_at
              FROM orders WHERE id = $1",
             &[&id],
@@ -48,7 +49,7 @@ pub async fn view<C: GenericClient>(
         .await?;
     Ok(row.map(|r| OrderView {
         id: r.get(0),
-        status: r.get(1),
+        status: OrderStatus::parse(r.get(1)).unwrap_or(OrderStatus::Pending),
         stripe_session_id: r.get(2),
         amount_total: r.get(3),
         currency: r.get(4),
@@ -58,13 +59,12 @@ pub async fn view<C: GenericClient>(
     }))
 }
 
-/// The keys that find the order of a Checkout Session object (as Stripe returns it).
-pub fn session_keys<'a>(session_id: &'a str, session: &serde_json::Value) -> Keys<'a> {
-    let as_uuid = |v: &serde_json::Value| v.as_str().and_then(|s| Uuid::parse_str(s).ok());
+/// The keys that find the order of a Checkout Session.
+pub fn session_keys(session: &CheckoutSession) -> Keys<'_> {
     Keys {
-        session_id: Some(session_id),
-        client_ref: as_uuid(&session["client_reference_id"]),
-        metadata_ref: as_uuid(&session["metadata"]["order_id"]),
+        session_id: Some(&session.id),
+        client_ref: session.client_reference_order(),
+        metadata_ref: session.metadata_order(),
         payment_intent: None,
     }
 }

@@ -3,10 +3,11 @@
 //! difference.
 
 use common::ledger::OrderStatus;
+use common::stripe::is_paid;
 
 /// What Stripe said about the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StripeView<'a> {
+pub enum StripeSays<'a> {
     /// Not asked (no `STRIPE_API_KEY`).
     NotAsked,
     /// Stripe has no such session.
@@ -19,14 +20,14 @@ pub enum StripeView<'a> {
     },
 }
 
-impl StripeView<'_> {
+impl StripeSays<'_> {
     fn paid(&self) -> bool {
         matches!(
             self,
             Self::Known {
-                payment_status: Some("paid" | "no_payment_required"),
+                payment_status: Some(status),
                 ..
-            }
+            } if is_paid(status)
         )
     }
 }
@@ -34,7 +35,7 @@ impl StripeView<'_> {
 /// The order as the verdict needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderFacts<'a> {
-    pub status: &'a str,
+    pub status: OrderStatus,
     pub anomaly: Option<&'a str>,
 }
 
@@ -47,7 +48,7 @@ pub struct Facts<'a> {
     pub order: Option<OrderFacts<'a>>,
     /// Ledger rows found for the subject.
     pub ledger_events: usize,
-    pub stripe: StripeView<'a>,
+    pub stripe: StripeSays<'a>,
     /// The session's events have just been reconciled (so running the reconcile again is not
     /// the fix).
     pub reconciled: bool,
@@ -59,7 +60,7 @@ pub struct Facts<'a> {
 pub fn verdict(f: &Facts<'_>) -> String {
     let paid = f.stripe.paid();
     let stripe_state = || match f.stripe {
-        StripeView::Known {
+        StripeSays::Known {
             status,
             payment_status,
         } => format!(
@@ -85,8 +86,7 @@ pub fn verdict(f: &Facts<'_>) -> String {
             ),
         };
     };
-    let settled = OrderStatus::parse(order.status)
-        .is_some_and(|s| matches!(s, OrderStatus::Paid | OrderStatus::Refunded));
+    let settled = matches!(order.status, OrderStatus::Paid | OrderStatus::Refunded);
     let paid_prefix = if paid { "paid on Stripe, " } else { "" };
     match (order.anomaly, f.stripe) {
         (Some(anomaly), _) if !settled => {
@@ -95,19 +95,19 @@ pub fn verdict(f: &Facts<'_>) -> String {
                 order.status
             );
         }
-        (_, StripeView::NotAsked) => {
+        (_, StripeSays::NotAsked) => {
             return format!(
                 "{} here with {} ledger event(s); set STRIPE_API_KEY to compare with Stripe",
                 order.status, f.ledger_events
             );
         }
-        (_, StripeView::Unreachable(cause)) => {
+        (_, StripeSays::Unreachable(cause)) => {
             return format!(
                 "{} here with {} ledger event(s); Stripe unreachable: {cause}",
                 order.status, f.ledger_events
             );
         }
-        (_, StripeView::Unknown) => {
+        (_, StripeSays::Unknown) => {
             return format!("{} here; Stripe does not know this session", order.status);
         }
         _ => {}
@@ -140,7 +140,7 @@ pub fn verdict(f: &Facts<'_>) -> String {
 mod tests {
     use super::*;
 
-    fn facts<'a>(order: Option<OrderFacts<'a>>, stripe: StripeView<'a>) -> Facts<'a> {
+    fn facts<'a>(order: Option<OrderFacts<'a>>, stripe: StripeSays<'a>) -> Facts<'a> {
         Facts {
             subject: "session cs_1",
             session_id: Some("cs_1"),
@@ -152,7 +152,7 @@ mod tests {
         }
     }
 
-    const PAID: StripeView<'static> = StripeView::Known {
+    const PAID: StripeSays<'static> = StripeSays::Known {
         status: Some("complete"),
         payment_status: Some("paid"),
     };
@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn paid_on_stripe_pending_here_names_the_command() {
         let pending = OrderFacts {
-            status: "pending",
+            status: OrderStatus::Pending,
             anomaly: None,
         };
         assert_eq!(
@@ -168,7 +168,7 @@ mod tests {
             "paid on Stripe, pending here: run `reconciler session cs_1`"
         );
         let paid = OrderFacts {
-            status: "paid",
+            status: OrderStatus::Paid,
             anomaly: None,
         };
         assert_eq!(
@@ -180,22 +180,22 @@ mod tests {
     #[test]
     fn anomalies_and_missing_views_are_said() {
         let held = OrderFacts {
-            status: "pending",
+            status: OrderStatus::Pending,
             anomaly: Some("amount_mismatch: x"),
         };
         assert!(verdict(&facts(Some(held), PAID)).contains("because of an anomaly"));
         let pending = OrderFacts {
-            status: "pending",
+            status: OrderStatus::Pending,
             anomaly: None,
         };
         assert!(
-            verdict(&facts(Some(pending), StripeView::NotAsked)).contains("set STRIPE_API_KEY")
+            verdict(&facts(Some(pending), StripeSays::NotAsked)).contains("set STRIPE_API_KEY")
         );
         assert!(
-            verdict(&facts(Some(pending), StripeView::Unreachable("refused")))
+            verdict(&facts(Some(pending), StripeSays::Unreachable("refused")))
                 .contains("Stripe unreachable: refused")
         );
-        let mut nothing = facts(None, StripeView::NotAsked);
+        let mut nothing = facts(None, StripeSays::NotAsked);
         nothing.ledger_events = 0;
         assert!(verdict(&nothing).starts_with("nothing here"));
     }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{AnomalyKind, Applied, OrderRow, OrderStatus};
 use crate::stripe::event::{StripeEvent, types};
+use crate::stripe::is_paid;
 
 /// What the state machine wants done to the order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,10 +48,8 @@ pub fn decide(event: &StripeEvent, order: &OrderRow, expect_livemode: Option<boo
     let from = order.status;
     let to = match event.event_type.as_str() {
         types::SESSION_COMPLETED
-            if matches!(
-                o.payment_status.as_deref(),
-                Some("paid" | "no_payment_required")
-            ) && matches!(from, Pending | Failed | Expired) =>
+            if o.payment_status.as_deref().is_some_and(is_paid)
+                && matches!(from, Pending | Failed | Expired) =>
         {
             Some(Paid)
         }

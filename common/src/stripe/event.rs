@@ -16,8 +16,9 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-/// The longest Stripe object id: Stripe documents ids of up to 255 characters.
-pub const MAX_ID_LEN: usize = 255;
+pub use super::fields::{MAX_ID_LEN, is_stripe_id};
+use super::fields::{MapOnly, Reader, boolean, is_printable, text};
+use super::is_paid;
 
 /// Event types that can move an order (the state machine of `ledger::decide`).
 pub mod types {
@@ -110,28 +111,6 @@ struct Data<'a> {
     object: Option<MapOnly<RawObject<'a>>>,
 }
 
-/// A struct read only from a JSON object (never from an array, as derived structs also are).
-struct MapOnly<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MapVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for MapVisitor<T> {
-            type Value = MapOnly<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<Self::Value, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(MapOnly)
-            }
-        }
-        deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
-    }
-}
-
 /// The fields of `data.object` the state machine reads, as raw text; the others are skipped.
 #[derive(Deserialize, Default)]
 struct RawObject<'a> {
@@ -169,63 +148,6 @@ struct Metadata<'a> {
 struct Expanded<'a> {
     #[serde(default, borrow)]
     id: Option<&'a RawValue>,
-}
-
-/// A field that was present but could not be read.
-struct Unreadable(&'static str);
-
-/// Reads the needed fields one by one; the first field that cannot be read is remembered.
-#[derive(Default)]
-struct Reader {
-    unreadable: Option<&'static str>,
-}
-
-impl Reader {
-    fn note<T>(&mut self, r: Result<T, Unreadable>) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(Unreadable(field)) => {
-                self.unreadable.get_or_insert(field);
-                None
-            }
-        }
-    }
-
-    /// A string field: `None` when absent, null, of another type, too long or not printable.
-    fn text(&mut self, raw: Option<&RawValue>, field: &'static str) -> Option<String> {
-        self.note(text(raw, field)).flatten()
-    }
-
-    /// An integer field: `None` when absent or of another type.
-    fn int(&mut self, raw: Option<&RawValue>, field: &'static str) -> Option<i64> {
-        self.note(int(raw, field)).flatten()
-    }
-}
-
-fn text(raw: Option<&RawValue>, field: &'static str) -> Result<Option<String>, Unreadable> {
-    let Some(raw) = raw else { return Ok(None) };
-    if !raw.get().starts_with('"') {
-        return Ok(None);
-    }
-    let s: Cow<'_, str> = serde_json::from_str(raw.get()).map_err(|_| Unreadable(field))?;
-    Ok(Some(s)
-        .filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN && is_printable(s))
-        .map(Cow::into_owned))
-}
-
-fn int(raw: Option<&RawValue>, field: &'static str) -> Result<Option<i64>, Unreadable> {
-    let Some(raw) = raw else { return Ok(None) };
-    let t = raw.get();
-    if !t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        return Ok(None);
-    }
-    serde_json::from_str::<i64>(t)
-        .map(Some)
-        .map_err(|_| Unreadable(field))
-}
-
-fn boolean(raw: Option<&RawValue>) -> Option<bool> {
-    raw.and_then(|r| serde_json::from_str::<bool>(r.get()).ok())
 }
 
 impl StripeEvent {
@@ -317,6 +239,16 @@ impl StripeEvent {
         }
     }
 
+    /// Whether this event pays its session's order: a completed session that is paid, or a
+    /// delayed payment that succeeded.
+    pub fn pays(&self) -> bool {
+        match self.event_type.as_str() {
+            types::SESSION_ASYNC_SUCCEEDED => true,
+            types::SESSION_COMPLETED => self.object.payment_status.as_deref().is_some_and(is_paid),
+            _ => false,
+        }
+    }
+
     /// Whether this type can move an order (and so counts as an orphan when none matches).
     pub fn moves_orders(&self) -> bool {
         types::ORDER_TYPES.contains(&self.event_type.as_str())
@@ -371,17 +303,6 @@ fn read_object(raw: &RawObject<'_>, r: &mut Reader) -> EventObject {
         fully_refunded: refunded
             || matches!((amount_refunded, amount), (Some(r), Some(a)) if a > 0 && r >= a),
     }
-}
-
-/// Stripe ids: 1–255 characters of `[A-Za-z0-9_]`.
-pub fn is_stripe_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_ID_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-fn is_printable(s: &str) -> bool {
-    !s.chars().any(char::is_control)
 }
 
 fn not_utf8() -> EventError {

@@ -2,7 +2,7 @@
 //! does not move and a page newer than the one before it, so that a pass always ends) and
 //! `GET /v1/events/{id}`.
 
-use common::stripe::event::is_stripe_id;
+use common::stripe::is_stripe_id;
 use serde_json::value::RawValue;
 
 use super::{StripeClient, StripeError};

@@ -15,7 +15,8 @@ use common::config::Secret;
 
 use crate::config::ReconcilerConfig;
 use common::metrics::{StatusClass, status_class};
-use common::stripe::event::is_stripe_id;
+use common::stripe::is_stripe_id;
+use common::stripe::session::CheckoutSession;
 use serde_json::Value;
 
 use crate::metrics::{Endpoint, ReconcilerMetrics};
@@ -164,7 +165,7 @@ impl StripeClient {
     }
 
     /// `GET /v1/checkout/sessions/{id}`.
-    pub async fn session(&self, id: &str) -> Result<Value, StripeError> {
+    pub async fn session(&self, id: &str) -> Result<CheckoutSession, StripeError> {
         if !is_stripe_id(id) {
             return Err(StripeError::InvalidId(id.to_owned()));
         }
@@ -174,17 +175,8 @@ impl StripeClient {
                 &format!("/v1/checkout/sessions/{id}"),
             )
             .await?;
-        let body: Value = serde_json::from_slice(&body).map_err(|e| {
-            StripeError::Malformed(format!(
-                "checkout.sessions.retrieve answered non-JSON ({e})"
-            ))
-        })?;
-        if body["object"] != "checkout.session" {
-            return Err(StripeError::Malformed(
-                "not a checkout.session object".into(),
-            ));
-        }
-        Ok(body)
+        CheckoutSession::parse(&body)
+            .map_err(|e| StripeError::Malformed(format!("checkout.sessions.retrieve answered {e}")))
     }
 
     /// The body of a successful GET, after retries.

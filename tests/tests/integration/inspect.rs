@@ -90,7 +90,7 @@ async fn the_timeline_tells_support_what_to_run() {
     ] {
         let t = inspect(&pool, None, &target).await.expect("timeline");
         assert_eq!(
-            t.order.as_ref().map(|o| o.id.clone()),
+            t.order.as_ref().map(|o| o.id.to_string()),
             Some(lost.order_id.to_string()),
             "{target:?}"
         );
@@ -236,7 +236,7 @@ async fn a_run_request_id_lists_every_order_the_run_touched() {
     )
     .await
     .expect("timeline");
-    let mut listed: Vec<String> = t.orders.iter().map(|o| o.id.clone()).collect();
+    let mut listed: Vec<String> = t.orders.iter().map(|o| o.id.to_string()).collect();
     listed.sort();
     ids.sort();
     assert_eq!(listed, ids, "every order of the run");
