@@ -100,11 +100,61 @@ impl ReconcilerConfig {
         let mut p = Parser::new(source);
         let db = p.db();
         let log_format = p.log_format();
+        let stripe = StripeSettings::parse(&mut p, key);
+        let Some(pass) = PassSettings::parse(&mut p) else {
+            return Err(p.into_error());
+        };
+        let max_response_bytes = p.with(var::STRIPE_MAX_RESPONSE_BYTES, 16 * 1024 * 1024, |v| {
+            range(v, 64 * 1024, 1024 * 1024 * 1024)
+        });
+        let max_rps = p.with(var::STRIPE_MAX_RPS, 20, |v| range(v, 1, 1000));
+        let admin_listen = p.addr(var::RECONCILER_ADMIN_LISTEN, "0.0.0.0:9465");
+        let admin_token = p.raw(var::ADMIN_TOKEN).and_then(|t| {
+            let t = t.trim().to_owned();
+            if t.len() < 16 {
+                p.problem(var::ADMIN_TOKEN, "must be at least 16 characters");
+                None
+            } else {
+                Some(Secret::new(t))
+            }
+        });
+        let expect_livemode = p.expect_livemode();
+        let shutdown_grace = p.grace();
+        p.finish(ReconcilerConfig {
+            db,
+            log_format,
+            stripe_api_key: stripe.api_key,
+            stripe_api_base: stripe.api_base,
+            stripe_api_version: stripe.api_version,
+            schedule: pass.schedule,
+            lookback: pass.lookback,
+            overlap: pass.overlap,
+            settle: pass.settle,
+            pass_timeout: pass.pass_timeout,
+            max_response_bytes,
+            max_rps,
+            admin_listen,
+            admin_token,
+            expect_livemode,
+            shutdown_grace,
+        })
+    }
+}
+
+/// How the reconciler talks to Stripe.
+struct StripeSettings {
+    api_key: Option<Secret>,
+    api_base: String,
+    api_version: Option<String>,
+}
+
+impl StripeSettings {
+    fn parse<S: Source + ?Sized>(p: &mut Parser<'_, S>, key: KeyRequirement) -> Self {
         let raw_key = match key {
             KeyRequirement::Required => p.required_raw(var::STRIPE_API_KEY),
             KeyRequirement::Optional => p.raw(var::STRIPE_API_KEY),
         };
-        let stripe_api_key = raw_key.and_then(|k| {
+        let api_key = raw_key.and_then(|k| {
             let k = k.trim().to_owned();
             if k.starts_with("sk_") || k.starts_with("rk_") {
                 Some(Secret::new(k))
@@ -116,7 +166,7 @@ impl ReconcilerConfig {
                 None
             }
         });
-        let stripe_api_base = p.with(var::STRIPE_API_BASE, "https://api.stripe.com".into(), |v| {
+        let api_base = p.with(var::STRIPE_API_BASE, "https://api.stripe.com".into(), |v| {
             let v = v.trim_end_matches('/');
             if v.starts_with("https://") || v.starts_with("http://") {
                 Ok(v.to_owned())
@@ -124,16 +174,31 @@ impl ReconcilerConfig {
                 Err("must be an http(s) URL".into())
             }
         });
-        let stripe_api_version = p.raw(var::STRIPE_API_VERSION).map(|v| v.trim().to_owned());
+        Self {
+            api_key,
+            api_base,
+            api_version: p.raw(var::STRIPE_API_VERSION).map(|v| v.trim().to_owned()),
+        }
+    }
+}
+
+/// When passes run and what window each covers.
+struct PassSettings {
+    schedule: Schedule,
+    lookback: Duration,
+    overlap: Duration,
+    settle: Duration,
+    pass_timeout: Duration,
+}
+
+impl PassSettings {
+    /// `None` only when `RECONCILE_SCHEDULE` was refused (the default always parses).
+    fn parse<S: Source + ?Sized>(p: &mut Parser<'_, S>) -> Option<Self> {
         let schedule = p
             .with(var::RECONCILE_SCHEDULE, None, |v| {
                 Schedule::parse(v).map(Some)
             })
-            .or_else(|| Schedule::parse(DEFAULT_SCHEDULE).ok());
-        let Some(schedule) = schedule else {
-            // Only when the variable itself was refused (the default always parses).
-            return Err(p.into_error());
-        };
+            .or_else(|| Schedule::parse(DEFAULT_SCHEDULE).ok())?;
         let lookback = p.with(
             var::RECONCILE_LOOKBACK,
             Duration::from_secs(72 * 3600),
@@ -163,39 +228,12 @@ impl ReconcilerConfig {
                 false => Err("must be at least 1s".into()),
             })
         });
-        let max_response_bytes = p.with(var::STRIPE_MAX_RESPONSE_BYTES, 16 * 1024 * 1024, |v| {
-            range(v, 64 * 1024, 1024 * 1024 * 1024)
-        });
-        let max_rps = p.with(var::STRIPE_MAX_RPS, 20, |v| range(v, 1, 1000));
-        let admin_listen = p.addr(var::RECONCILER_ADMIN_LISTEN, "0.0.0.0:9465");
-        let admin_token = p.raw(var::ADMIN_TOKEN).and_then(|t| {
-            let t = t.trim().to_owned();
-            if t.len() < 16 {
-                p.problem(var::ADMIN_TOKEN, "must be at least 16 characters");
-                None
-            } else {
-                Some(Secret::new(t))
-            }
-        });
-        let expect_livemode = p.expect_livemode();
-        let shutdown_grace = p.grace();
-        p.finish(ReconcilerConfig {
-            db,
-            log_format,
-            stripe_api_key,
-            stripe_api_base,
-            stripe_api_version,
+        Some(Self {
             schedule,
             lookback,
             overlap,
             settle,
             pass_timeout,
-            max_response_bytes,
-            max_rps,
-            admin_listen,
-            admin_token,
-            expect_livemode,
-            shutdown_grace,
         })
     }
 }

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 
 use crate::telemetry::RequestId;
 
-mod idle;
+mod connections;
 mod pace;
 pub mod serve;
 

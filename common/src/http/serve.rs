@@ -21,7 +21,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -29,11 +29,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::Body;
-use super::idle::OpenConnections;
+use super::connections::{Activity, Expired, OpenConnections, Registered};
 use super::pace::Pacer;
 
 /// Largest request head (request line + headers) accepted; larger gets 431.
@@ -119,7 +119,7 @@ pub async fn serve<H, F>(
     name: &'static str,
     listener: TcpListener,
     handler: H,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     grace: Duration,
     limits: Limits,
     stats: Arc<ServeStats>,
@@ -127,63 +127,39 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
+    let mut accepting = Accepting {
+        name,
+        listener,
+        stop,
+        limits,
+        stats,
+        slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+        open: Arc::new(OpenConnections::default()),
+        failures: AcceptFailures::default(),
+    };
     let builder = Arc::new(builder(limits));
     let pacer = limits
         .requests_per_second
         .map(|rate| Arc::new(Pacer::new(rate)));
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let mut failures = AcceptFailures::default();
-    let open = Arc::new(OpenConnections::default());
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stopped(&mut stop) => break,
-            accepted = listener.accept() => accepted,
+    while let Some((stream, peer)) = accepting.next().await {
+        let Some(permit) = accepting.room().await else {
+            break;
         };
-        let (stream, peer) = match accepted {
-            Ok(a) => {
-                failures.reset();
-                a
-            }
-            Err(e) => {
-                stats.accept_errors.fetch_add(1, Ordering::Relaxed);
-                let pause = failures.next(name, &e);
-                tokio::time::sleep(pause).await;
-                continue;
-            }
-        };
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if open.evict_longest_idle() {
-                    stats.evicted.fetch_add(1, Ordering::Relaxed);
-                }
-                tokio::select! {
-                    biased;
-                    _ = stopped(&mut stop) => break,
-                    permit = slots.clone().acquire_owned() => match permit {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                }
-            }
-        };
-        let _ = stream.set_nodelay(true);
         let connection = Connection {
             builder: builder.clone(),
             limits,
-            stats: stats.clone(),
-            stop: stop.clone(),
+            stats: accepting.stats.clone(),
+            stop: accepting.stop.clone(),
             pacer: pacer.clone(),
         };
         let handler = handler.clone();
-        stats.open.fetch_add(1, Ordering::Relaxed);
+        accepting.stats.open.fetch_add(1, Ordering::Relaxed);
         // Registered before its task first runs, so that a burst of connections accepted at the
         // cap can already make room by closing the ones accepted just before them.
         let activity = Arc::new(Activity::new());
         let registered = Registered {
-            id: open.register(activity.clone()),
-            open: open.clone(),
+            id: accepting.open.register(activity.clone()),
+            open: accepting.open.clone(),
         };
         tokio::spawn(async move {
             connection
@@ -193,21 +169,81 @@ pub async fn serve<H, F>(
             drop(permit);
         });
     }
-    drop(listener);
-    tracing::info!(
-        listener = name,
-        grace_secs = grace.as_secs(),
-        "stopped accepting; draining"
-    );
-    let every = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
-    if tokio::time::timeout(grace, slots.acquire_many(every))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            listener = name,
-            "grace period over; closing the remaining connections"
+    accepting.drain(grace).await;
+}
+
+/// The accept side of a listener: its connection slots and its open connections.
+struct Accepting {
+    name: &'static str,
+    listener: TcpListener,
+    stop: watch::Receiver<bool>,
+    limits: Limits,
+    stats: Arc<ServeStats>,
+    /// One permit per open connection (`Limits::max_connections`).
+    slots: Arc<Semaphore>,
+    open: Arc<OpenConnections>,
+    failures: AcceptFailures,
+}
+
+impl Accepting {
+    /// The next accepted connection; `None` once `stop` turns true. A failed accept (out of file
+    /// descriptors) is counted and backed off.
+    async fn next(&mut self) -> Option<(TcpStream, SocketAddr)> {
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = stopped(&mut self.stop) => return None,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    self.failures.reset();
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer));
+                }
+                Err(e) => {
+                    self.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    let pause = self.failures.next(self.name, &e);
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
+    /// A slot for a new connection. At the cap, the connection idle the longest is asked to
+    /// close, and the slot is the first one freed; `None` once `stop` turns true.
+    async fn room(&mut self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if self.open.evict_longest_idle() {
+            self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::select! {
+            biased;
+            _ = stopped(&mut self.stop) => None,
+            permit = self.slots.clone().acquire_owned() => permit.ok(),
+        }
+    }
+
+    /// Stops accepting, then waits at most `grace` for the open connections to finish.
+    async fn drain(self, grace: Duration) {
+        drop(self.listener);
+        tracing::info!(
+            listener = self.name,
+            grace_secs = grace.as_secs(),
+            "stopped accepting; draining"
         );
+        let every = u32::try_from(self.limits.max_connections.max(1)).unwrap_or(u32::MAX);
+        if tokio::time::timeout(grace, self.slots.acquire_many(every))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                listener = self.name,
+                "grace period over; closing the remaining connections"
+            );
+        }
     }
 }
 
@@ -253,7 +289,7 @@ struct Connection {
 impl Connection {
     async fn run<H, F>(
         &self,
-        stream: tokio::net::TcpStream,
+        stream: TcpStream,
         peer: SocketAddr,
         handler: H,
         activity: Arc<Activity>,
@@ -326,111 +362,5 @@ impl Connection {
                 }
             }
         }
-    }
-}
-
-/// Why a connection's time ran out.
-enum Expired {
-    /// No request head within `header_read_timeout` of accept.
-    NoRequest,
-    /// No request in progress for `idle_timeout`.
-    Idle,
-}
-
-/// What a connection is doing: whether a request ever arrived, how many are in progress, and
-/// when it last started or finished one.
-pub(super) struct Activity {
-    accepted: Instant,
-    any_request: AtomicBool,
-    in_progress: AtomicUsize,
-    /// Milliseconds after `accepted` of the last start or end of a request.
-    last_ms: AtomicU64,
-    /// Asked to close to make room at the connection cap.
-    evicted: AtomicBool,
-    evict: tokio::sync::Notify,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            accepted: Instant::now(),
-            any_request: AtomicBool::new(false),
-            in_progress: AtomicUsize::new(0),
-            last_ms: AtomicU64::new(0),
-            evicted: AtomicBool::new(false),
-            evict: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// Since when no request has been in progress; `None` while one is, or once evicted.
-    pub(super) fn idle_since(&self) -> Option<Instant> {
-        if self.in_progress.load(Ordering::Acquire) > 0 || self.evicted.load(Ordering::Acquire) {
-            return None;
-        }
-        Some(self.accepted + Duration::from_millis(self.last_ms.load(Ordering::Acquire)))
-    }
-
-    /// Asks the connection to close (a request that starts meanwhile is finished first).
-    pub(super) fn evict(&self) {
-        self.evicted.store(true, Ordering::Release);
-        self.evict.notify_one();
-    }
-
-    fn touch(&self) {
-        self.last_ms.store(
-            self.accepted.elapsed().as_millis() as u64,
-            Ordering::Release,
-        );
-    }
-
-    fn request_started(self: &Arc<Self>) -> InProgress {
-        self.any_request.store(true, Ordering::Release);
-        self.in_progress.fetch_add(1, Ordering::AcqRel);
-        self.touch();
-        InProgress(self.clone())
-    }
-
-    /// When to look again.
-    fn deadline(&self, limits: &Limits) -> tokio::time::Instant {
-        let base = tokio::time::Instant::from_std(self.accepted);
-        if !self.any_request.load(Ordering::Acquire) {
-            return base + limits.header_read_timeout;
-        }
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
-        base + last + limits.idle_timeout
-    }
-
-    fn expired(&self, limits: &Limits) -> Option<Expired> {
-        if !self.any_request.load(Ordering::Acquire) {
-            return (self.accepted.elapsed() >= limits.header_read_timeout)
-                .then_some(Expired::NoRequest);
-        }
-        if self.in_progress.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
-        (self.accepted.elapsed() >= last + limits.idle_timeout).then_some(Expired::Idle)
-    }
-}
-
-/// A request in progress; its end (the response body finished or dropped) is recorded on drop.
-struct InProgress(Arc<Activity>);
-
-impl Drop for InProgress {
-    fn drop(&mut self) {
-        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
-        self.0.touch();
-    }
-}
-
-/// Takes a connection out of its listener's open connections when it ends, however it ends.
-struct Registered {
-    open: Arc<OpenConnections>,
-    id: u64,
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        self.open.unregister(self.id);
     }
 }

@@ -9,8 +9,9 @@
 //! - `sql`: every statement the ledger runs, written once.
 //! - `plan`: folds the state machine over a batch, in order, into the writes to make.
 //! - [`write`]: the one write: a batch sent in its own transaction (two stages: sent, then
-//!   recorded, with the retries of a failed batch), and the connection guard that never reuses a
-//!   half-written one.
+//!   recorded, with the retries of a failed batch).
+//! - `connection`: the connection guard that never reuses a half-written transaction, and the two
+//!   stages of a batch on it.
 //! - [`orphans`]: linking events stored before their order existed.
 //! - [`lookup`]: the read-only queries callers share (known event ids, an event's order).
 
@@ -22,6 +23,7 @@ use uuid::Uuid;
 
 use crate::stripe::event::StripeEvent;
 
+mod connection;
 pub mod decide;
 pub mod lookup;
 pub mod orphans;
@@ -29,10 +31,11 @@ mod plan;
 mod sql;
 pub mod write;
 
+pub use connection::LedgerConnection;
 pub use decide::{Decision, decide};
 pub use lookup::{find_order, known_event_ids};
 pub use orphans::{Adopted, Claimants, adopt_orphans};
-pub use write::{LedgerConnection, Recorded, Sent, record};
+pub use write::{Recorded, Sent, record};
 
 /// Who delivered the event (`payment_events.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
+use super::connection::Statements;
 use super::plan::{Columns, Found, Plan};
-use super::write::Statements;
 use super::{BatchEntry, LedgerError, OrderStatus, Source, sql};
 use crate::stripe::event::StripeEvent;
 

@@ -64,8 +64,12 @@ pub enum StripeError {
     Api { status: u16, message: String },
     #[error("Stripe still answered {status} after {attempts} attempts")]
     Exhausted { status: u16, attempts: u32 },
-    #[error("cannot reach Stripe after {attempts} attempts: {message}")]
-    Transport { attempts: u32, message: String },
+    #[error("cannot reach Stripe after {attempts} attempts: {}", common::error::chain(.source))]
+    Transport {
+        attempts: u32,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("unexpected answer from Stripe: {0}")]
     Malformed(String),
     #[error("Stripe's answer is larger than STRIPE_MAX_RESPONSE_BYTES ({limit} bytes)")]
@@ -128,9 +132,9 @@ impl StripeClient {
                 env!("CARGO_PKG_VERSION")
             ))
             .build()
-            .map_err(|e| StripeError::Transport {
+            .map_err(|source| StripeError::Transport {
                 attempts: 0,
-                message: common::error::chain(&e),
+                source,
             })?;
         Ok(Self {
             http,
@@ -189,104 +193,91 @@ impl StripeClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.limiter.acquire().await;
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let started = Instant::now();
-            let mut req = self.http.get(&url).bearer_auth(key.expose());
-            if let Some(v) = &self.version {
-                req = req.header("Stripe-Version", v);
-            }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.metrics.stripe_request(
-                        endpoint,
-                        StatusClass::Error,
-                        started.elapsed().as_secs_f64(),
-                    );
-                    let cause = common::error::chain(&e);
-                    if attempt >= self.retry.max_attempts {
-                        return Err(StripeError::Transport {
-                            attempts: attempt,
-                            message: cause,
-                        });
-                    }
-                    tracing::warn!(endpoint = endpoint.as_str(), attempt, error = %cause, "Stripe unreachable; retrying");
-                    self.pause(attempt).await;
-                    continue;
-                }
+            let retry = match self.attempt(endpoint, &url, key).await {
+                Attempt::Done(result) => return result,
+                Attempt::Retry(retry) => retry,
             };
-            let status = resp.status().as_u16();
-            let request_id = header(&resp, "request-id");
-            let should_retry = header(&resp, "stripe-should-retry").map(|v| v == "true");
-            if (300..400).contains(&status) {
-                self.metrics.stripe_request(
-                    endpoint,
-                    status_class(status),
-                    started.elapsed().as_secs_f64(),
-                );
-                let host = header(&resp, "location")
-                    .and_then(|l| {
-                        reqwest::Url::parse(&l)
-                            .ok()
-                            .or_else(|| resp.url().join(&l).ok())
-                    })
-                    .and_then(|u| u.host_str().map(str::to_owned))
-                    .unwrap_or_else(|| "an unnamed location".into());
-                return Err(StripeError::Redirect { status, host });
-            }
-            let body = self.read_body(resp).await;
-            self.metrics.stripe_request(
-                endpoint,
-                status_class(status),
-                started.elapsed().as_secs_f64(),
-            );
-            let body = match body {
-                Ok(b) => b,
-                Err(BodyError::TooLarge) => {
-                    return Err(StripeError::TooLarge {
-                        limit: self.max_response_bytes,
-                    });
-                }
-                Err(BodyError::Cut(e)) if attempt < self.retry.max_attempts => {
-                    tracing::warn!(endpoint = endpoint.as_str(), attempt, error = %common::error::chain(&e), "Stripe answer cut off; retrying");
-                    self.pause(attempt).await;
-                    continue;
-                }
-                Err(BodyError::Cut(e)) => {
-                    return Err(StripeError::Transport {
+            if attempt >= self.retry.max_attempts {
+                return Err(match retry {
+                    Retry::Transport(source) | Retry::Cut(source) => StripeError::Transport {
                         attempts: attempt,
-                        message: common::error::chain(&e),
-                    });
-                }
-            };
-            if (200..300).contains(&status) {
-                tracing::debug!(endpoint = endpoint.as_str(), requestId = ?request_id, "Stripe answered");
-                return Ok(body);
-            }
-            let message = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| format!("HTTP {status}"));
-            if status == 429 {
-                self.metrics.stripe_rate_limited.inc(endpoint);
-            }
-            let retryable = should_retry.unwrap_or(matches!(status, 409 | 429 | 500..=599));
-            match status {
-                401 => return Err(StripeError::Unauthorized(message)),
-                404 => return Err(StripeError::NotFound(message)),
-                _ if retryable && attempt < self.retry.max_attempts => {
-                    tracing::warn!(endpoint = endpoint.as_str(), status, attempt, requestId = ?request_id, "Stripe asked to retry");
-                    self.pause(attempt).await;
-                }
-                _ if retryable => {
-                    return Err(StripeError::Exhausted {
+                        source,
+                    },
+                    Retry::Status { status, .. } => StripeError::Exhausted {
                         status,
                         attempts: attempt,
-                    });
-                }
-                _ => return Err(StripeError::Api { status, message }),
+                    },
+                });
             }
+            match &retry {
+                Retry::Transport(e) => {
+                    tracing::warn!(endpoint = endpoint.as_str(), attempt, error = %common::error::chain(e), "Stripe unreachable; retrying");
+                }
+                Retry::Cut(e) => {
+                    tracing::warn!(endpoint = endpoint.as_str(), attempt, error = %common::error::chain(e), "Stripe answer cut off; retrying");
+                }
+                Retry::Status { status, request_id } => {
+                    tracing::warn!(endpoint = endpoint.as_str(), status, attempt, requestId = ?request_id, "Stripe asked to retry");
+                }
+            }
+            self.pause(attempt).await;
+        }
+    }
+
+    /// One request: its body, an error, or a failure worth retrying.
+    async fn attempt(&self, endpoint: Endpoint, url: &str, key: &Secret) -> Attempt {
+        self.limiter.acquire().await;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut req = self.http.get(url).bearer_auth(key.expose());
+        if let Some(v) = &self.version {
+            req = req.header("Stripe-Version", v);
+        }
+        let seconds = || started.elapsed().as_secs_f64();
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics
+                    .stripe_request(endpoint, StatusClass::Error, seconds());
+                return Attempt::Retry(Retry::Transport(e));
+            }
+        };
+        let status = resp.status().as_u16();
+        if (300..400).contains(&status) {
+            self.metrics
+                .stripe_request(endpoint, status_class(status), seconds());
+            return Attempt::Done(Err(redirect(&resp, status)));
+        }
+        let request_id = header(&resp, "request-id");
+        let should_retry = header(&resp, "stripe-should-retry").map(|v| v == "true");
+        let body = self.read_body(resp).await;
+        self.metrics
+            .stripe_request(endpoint, status_class(status), seconds());
+        let body = match body {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                return Attempt::Done(Err(StripeError::TooLarge {
+                    limit: self.max_response_bytes,
+                }));
+            }
+            Err(BodyError::Cut(e)) => return Attempt::Retry(Retry::Cut(e)),
+        };
+        if (200..300).contains(&status) {
+            tracing::debug!(endpoint = endpoint.as_str(), requestId = ?request_id, "Stripe answered");
+            return Attempt::Done(Ok(body));
+        }
+        if status == 429 {
+            self.metrics.stripe_rate_limited.inc(endpoint);
+        }
+        let retryable = should_retry.unwrap_or(matches!(status, 409 | 429 | 500..=599));
+        match status {
+            401 => Attempt::Done(Err(StripeError::Unauthorized(message(&body, status)))),
+            404 => Attempt::Done(Err(StripeError::NotFound(message(&body, status)))),
+            _ if retryable => Attempt::Retry(Retry::Status { status, request_id }),
+            _ => Attempt::Done(Err(StripeError::Api {
+                status,
+                message: message(&body, status),
+            })),
         }
     }
 
@@ -317,6 +308,46 @@ impl StripeClient {
         let jitter = 0.5 + 0.5 * random_unit();
         tokio::time::sleep(d.mul_f64(jitter)).await;
     }
+}
+
+/// What one request came to.
+enum Attempt {
+    Done(Result<bytes::Bytes, StripeError>),
+    Retry(Retry),
+}
+
+/// A failure worth another attempt.
+enum Retry {
+    /// No answer (connection refused, reset, timed out).
+    Transport(reqwest::Error),
+    /// The answer was cut off.
+    Cut(reqwest::Error),
+    /// 429, 409, 5xx, or `Stripe-Should-Retry: true`.
+    Status {
+        status: u16,
+        request_id: Option<String>,
+    },
+}
+
+/// Stripe's error message in an error body, or the status.
+fn message(body: &[u8], status: u16) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("HTTP {status}"))
+}
+
+/// A redirect, refused: where it pointed.
+fn redirect(resp: &reqwest::Response, status: u16) -> StripeError {
+    let host = header(resp, "location")
+        .and_then(|l| {
+            reqwest::Url::parse(&l)
+                .ok()
+                .or_else(|| resp.url().join(&l).ok())
+        })
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "an unnamed location".into());
+    StripeError::Redirect { status, host }
 }
 
 /// Why a body could not be read.
