@@ -27,6 +27,12 @@ pub enum DbError {
         target: String,
         source: tokio_postgres::Error,
     },
+    #[error("cannot connect to the database {target}: {}", crate::error::chain(.source))]
+    Unavailable {
+        /// Where: hosts, port, database and user (never the password).
+        target: String,
+        source: deadpool_postgres::PoolError,
+    },
     #[error("database query failed: {}", crate::error::postgres(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("migration failed: {}", crate::error::chain(.0))]
@@ -46,6 +52,16 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The process exit status for this failure: 69 when the database cannot be reached, 78 when
+    /// the schema does not fit the build, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Connect { .. } | Self::Unavailable { .. } => crate::EXIT_UNAVAILABLE,
+            e if e.is_schema_mismatch() => crate::EXIT_SCHEMA,
+            _ => 1,
+        }
+    }
+
     /// The schema does not fit this build (exit status 78): older than it needs, or too new.
     pub fn is_schema_mismatch(&self) -> bool {
         matches!(

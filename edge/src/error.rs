@@ -8,7 +8,7 @@ use common::stripe::signature::SignatureError;
 use common::telemetry::RequestId;
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::routes::Body;
+use crate::routes::{Body, BoxError};
 
 /// What a 503 tells the client to wait before retrying (Stripe retries on its own schedule).
 const RETRY_AFTER_SECS: &str = "5";
@@ -23,7 +23,9 @@ pub enum Error {
     #[error("the body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("the request body could not be read: {0}")]
-    BodyRead(String),
+    BodyRead(#[source] hyper::Error),
+    #[error("bad request target: {0}")]
+    BadTarget(#[source] http::uri::InvalidUri),
     #[error("the request body did not arrive in time")]
     BodyTimeout,
     #[error("too many webhook bodies are arriving at once; retry later")]
@@ -36,8 +38,8 @@ pub enum Error {
     NotFound,
     #[error("storage failed: {0}")]
     Storage(#[from] LedgerError),
-    #[error("the upstream app could not be reached: {0}")]
-    UpstreamConnect(String),
+    #[error("the upstream app could not be reached: {}", common::error::chain(.0.as_ref()))]
+    UpstreamConnect(#[source] BoxError),
     #[error("the upstream app did not answer within {0} s")]
     UpstreamTimeout(u64),
 }
@@ -45,7 +47,9 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Signature(_) | Self::Payload(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::Signature(_) | Self::Payload(_) | Self::BodyRead(_) | Self::BadTarget(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded | Self::ProxyOverloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -66,7 +70,7 @@ impl Error {
         match self {
             Self::Signature(_) => "invalid_signature",
             Self::Payload(_) => "invalid_payload",
-            Self::BodyRead(_) => "bad_request",
+            Self::BodyRead(_) | Self::BadTarget(_) => "bad_request",
             Self::TooLarge { .. } => "payload_too_large",
             Self::BodyTimeout => "request_timeout",
             Self::Overloaded | Self::ProxyOverloaded => "overloaded",
@@ -148,7 +152,7 @@ mod tests {
                 "storage_unavailable",
             ),
             (
-                Error::Storage(LedgerError::Connect("x".into())),
+                Error::Storage(LedgerError::from(deadpool_postgres::PoolError::Closed)),
                 500,
                 "storage_unavailable",
             ),

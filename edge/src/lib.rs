@@ -52,8 +52,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("the database is unreachable: {0}")]
-    DbUnavailable(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -62,9 +60,8 @@ impl StartError {
     /// The process exit status for this failure.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::DbUnavailable(_) | Self::Db(DbError::Connect { .. }) => common::EXIT_UNAVAILABLE,
-            Self::Db(e) if e.is_schema_mismatch() => common::EXIT_SCHEMA,
-            _ => 1,
+            Self::Db(e) => e.exit_code(),
+            Self::Bind { .. } => 1,
         }
     }
 }
@@ -94,12 +91,9 @@ impl App {
         metrics.build_info.set(common::build::BuildInfo, 1.0);
         let pool = db::pool(&config.db)?;
         {
-            let client = pool.get().await.map_err(|e| {
-                StartError::DbUnavailable(format!(
-                    "{}: {}",
-                    db::describe(&config.db.pg),
-                    common::error::chain(&e)
-                ))
+            let client = pool.get().await.map_err(|source| DbError::Unavailable {
+                target: db::describe(&config.db.pg),
+                source,
             })?;
             db::check_schema(&client).await?;
         }
@@ -223,17 +217,9 @@ async fn reconcile_status(state: Arc<State>) {
         let Ok(client) = state.pool.get().await else {
             continue;
         };
-        let read = client
-            .query_one(
-                "SELECT extract(epoch FROM max(finished_at))::float8 FROM reconcile_runs
-                 WHERE status = 'ok' AND scope = 'window'",
-                &[],
-            )
-            .await;
-        if let Ok(row) = read
-            && let Some(at) = row.get::<_, Option<f64>>(0)
-        {
-            state.metrics.reconcile_last_success.set_value(at);
+        if let Ok(Some(at)) = common::ledger::status::last_reconcile_success(&client).await {
+            let seconds = at.timestamp_micros() as f64 / 1e6;
+            state.metrics.reconcile_last_success.set_value(seconds);
         }
     }
 }

@@ -41,10 +41,7 @@ pub async fn run(mode: Mode) -> i32 {
                 tracing::error!(error = %e, "migration failed");
             }
             eprintln!("edge migrate: {e}");
-            match e {
-                DbError::Connect { .. } => common::EXIT_UNAVAILABLE,
-                _ => 1,
-            }
+            e.exit_code()
         }
     }
 }

@@ -130,7 +130,7 @@ impl Proxy {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = format!("{}{}", self.base, path)
             .parse::<Uri>()
-            .map_err(|e| Error::BodyRead(format!("bad request target: {e}")))?;
+            .map_err(Error::BadTarget)?;
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         // The client sets Host to the app's authority; the caller's Host travels in X-Forwarded-Host.
@@ -150,7 +150,7 @@ impl Proxy {
         let call = self.client.request(Request::from_parts(parts, body));
         let resp = match tokio::time::timeout(self.timeout, call).await {
             Err(_) => return Err(Error::UpstreamTimeout(self.timeout.as_secs())),
-            Ok(Err(e)) => return Err(Error::UpstreamConnect(e.to_string())),
+            Ok(Err(e)) => return Err(Error::UpstreamConnect(Box::new(e))),
             Ok(Ok(resp)) => resp,
         };
         let (mut parts, body) = resp.into_parts();

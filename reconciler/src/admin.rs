@@ -4,7 +4,6 @@
 //! constant time; disabled when the token is unset).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::admin::{self, Routes};
 use common::http::{Body, error, json};
@@ -17,12 +16,13 @@ use tokio::sync::watch;
 
 use crate::Reconciler;
 use crate::runs::{RunStatus, Trigger};
+use crate::slot::PassSlot;
 
 /// What the reconciler adds to the shared admin listener.
 pub struct AdminRoutes {
     pub reconciler: Arc<Reconciler>,
-    /// Set while a pass runs (scheduled or requested): a second one is not started.
-    pub busy: Arc<AtomicBool>,
+    /// Held while a pass runs (scheduled or requested): a second one is not started.
+    pub slot: PassSlot,
     pub stop: watch::Receiver<bool>,
 }
 
@@ -107,16 +107,15 @@ impl AdminRoutes {
     }
 
     async fn run(&self, rid: &RequestId) -> Response<Body> {
-        if self.busy.swap(true, Ordering::SeqCst) {
+        let Some(_taken) = self.slot.try_take() else {
             return error(
                 StatusCode::CONFLICT,
                 "pass_running",
                 "a pass is already running in this process",
                 rid,
             );
-        }
+        };
         let summary = self.reconciler.pass(Trigger::Manual, &self.stop).await;
-        self.busy.store(false, Ordering::SeqCst);
         let status = if summary.status == RunStatus::Failed {
             StatusCode::BAD_GATEWAY
         } else {

@@ -43,7 +43,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("RECONCILE_SCHEDULE: {0}")]
-    Schedule(String),
+    Schedule(#[from] tokio_cron_scheduler::JobSchedulerError),
 }
 
 /// An error as the admin listener answers it.
@@ -59,8 +59,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Config(_) | Self::Schedule(_) => common::EXIT_CONFIG,
-            Self::Database(DbError::Connect { .. }) | Self::Pool(_) => common::EXIT_UNAVAILABLE,
-            Self::Database(e) if e.is_schema_mismatch() => common::EXIT_SCHEMA,
+            Self::Database(e) => e.exit_code(),
+            Self::Pool(_) => common::EXIT_UNAVAILABLE,
             _ => 1,
         }
     }

@@ -14,6 +14,7 @@
 //! - [`session`]: reconciling one Checkout Session, with a verdict.
 //! - [`orders`]: orders as support sees them, found as the ledger finds them.
 //! - [`verdict`]: the one-line verdict of `session` and `inspect`.
+//! - [`slot`]: one pass at a time in this process.
 //! - [`schedule`]: the daemon: passes on `RECONCILE_SCHEDULE`, the admin listener, shutdown.
 //! - [`inspect`]: support's timeline for an event, a session, an order or a request id.
 //! - [`admin`]: `/metrics`, `/live`, `/ready` and the token-protected support POSTs.
@@ -30,6 +31,7 @@ pub mod pass;
 pub mod runs;
 pub mod schedule;
 pub mod session;
+pub mod slot;
 pub mod startup;
 pub mod stripe_api;
 pub mod verdict;

@@ -5,8 +5,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use chrono::Utc;
 use common::admin::{AdminServer, Readiness};
@@ -19,6 +17,7 @@ use crate::Reconciler;
 use crate::admin::AdminRoutes;
 use crate::error::Error;
 use crate::runs::Trigger;
+use crate::slot::PassSlot;
 
 /// A daemon with its admin listener bound.
 pub struct Daemon {
@@ -49,10 +48,10 @@ impl Daemon {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let grace = self.reconciler.config.shutdown_grace;
         let (stop_passes, stop) = watch::channel(false);
-        let busy = Arc::new(AtomicBool::new(false));
+        let slot = PassSlot::default();
         let routes = Arc::new(AdminRoutes {
             reconciler: self.reconciler.clone(),
-            busy: busy.clone(),
+            slot: slot.clone(),
             stop: stop.clone(),
         });
         let admin = AdminServer::start(
@@ -64,30 +63,7 @@ impl Daemon {
             Arc::new(ServeStats::default()),
         )
         .await;
-
-        let mut scheduler = JobScheduler::new()
-            .await
-            .map_err(|e| Error::Schedule(e.to_string()))?;
-        let job = {
-            let reconciler = self.reconciler.clone();
-            let busy = busy.clone();
-            let stop = stop.clone();
-            Job::new_async(self.reconciler.config.schedule.as_str(), move |_, _| {
-                let reconciler = reconciler.clone();
-                let busy = busy.clone();
-                let stop = stop.clone();
-                Box::pin(async move { scheduled_pass(&reconciler, &busy, &stop).await })
-            })
-            .map_err(|e| Error::Schedule(e.to_string()))?
-        };
-        scheduler
-            .add(job)
-            .await
-            .map_err(|e| Error::Schedule(e.to_string()))?;
-        scheduler
-            .start()
-            .await
-            .map_err(|e| Error::Schedule(e.to_string()))?;
+        let mut scheduler = schedule(&self.reconciler, &slot, &stop).await?;
         tracing::info!(
             schedule = self.reconciler.config.schedule.as_str(),
             version = common::build::VERSION,
@@ -96,8 +72,8 @@ impl Daemon {
             "reconciler running"
         );
         let first = {
-            let (reconciler, busy, stop) = (self.reconciler.clone(), busy.clone(), stop.clone());
-            tokio::spawn(async move { scheduled_pass(&reconciler, &busy, &stop).await })
+            let (reconciler, slot, stop) = (self.reconciler.clone(), slot.clone(), stop.clone());
+            tokio::spawn(async move { scheduled_pass(&reconciler, &slot, &stop).await })
         };
 
         shutdown.await;
@@ -107,9 +83,7 @@ impl Daemon {
         let _ = scheduler.shutdown().await;
         let _ = tokio::time::timeout(grace, async {
             let _ = first.await;
-            while busy.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            slot.free().await;
         })
         .await;
         admin.stop().await;
@@ -118,18 +92,37 @@ impl Daemon {
     }
 }
 
+/// The scheduler, started: a pass on every tick of `RECONCILE_SCHEDULE`.
+async fn schedule(
+    reconciler: &Arc<Reconciler>,
+    slot: &PassSlot,
+    stop: &watch::Receiver<bool>,
+) -> Result<JobScheduler, Error> {
+    let scheduler = JobScheduler::new().await?;
+    let expression = reconciler.config.schedule.as_str();
+    let job = {
+        let (reconciler, slot, stop) = (reconciler.clone(), slot.clone(), stop.clone());
+        Job::new_async(expression, move |_, _| {
+            let (reconciler, slot, stop) = (reconciler.clone(), slot.clone(), stop.clone());
+            Box::pin(async move { scheduled_pass(&reconciler, &slot, &stop).await })
+        })?
+    };
+    scheduler.add(job).await?;
+    scheduler.start().await?;
+    Ok(scheduler)
+}
+
 /// Runs the pass of the current tick unless one is already running in this process (a slow pass
 /// must not pile up behind the next tick). Across replicas, the tick's pass runs once: a replica
 /// that finds it already done records `skipped`.
-async fn scheduled_pass(reconciler: &Reconciler, busy: &AtomicBool, stop: &watch::Receiver<bool>) {
+async fn scheduled_pass(reconciler: &Reconciler, slot: &PassSlot, stop: &watch::Receiver<bool>) {
     if *stop.borrow() {
         return;
     }
-    if busy.swap(true, Ordering::SeqCst) {
+    let Some(_taken) = slot.try_take() else {
         tracing::warn!("the previous pass is still running; this tick is skipped");
         return;
-    }
+    };
     let tick = reconciler.config.schedule.tick(Utc::now());
     reconciler.pass_of_tick(Trigger::Schedule, tick, stop).await;
-    busy.store(false, Ordering::SeqCst);
 }

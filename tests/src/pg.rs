@@ -50,7 +50,7 @@ pub fn server() -> &'static Server {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| pg_error(&e))?;
+                .map_err(|e| common::error::chain(&e))?;
             rt.block_on(ensure_template(&server))?;
             Ok(server)
         })
@@ -125,7 +125,7 @@ fn init_data_dir(bin: &Path, root: bool, dir: &Path) -> Result<PathBuf, String> 
             .args(["-R", "postgres:postgres"])
             .arg(dir)
             .status()
-            .map_err(|e| pg_error(&e))?;
+            .map_err(|e| common::error::chain(&e))?;
         if !ok.success() {
             return Err("chown to postgres failed".into());
         }
@@ -159,7 +159,7 @@ fn throwaway() -> Result<Server, String> {
     let dir = tempfile::Builder::new()
         .prefix("edge-test-pg-")
         .tempdir()
-        .map_err(|e| pg_error(&e))?
+        .map_err(|e| common::error::chain(&e))?
         .keep();
     let data = init_data_dir(&bin, root, &dir)?;
     let port = 5432u16;
@@ -221,7 +221,7 @@ fn wait_until_accepting(base: &tokio_postgres::Config, dir: &Path) -> Result<(),
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| pg_error(&e))?;
+        .map_err(|e| common::error::chain(&e))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut cfg = base.clone();
     cfg.dbname("postgres");
@@ -321,19 +321,19 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_po
 async fn ensure_template(server: &Server) -> Result<(), String> {
     let admin = connect(&db_config(server, "postgres"))
         .await
-        .map_err(|e| pg_error(&e))?;
+        .map_err(|e| common::error::chain(&e))?;
     // Serialises template creation across concurrent test processes (nextest, parallel CI).
     admin
         .execute("SELECT pg_advisory_lock(727274)", &[])
         .await
-        .map_err(|e| pg_error(&e))?;
+        .map_err(|e| common::error::chain(&e))?;
     let exists = admin
         .query_opt(
             "SELECT 1 FROM pg_database WHERE datname = $1",
             &[&server.template],
         )
         .await
-        .map_err(|e| pg_error(&e))?
+        .map_err(|e| common::error::chain(&e))?
         .is_some();
     let result = if exists {
         Ok(())
@@ -352,21 +352,26 @@ async fn build_template(server: &Server, admin: &Client) -> Result<(), String> {
         format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"),
         format!("CREATE DATABASE \"{building}\""),
     ] {
-        admin.batch_execute(&sql).await.map_err(|e| pg_error(&e))?;
+        admin
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| common::error::chain(&e))?;
     }
     let cfg = DbConfig {
         pg: db_config(server, &building),
         pool_size: 1,
         lock_timeout: DEFAULT_LOCK_TIMEOUT,
     };
-    common::db::migrate(&cfg).await.map_err(|e| pg_error(&e))?;
+    common::db::migrate(&cfg)
+        .await
+        .map_err(|e| common::error::chain(&e))?;
     admin
         .batch_execute(&format!(
             "ALTER DATABASE \"{building}\" RENAME TO \"{}\"",
             server.template
         ))
         .await
-        .map_err(|e| format!("renaming the template: {}", pg_error(&e)))
+        .map_err(|e| format!("renaming the template: {}", common::error::chain(&e)))
 }
 
 /// A fresh database for one test, cloned from the migrated template.
@@ -407,10 +412,13 @@ impl TestDb {
             match admin.batch_execute(&sql).await {
                 Ok(()) => break,
                 // Another test may be cloning the template this very moment.
-                Err(e) if Instant::now() < deadline && pg_error(&e).contains("being accessed") => {
+                Err(e)
+                    if Instant::now() < deadline
+                        && common::error::chain(&e).contains("being accessed") =>
+                {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => panic!("cannot create test database: {}", pg_error(&e)),
+                Err(e) => panic!("cannot create test database: {}", common::error::chain(&e)),
             }
         }
         let config = db_config(server, &name);
@@ -470,17 +478,6 @@ impl Drop for TestDb {
     }
 }
 
-/// A tokio-postgres error with the server's own message (its `Display` says only "db error").
-pub fn pg_error(e: &(dyn std::error::Error + 'static)) -> String {
-    match e
-        .downcast_ref::<tokio_postgres::Error>()
-        .and_then(|e| e.as_db_error())
-    {
-        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
-        None => e.to_string(),
-    }
-}
-
 /// A cluster of its own for a test that restarts Postgres (the shared one serves every other test).
 /// Stopped and deleted on drop.
 pub struct DedicatedCluster {
@@ -515,11 +512,13 @@ impl DedicatedCluster {
     pub async fn set_hba(&self, lines: &str) -> Result<(), String> {
         let path = self.dir.join("data").join("pg_hba.conf");
         std::fs::write(&path, lines).map_err(|e| e.to_string())?;
-        let admin = connect(&self.config).await.map_err(|e| pg_error(&e))?;
+        let admin = connect(&self.config)
+            .await
+            .map_err(|e| common::error::chain(&e))?;
         admin
             .batch_execute("SELECT pg_reload_conf()")
             .await
-            .map_err(|e| pg_error(&e))
+            .map_err(|e| common::error::chain(&e))
     }
 
     fn start_listening(tcp: Option<u16>) -> Result<Self, String> {

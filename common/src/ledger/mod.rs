@@ -14,6 +14,7 @@
 //!   stages of a batch on it.
 //! - [`orphans`]: linking events stored before their order existed.
 //! - [`lookup`]: the read-only queries callers share (known event ids, an event's order).
+//! - [`status`]: status queries a binary exports as gauges (the last successful pass).
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub mod lookup;
 pub mod orphans;
 mod plan;
 mod sql;
+pub mod status;
 pub mod write;
 
 pub use connection::LedgerConnection;
@@ -219,8 +221,8 @@ pub struct OrderBusy;
 pub enum LedgerError {
     #[error("timed out waiting for a database connection")]
     PoolTimeout,
-    #[error("no database connection: {0}")]
-    Connect(String),
+    #[error("no database connection: {}", crate::error::chain(.0.as_ref()))]
+    Connect(#[source] Arc<PoolError>),
     #[error("database write failed: {}", crate::error::postgres(.0))]
     Write(#[source] Arc<tokio_postgres::Error>),
     #[error("the order is locked by another transaction; nothing was written")]
@@ -272,8 +274,7 @@ impl From<PoolError> for LedgerError {
     fn from(e: PoolError) -> Self {
         match e {
             PoolError::Timeout(_) => Self::PoolTimeout,
-            PoolError::Backend(e) => Self::Connect(crate::error::postgres(&e)),
-            other => Self::Connect(crate::error::chain(&other)),
+            other => Self::Connect(Arc::new(other)),
         }
     }
 }

@@ -195,7 +195,7 @@ async fn read_body(
     let read = async {
         let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Error::BodyRead(e.to_string()))?;
+            let frame = frame.map_err(Error::BodyRead)?;
             let Ok(data) = frame.into_data() else {
                 continue; // trailers
             };

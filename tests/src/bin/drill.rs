@@ -143,7 +143,7 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
     let pg: tokio_postgres::Config = url.parse().map_err(|e| format!("DATABASE_URL: {e}"))?;
     tests::pg::connect(&pg)
         .await
-        .map_err(|e| tests::pg::pg_error(&e))
+        .map_err(|e| common::error::chain(&e))
 }
 
 async fn prepare(url: &str, prefix: &str, count: u64) -> Result<(), String> {
@@ -156,7 +156,7 @@ async fn prepare(url: &str, prefix: &str, count: u64) -> Result<(), String> {
         &[&prefix, &count],
     )
     .await
-    .map_err(|e| tests::pg::pg_error(&e))?;
+    .map_err(|e| common::error::chain(&e))?;
     Ok(())
 }
 
@@ -375,7 +375,7 @@ async fn compare(
             &[&pattern],
         )
         .await
-        .map_err(|e| tests::pg::pg_error(&e))?;
+        .map_err(|e| common::error::chain(&e))?;
     let mut ledger = HashSet::new();
     let mut doubled = 0u64;
     for row in rows {
@@ -398,7 +398,7 @@ async fn compare(
             &[&sessions, &prefix],
         )
         .await
-        .map_err(|e| tests::pg::pg_error(&e))?
+        .map_err(|e| common::error::chain(&e))?
         .get(0);
     let backfill = db
         .query_one(
@@ -407,7 +407,7 @@ async fn compare(
             &[&pattern],
         )
         .await
-        .map_err(|e| tests::pg::pg_error(&e))?;
+        .map_err(|e| common::error::chain(&e))?;
     Ok(json!({
         "backfilled": backfill.get::<_, i64>(0),
         "last_backfill_at_unix": backfill.get::<_, Option<f64>>(1),

@@ -141,14 +141,14 @@ async fn main() -> Result<(), String> {
     let pg: tokio_postgres::Config = args.database_url.parse().map_err(|e| format!("{e}"))?;
     let db = tests::pg::connect(&pg)
         .await
-        .map_err(|e| tests::pg::pg_error(&e))?;
+        .map_err(|e| common::error::chain(&e))?;
     let prefix = format!("load_{}_{}", args.label, uuid::Uuid::new_v4().simple());
     db.execute(
         args.schema.insert_orders(),
         &[&prefix, &(args.requests as i32)],
     )
     .await
-    .map_err(|e| tests::pg::pg_error(&e))?;
+    .map_err(|e| common::error::chain(&e))?;
 
     // Every body is built and signed before the clock starts.
     let now = chrono::Utc::now().timestamp();
@@ -232,7 +232,7 @@ async fn main() -> Result<(), String> {
             &[&prefix],
         )
         .await
-        .map_err(|e| tests::pg::pg_error(&e))?
+        .map_err(|e| common::error::chain(&e))?
         .get(0);
     let paid: i64 = db
         .query_one(
@@ -240,7 +240,7 @@ async fn main() -> Result<(), String> {
             &[&prefix],
         )
         .await
-        .map_err(|e| tests::pg::pg_error(&e))?
+        .map_err(|e| common::error::chain(&e))?
         .get(0);
     let rps = totals.ok as f64 / elapsed.as_secs_f64();
     let rows_ok = rows as usize == totals.ok && paid as usize == totals.ok;

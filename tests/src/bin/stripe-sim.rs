@@ -88,7 +88,7 @@ async fn main() -> Result<(), String> {
         let pg: tokio_postgres::Config = url.parse().map_err(|e| format!("DATABASE_URL: {e}"))?;
         let db = tests::pg::connect(&pg)
             .await
-            .map_err(|e| tests::pg::pg_error(&e))?;
+            .map_err(|e| common::error::chain(&e))?;
         let rates = Rates {
             drop: args.drop,
             duplicate: args.duplicate,
