@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The edge under attack at full scale, on loopback (release builds, the edge in its own process),
-# with signed webhooks delivered meanwhile (tests/src/bin/attack.rs):
+# with signed webhooks delivered meanwhile (tests/tools/src/bin/attack.rs):
 #   1. 10,000 connections that send nothing; 2. 10,000 that send 16 bytes of the h2 preface;
 #   3. under `ulimit -n 1024`, 1,100 idle connections while webhooks and /live are asked;
 #   4. 1,500 HTTP/1 connections each trickling a 1 MiB body (in-tolerance, wrong signature);
@@ -21,7 +21,7 @@ out=target/bench
 mkdir -p "$out"
 pg_bin=$(pg_bin_dir)
 echo "==> building release binaries"
-cargo build --release --locked -q -p edge -p tests --bin edge --bin attack --bin loadgen
+cargo build --release --locked -q -p edge -p tools --bin edge --bin attack --bin loadgen
 use_scratch_dir edge-attack
 start_throwaway_pg "$work"
 ./target/release/edge migrate >/dev/null

@@ -33,7 +33,7 @@ use_scratch_dir edge-bench
 peer_pid=
 
 echo "==> building release binaries"
-cargo build --release --locked -q -p edge -p tests --bin edge --bin loadgen --bin ledger-sql
+cargo build --release --locked -q -p edge -p tools --bin edge --bin loadgen --bin ledger-sql
 
 echo "==> starting a throwaway PostgreSQL (durable defaults: fsync and synchronous_commit on)"
 start_throwaway_pg "$work"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Proxy benchmark, in one run: the same client (wrk, 2 threads, 32 keep-alive connections, small
-# GETs) against the same upstream app (tests/src/bin/fake-app.rs) directly, through the release
+# GETs) against the same upstream app (tests/tools/src/bin/fake-app.rs) directly, through the release
 # edge, through nginx (Debian nginx-light: 2 workers, a keep-alive upstream pool, X-Forwarded-For
 # and a request id set like ours) and through HAProxy (2 threads, `http-reuse always`,
 # `option forwardfor`, a unique-id header), alternating in rounds. Reports req/s, p99 and each
 # proxy's CPU µs per request (medians of the rounds) and the paired ratios. Then 100 MB streamed
-# down and up through the edge while its peak RSS is read (tests/src/bin/proxybench.rs). Installs
+# down and up through the edge while its peak RSS is read (tests/tools/src/bin/proxybench.rs). Installs
 # wrk and nginx-light when missing (HAProxy too). Writes target/bench/proxy.json.
 #
 # Env: BENCH_ROUNDS (3), BENCH_SECONDS (each wrk run, 10), BENCH_STREAM_MB (100),
@@ -24,7 +24,7 @@ need_commands wrk:wrk nginx:nginx-light haproxy:haproxy
 use_scratch_dir edge-proxy-bench
 
 echo "==> building release binaries"
-cargo build --release --locked -q -p edge -p tests --bin edge --bin proxybench --bin fake-app
+cargo build --release --locked -q -p edge -p tools --bin edge --bin proxybench --bin fake-app
 echo "==> starting a throwaway PostgreSQL (the edge checks its schema at start-up)"
 start_throwaway_pg "$work"
 ./target/release/edge migrate >/dev/null

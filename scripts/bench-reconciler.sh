@@ -17,7 +17,7 @@ mkdir -p "$out"
 use_scratch_dir edge-reconciler-bench
 
 echo "==> building release binaries"
-cargo build --release --locked -q -p edge -p reconciler -p tests --bin edge --bin reconciler --bin stripe-sim
+cargo build --release --locked -q -p edge -p reconciler -p sim --bin edge --bin reconciler --bin stripe-sim
 echo "==> starting a throwaway PostgreSQL"
 start_throwaway_pg "$work"
 pg_bin=$(pg_bin_dir)

@@ -7,7 +7,7 @@
 #   proxy       the proxy against nginx and HAProxy (scripts/bench-proxy.sh)
 #   reconciler  windows of 10k, 100k and 1M events with 1 % missing (scripts/bench-reconciler.sh)
 #   attack      the edge's resource bounds under attack (scripts/bench-attack.sh)
-#   orphans     orphan adoption against unclaimed orphans (tests/src/bin/orphanbench.rs)
+#   orphans     orphan adoption against unclaimed orphans (tests/tools/src/bin/orphanbench.rs)
 # Each writes target/bench/<name>.json; a benchmark that fails stops the run, and the doc keeps
 # its previous tables for the sections not rewritten. About 40 minutes on 2 cores; run it on an
 # otherwise idle machine (the benchmarks share its cores with Postgres and their load generators).
@@ -24,7 +24,7 @@ for name in $only; do
   rm -f "target/bench/$name.json"
   case $name in
     orphans)
-      cargo build --release --locked -q -p tests --bin orphanbench
+      cargo build --release --locked -q -p tools --bin orphanbench
       ./target/release/orphanbench --out target/bench/orphans.json ;;
     latency-tmpfs) BENCH_PG_TMPFS=1 scripts/bench-latency.sh ;;
     reconciler) BENCH_SIZES=${BENCH_SIZES:-10000 100000 1000000} scripts/bench-reconciler.sh ;;

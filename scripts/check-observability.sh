@@ -32,7 +32,7 @@ echo "==> dashboards, offline"
 python3 scripts/check-dashboards.py dashboards
 
 echo "==> building the binaries"
-cargo build --locked -q -p edge -p reconciler -p tests --bin edge --bin reconciler --bin stripe-sim
+cargo build --locked -q -p edge -p reconciler -p sim --bin edge --bin reconciler --bin stripe-sim
 
 use_scratch_dir edge-obs
 start_throwaway_pg "$work"

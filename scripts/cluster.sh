@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 . scripts/topology.sh
 
 echo "==> building (release)"
-cargo build --release --locked -q -p edge -p reconciler -p tests --bin edge --bin reconciler --bin stripe-sim
+cargo build --release --locked -q -p edge -p reconciler -p sim --bin edge --bin reconciler --bin stripe-sim
 use_scratch_dir edge-cluster
 cleanup() { topo_stop; rm -rf "$work"; }
 trap cleanup EXIT

@@ -70,7 +70,7 @@ fi
   || "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres stripe_edge
 
 echo "==> building"
-cargo build --locked -q -p edge -p reconciler -p tests --bin edge --bin reconciler --bin stripe-sim
+cargo build --locked -q -p edge -p reconciler -p sim --bin edge --bin reconciler --bin stripe-sim
 echo "==> applying migrations"
 ./target/debug/edge migrate >"$dev/migrate.log"
 

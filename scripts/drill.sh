@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drills on the production topology under load (scripts/topology.sh: a Postgres primary and a
 # streaming standby, HAProxy in front of three edges, two reconcilers, the Stripe simulator,
-# Prometheus). A Stripe-like client (tests/src/bin/drill.rs) sends unique signed events for
+# Prometheus). A Stripe-like client (tests/tools/src/bin/drill.rs) sends unique signed events for
 # existing orders through HAProxy, retrying every non-2xx and connection error with backoff until a
 # 2xx, while, mid-load:
 #   1. rolling upgrade: each edge in turn gets SIGTERM, drains, and a new process takes its place;
@@ -30,7 +30,7 @@ mkdir -p "$out"
 : >"$out/drill.jsonl"
 
 echo "==> building (release)"
-cargo build --release --locked -q -p edge -p reconciler -p tests --bin edge --bin reconciler --bin stripe-sim --bin drill
+cargo build --release --locked -q -p edge -p reconciler -p sim -p tools --bin edge --bin reconciler --bin stripe-sim --bin drill
 use_scratch_dir edge-drill
 cleanup() { topo_stop; rm -rf "$work"; }
 trap cleanup EXIT

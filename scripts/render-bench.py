@@ -212,7 +212,7 @@ def render_orphans(d):
 COMMANDS = {"edge": "scripts/bench-edge.sh", "latency": "scripts/bench-latency.sh",
             "latency-tmpfs": "BENCH_PG_TMPFS=1 scripts/bench-latency.sh",
             "proxy": "scripts/bench-proxy.sh", "reconciler": "scripts/bench-reconciler.sh",
-            "attack": "scripts/bench-attack.sh", "orphans": "cargo run --release -p tests --bin orphanbench"}
+            "attack": "scripts/bench-attack.sh", "orphans": "cargo run --release -p tools --bin orphanbench"}
 
 
 def markers(name):

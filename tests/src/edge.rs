@@ -141,6 +141,11 @@ impl TestEdge {
         Self::builder().spawn().await
     }
 
+    /// A scenario driver that delivers to this edge with its first webhook secret.
+    pub fn driver(&self, rates: sim::scenario::Rates, seed: u64) -> sim::scenario::Driver {
+        sim::scenario::Driver::new(self.public, &self.secrets[0], rates, seed)
+    }
+
     /// The `Stripe-Signature` of `body`, signed now with the first secret.
     pub fn sign(&self, body: &[u8]) -> String {
         signature::sign(&self.secrets[0], chrono::Utc::now().timestamp(), body)

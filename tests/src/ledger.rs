@@ -4,28 +4,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-/// An order as the app would create it before redirecting to Checkout.
-#[derive(Debug, Clone, Default)]
-pub struct NewOrder {
-    pub session_id: Option<String>,
-    pub amount_total: Option<i64>,
-    pub currency: Option<String>,
-    pub status: Option<&'static str>,
-    pub payment_intent: Option<String>,
-}
-
-/// Inserts an order; returns its id.
-pub async fn insert_order(db: &Client, order: NewOrder) -> Uuid {
-    let id = Uuid::new_v4();
-    db.execute(
-        "INSERT INTO orders (id, stripe_session_id, amount_total, currency, status, stripe_payment_intent_id)
-         VALUES ($1, $2, $3, $4, COALESCE($5, 'pending'), $6)",
-        &[&id, &order.session_id, &order.amount_total, &order.currency, &order.status, &order.payment_intent],
-    )
-    .await
-    .expect("insert order");
-    id
-}
+pub use sim::app::{NewOrder, insert_order};
 
 /// A pending order for a Checkout Session, with no expected amount: the usual test order.
 pub async fn pending_order(db: &Client, session_id: &str) -> Uuid {

@@ -8,7 +8,7 @@ use reconciler::config::{KeyRequirement, ReconcilerConfig};
 use reconciler::stripe_api::RetryPolicy;
 
 use crate::pg::TestDb;
-use crate::stripe_sim::StripeSim;
+use sim::server::StripeSim;
 
 /// Retries as in production, but paused milliseconds instead of seconds.
 pub const FAST_RETRY: RetryPolicy = RetryPolicy {

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use common::stripe::signature;
+use sim::objects::{Session, session_event};
 use tests::edge::TestEdge;
 use tests::http::{eventually, get, read_until, read_until_closed};
 use tests::ledger::event_rows;
-use tests::stripe::{Session, session_event};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -5,13 +5,13 @@
 use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerConnection, Source};
 use common::stripe::event::StripeEvent;
 use serde_json::{Value, json};
+use sim::objects::{Session, charge_refunded, envelope, session_event};
 use tests::ledger::{
     NewOrder, event_rows, insert_order, one_backend_waits_for_a_lock, order, pending_order,
     writing_transactions,
 };
 use tests::oracle::{self, RecordMeta};
 use tests::pg::TestDb;
-use tests::stripe::{Session, charge_refunded, envelope, session_event};
 use tokio_postgres::Client;
 use uuid::Uuid;
 

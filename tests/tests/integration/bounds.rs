@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edge::Limits;
+use sim::objects::{Session, session_event};
 use tests::edge::TestEdge;
 use tests::http::{eventually, get, read_until_closed};
-use tests::stripe::{Session, session_event};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use http::Method;
 use http_body_util::Full;
 use reconciler::schedule::Daemon;
-use tests::driver::{Driver, Ending, Rates};
+use sim::scenario::{Ending, Rates};
+use sim::server::StripeSim;
 use tests::edge::TestEdge;
 use tests::http::{eventually, get, request, send};
 use tests::ledger::order;
-use tests::stripe_sim::StripeSim;
 use tokio::sync::oneshot;
 
 const KEY: &str = "sk_test_daemon_suite";
@@ -32,7 +32,7 @@ async fn the_daemon_passes_at_start_and_serves_support() {
     let sim = StripeSim::start(KEY).await;
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
-    let mut driver = Driver::for_edge(&edge, Rates::dropping(1.0), 9);
+    let mut driver = edge.driver(Rates::dropping(1.0), 9);
     let lost = driver
         .checkout(
             &db,

@@ -12,10 +12,10 @@ use common::stripe::signature;
 use http::Method;
 use http_body_util::Full;
 use reconciler::pass::Trigger;
+use sim::objects::{Session, envelope};
+use sim::server::StripeSim;
 use tests::edge::TestEdge;
 use tests::http::{eventually, get, request, send};
-use tests::stripe::{Session, envelope};
-use tests::stripe_sim::StripeSim;
 use tokio::sync::watch;
 
 /// Figures of one run.

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use sim::objects::{Session, session_event};
 use tests::edge::TestEdge;
 use tests::http::{Reply, eventually};
 use tests::ledger::{event_count, one_backend_waits_for_a_lock, order, pending_order};
 use tests::pg::TestDb;
-use tests::stripe::{Session, session_event};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 use uuid::Uuid;

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use reconciler::runs::Trigger;
 use serde_json::json;
+use sim::objects::{Session, session_event};
+use sim::server::StripeSim;
 use tests::edge::TestEdge;
 use tests::http::{eventually, get};
 use tests::ledger::{NewOrder, event_rows, insert_order, order, pending_order};
-use tests::stripe::{Session, session_event};
-use tests::stripe_sim::StripeSim;
 use tokio_postgres::Client;
 
 const KEY: &str = "sk_test_guards_suite";

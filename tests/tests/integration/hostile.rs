@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use common::stripe::signature;
 use edge::Limits;
+use sim::objects::{Session, session_event};
 use tests::edge::TestEdge;
 use tests::http::{get, read_until_closed};
 use tests::ledger::{event_count, event_rows};
-use tests::stripe::{Session, session_event};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

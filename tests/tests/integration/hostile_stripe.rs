@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use reconciler::runs::Trigger;
 use reconciler::schedule::Daemon;
+use sim::objects::{Session, session_event};
+use sim::server::{Faults, ListMode, StripeSim};
 use tests::http::eventually;
 use tests::ledger::order;
 use tests::pg::TestDb;
-use tests::stripe::{Session, session_event};
-use tests::stripe_sim::{Faults, ListMode, StripeSim};
 use tokio::sync::oneshot;
 
 const KEY: &str = "sk_test_hostile_stripe_suite";

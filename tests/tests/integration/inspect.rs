@@ -4,9 +4,9 @@
 use common::db;
 use reconciler::inspect::{Target, inspect, render_text};
 use reconciler::pass::Trigger;
-use tests::driver::{Checkout, Driver, Ending, Rates};
+use sim::scenario::{Checkout, Driver, Ending, Rates};
+use sim::server::StripeSim;
 use tests::edge::TestEdge;
-use tests::stripe_sim::StripeSim;
 
 const KEY: &str = "sk_test_inspect_suite";
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerError, Source};
 use common::stripe::event::StripeEvent;
 use deadpool_postgres::Pool;
+use sim::objects::{Session, session_event};
 use tests::ledger::{event_rows, order, pending_order};
 use tests::pg::TestDb;
-use tests::stripe::{Session, session_event};
 
 #[tokio::test]
 async fn a_cancelled_write_commits_nothing_and_leaves_no_open_transaction() {

@@ -2,9 +2,9 @@
 //! `client_reference_id` and `metadata.order_id`, orphans, `paid` never downgraded, amount and
 //! livemode guards, refunds found by payment intent.
 
+use sim::objects::{Session, charge_refunded, session_event};
 use tests::edge::TestEdge;
 use tests::ledger::{NewOrder, event_rows, insert_order, order};
-use tests::stripe::{Session, charge_refunded, session_event};
 
 async fn order_for(edge: &TestEdge, session: &Session, status: &'static str) -> uuid::Uuid {
     let db = edge.db.client().await;

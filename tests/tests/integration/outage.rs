@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use sim::objects::{Session, session_event};
 use tests::edge::TestEdge;
 use tests::http::{eventually, get};
 use tests::ledger::{event_count, event_rows, order, pending_order};
-use tests::stripe::{Session, session_event};
 
 #[tokio::test]
 async fn database_outage_answers_5xx_and_recovers_without_restart() {

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use reconciler::pass::Trigger;
-use tests::driver::{Deliveries, Driver, Ending, Rates};
+use sim::scenario::{Deliveries, Driver, Ending, Rates};
+use sim::server::{Faults, StripeSim};
 use tests::edge::TestEdge;
 use tests::http::eventually;
 use tests::ledger::{event_count, order, pending_order};
-use tests::stripe_sim::{Faults, StripeSim};
 use tokio::sync::watch;
 
 const KEY: &str = "sk_test_reconciler_suite";
@@ -32,7 +32,7 @@ impl Scenario {
         let sim = StripeSim::start(KEY).await;
         let edge = TestEdge::spawn().await;
         let db = edge.db.client().await;
-        let driver = Driver::for_edge(&edge, rates, seed);
+        let driver = edge.driver(rates, seed);
         Self {
             sim,
             edge,
@@ -405,9 +405,9 @@ async fn an_event_that_arrived_before_its_order_is_adopted() {
     let edge = TestEdge::spawn().await;
     let db = edge.db.client().await;
     // Stripe delivers the payment before the app has written the order.
-    let mut session = tests::stripe::Session::new("cs_test_order_written_late");
+    let mut session = sim::objects::Session::new("cs_test_order_written_late");
     session.created = chrono::Utc::now().timestamp() - 60;
-    let event = tests::stripe::session_event("checkout.session.completed", &session);
+    let event = sim::objects::session_event("checkout.session.completed", &session);
     sim.add_event(event.clone());
     assert_eq!(edge.webhook_json(&event).await.status, 200);
     let id = pending_order(&db, &session.id).await;
@@ -562,10 +562,10 @@ async fn daemons_started_together_share_every_tick() {
 async fn webhooks_still_in_flight_are_not_counted_missing() {
     let Scenario { sim, edge, db, .. } = scenario(30, 23).await;
     // An event created seconds ago, whose webhook is still on its way.
-    let mut fresh = tests::stripe::Session::new("cs_test_in_flight");
+    let mut fresh = sim::objects::Session::new("cs_test_in_flight");
     fresh.created = chrono::Utc::now().timestamp() - 10;
     let id = pending_order(&db, &fresh.id).await;
-    let event = tests::stripe::session_event("checkout.session.completed", &fresh);
+    let event = sim::objects::session_event("checkout.session.completed", &fresh);
     sim.add_event(event.clone());
     let reconciler = tests::reconciler::build(&edge.db, &sim, &[("RECONCILE_SETTLE", "60s")]).await;
     let summary = reconciler.pass(Trigger::Schedule, &never()).await;

@@ -86,9 +86,9 @@ async fn a_newer_schema_is_accepted_within_its_compatibility_range() {
     let ready = tests::http::get(edge.admin, "/ready").await;
     assert_eq!(ready.status, 200, "{}", ready.text());
     assert_eq!(ready.json()["schemaVersion"], newer);
-    let event = tests::stripe::session_event(
+    let event = sim::objects::session_event(
         "checkout.session.completed",
-        &tests::stripe::Session::new("cs_test_newer_schema"),
+        &sim::objects::Session::new("cs_test_newer_schema"),
     );
     assert_eq!(edge.webhook_json(&event).await.status, 200);
 }

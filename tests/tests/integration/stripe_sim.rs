@@ -5,9 +5,9 @@ use bytes::Bytes;
 use http::Method;
 use http_body_util::Full;
 use serde_json::Value;
+use sim::objects::{Session, envelope, event_id};
+use sim::server::{Faults, StripeSim};
 use tests::http::{Reply, request, send};
-use tests::stripe::{Session, envelope, event_id};
-use tests::stripe_sim::{Faults, StripeSim};
 
 const KEY: &str = "sk_test_simulator_suite";
 

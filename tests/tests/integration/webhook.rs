@@ -3,9 +3,9 @@
 
 use common::stripe::signature;
 use serde_json::json;
+use sim::objects::{OFFICIAL_PAYLOAD, Session, session_event};
 use tests::edge::TestEdge;
 use tests::ledger::{event_count, event_rows, order, pending_order};
-use tests::stripe::{OFFICIAL_PAYLOAD, Session, session_event};
 
 #[tokio::test]
 async fn new_event_is_recorded_and_acknowledged_after_commit() {

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use crate::ledger::{NewOrder, insert_order};
-use crate::stripe::{Session, envelope, event_id};
-use crate::stripe_sim::StripeSim;
+use crate::app::{NewOrder, insert_order};
+use crate::objects::{Session, envelope, event_id};
+use crate::server::StripeSim;
 
 /// How a checkout ends on Stripe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,11 +111,6 @@ impl Driver {
         }
     }
 
-    /// A driver that delivers to `edge` with its first webhook secret.
-    pub fn for_edge(edge: &crate::edge::TestEdge, rates: Rates, seed: u64) -> Self {
-        Self::new(edge.public, &edge.secrets[0], rates, seed)
-    }
-
     /// Creates `n` checkouts ending as `ending`, created one second apart from `first_created`, and
     /// delivers each one's events before the next checkout.
     pub async fn play(
@@ -168,47 +163,8 @@ impl Driver {
         let mut session = Session::new(session_id.clone());
         session.created = created;
         session.client_reference_id = Some(order_id.to_string());
-        let object = |s: &Session, status: &str, payment_status: &str| {
-            let mut o = s.object();
-            o["status"] = json!(status);
-            o["payment_status"] = json!(payment_status);
-            if status == "expired" {
-                o["payment_intent"] = Value::Null;
-            }
-            o
-        };
-        let steps: Vec<(&str, Value)> = match ending {
-            Ending::Paid => vec![(
-                "checkout.session.completed",
-                object(&session, "complete", "paid"),
-            )],
-            Ending::Expired => vec![(
-                "checkout.session.expired",
-                object(&session, "expired", "unpaid"),
-            )],
-            Ending::AsyncPaid => vec![
-                (
-                    "checkout.session.completed",
-                    object(&session, "complete", "unpaid"),
-                ),
-                (
-                    "checkout.session.async_payment_succeeded",
-                    object(&session, "complete", "paid"),
-                ),
-            ],
-            Ending::AsyncFailed => vec![
-                (
-                    "checkout.session.completed",
-                    object(&session, "complete", "unpaid"),
-                ),
-                (
-                    "checkout.session.async_payment_failed",
-                    object(&session, "complete", "unpaid"),
-                ),
-            ],
-        };
         let mut events = Vec::new();
-        for (i, (kind, obj)) in steps.into_iter().enumerate() {
+        for (i, (kind, obj)) in steps(&session, ending).into_iter().enumerate() {
             let event = envelope(
                 &event_id(),
                 kind,
@@ -271,12 +227,12 @@ impl Driver {
         let mut retries = 0;
         for attempt in 0..50u32 {
             let header = signature::sign(&self.secret, chrono::Utc::now().timestamp(), &body);
-            let req = crate::http::request(Method::POST, self.edge, "/stripe/webhook")
+            let req = crate::client::request(Method::POST, self.edge, "/stripe/webhook")
                 .header("stripe-signature", header)
                 .header("content-type", "application/json; charset=utf-8")
                 .body(Full::new(body.clone()));
             let Ok(req) = req else { return retries };
-            match crate::http::send(self.edge, req).await {
+            match crate::client::send(self.edge, req).await {
                 Ok(r) if r.status.is_success() => return retries,
                 _ => {
                     retries += 1;
@@ -286,5 +242,42 @@ impl Driver {
             }
         }
         retries
+    }
+}
+
+/// The events of a checkout that ends as `ending`: their types and the session as each shows it.
+fn steps(session: &Session, ending: Ending) -> Vec<(&'static str, Value)> {
+    let object = |status: &str, payment_status: &str| {
+        let mut o = session.object();
+        o["status"] = json!(status);
+        o["payment_status"] = json!(payment_status);
+        if status == "expired" {
+            o["payment_intent"] = Value::Null;
+        }
+        o
+    };
+    let completed = |payment_status| {
+        (
+            "checkout.session.completed",
+            object("complete", payment_status),
+        )
+    };
+    match ending {
+        Ending::Paid => vec![completed("paid")],
+        Ending::Expired => vec![("checkout.session.expired", object("expired", "unpaid"))],
+        Ending::AsyncPaid => vec![
+            completed("unpaid"),
+            (
+                "checkout.session.async_payment_succeeded",
+                object("complete", "paid"),
+            ),
+        ],
+        Ending::AsyncFailed => vec![
+            completed("unpaid"),
+            (
+                "checkout.session.async_payment_failed",
+                object("complete", "unpaid"),
+            ),
+        ],
     }
 }

@@ -21,7 +21,7 @@ use common::stripe::signature;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
-use tests::stripe::{Session, session_event};
+use sim::objects::{Session, session_event};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -3,9 +3,10 @@
 
 use serde_json::{Value, json};
 
-pub const CHECKOUT_SESSION_FIXTURE: &str = include_str!("../fixtures/stripe/checkout_session.json");
+pub const CHECKOUT_SESSION_FIXTURE: &str =
+    include_str!("../../fixtures/stripe/checkout_session.json");
 pub const OFFICIAL_PAYLOAD: &[u8] =
-    include_bytes!("../fixtures/stripe/sigvec_dotnet_event_payload.json");
+    include_bytes!("../../fixtures/stripe/sigvec_dotnet_event_payload.json");
 
 /// A Checkout Session object: the fixture with the fields a test cares about replaced.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use common::stripe::signature;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
-use tests::stripe::{Session, envelope};
+use sim::objects::{Session, envelope};
 
 #[derive(Parser, Debug)]
 #[command(about = "Sends unique signed checkout.session.completed events and checks the ledger")]
@@ -149,10 +149,26 @@ async fn main() -> Result<(), String> {
     )
     .await
     .map_err(|e| common::error::chain(&e))?;
+    let requests = signed_requests(&args, &prefix);
+    let cpu_before = CpuTicks::now(&args);
+    let started = Instant::now();
+    let mut totals = send_all(&args, requests).await?;
+    let elapsed = started.elapsed();
+    let cpu_after = CpuTicks::now(&args);
+    let ledger = Ledger::read(&db, &prefix).await?;
+    report(
+        &args,
+        &mut totals,
+        elapsed,
+        (cpu_before, cpu_after),
+        &ledger,
+    )
+}
 
-    // Every body is built and signed before the clock starts.
+/// Every body, built and signed before the clock starts.
+fn signed_requests(args: &Args, prefix: &str) -> Vec<(Bytes, String)> {
     let now = chrono::Utc::now().timestamp();
-    let requests: Vec<(Bytes, String)> = (1..=args.requests)
+    (1..=args.requests)
         .map(|i| {
             let mut session = Session::new(format!("cs_test_{prefix}_{i}"));
             session.created = now - 30;
@@ -167,11 +183,13 @@ async fn main() -> Result<(), String> {
             let header = signature::sign(&args.secret, now, &body);
             (body, header)
         })
-        .collect();
+        .collect()
+}
+
+/// Sends every request over the connections, closed loop, or open loop at `--rate`.
+async fn send_all(args: &Args, requests: Vec<(Bytes, String)>) -> Result<Totals, String> {
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
-    let cpu_before = CpuTicks::now(&args);
-    let started = Instant::now();
     let path: Arc<str> = args.path.clone().into();
     // Open loop: a dispatcher hands out (index, due time) at the rate; closed loop: no schedule.
     let schedule = args.rate.map(|rate| {
@@ -211,8 +229,45 @@ async fn main() -> Result<(), String> {
         totals.failed += t.failed;
         totals.latencies_us.extend(t.latencies_us);
     }
-    let elapsed = started.elapsed();
-    let cpu_after = CpuTicks::now(&args);
+    Ok(totals)
+}
+
+/// What the ledger holds of this run.
+struct Ledger {
+    rows: i64,
+    paid: i64,
+}
+
+impl Ledger {
+    async fn read(db: &tokio_postgres::Client, prefix: &str) -> Result<Self, String> {
+        let count = |sql: &'static str| async move {
+            db.query_one(sql, &[&prefix])
+                .await
+                .map(|r| r.get::<_, i64>(0))
+                .map_err(|e| common::error::chain(&e))
+        };
+        Ok(Self {
+            rows: count(
+                "SELECT count(*) FROM payment_events WHERE stripe_event_id LIKE 'evt_' || $1 || '\\_%'",
+            )
+            .await?,
+            paid: count(
+                "SELECT count(*) FROM orders WHERE stripe_session_id LIKE 'cs_test_' || $1 || '\\_%' AND status = 'paid'",
+            )
+            .await?,
+        })
+    }
+}
+
+/// Prints the run's line, writes its JSON, and fails unless the ledger holds exactly one row per
+/// 2xx and every such order is paid.
+fn report(
+    args: &Args,
+    totals: &mut Totals,
+    elapsed: Duration,
+    (cpu_before, cpu_after): (CpuTicks, CpuTicks),
+    ledger: &Ledger,
+) -> Result<(), String> {
     // Clock ticks per second: 100 on Linux (`getconf CLK_TCK`).
     let per_request = |before: u64, after: u64| {
         after.saturating_sub(before) as f64 * 10_000.0 / args.requests.max(1) as f64
@@ -226,24 +281,8 @@ async fn main() -> Result<(), String> {
             l[((l.len() - 1) as f64 * p) as usize] as f64 / 1000.0
         }
     };
-    let rows: i64 = db
-        .query_one(
-            "SELECT count(*) FROM payment_events WHERE stripe_event_id LIKE 'evt_' || $1 || '\\_%'",
-            &[&prefix],
-        )
-        .await
-        .map_err(|e| common::error::chain(&e))?
-        .get(0);
-    let paid: i64 = db
-        .query_one(
-            "SELECT count(*) FROM orders WHERE stripe_session_id LIKE 'cs_test_' || $1 || '\\_%' AND status = 'paid'",
-            &[&prefix],
-        )
-        .await
-        .map_err(|e| common::error::chain(&e))?
-        .get(0);
     let rps = totals.ok as f64 / elapsed.as_secs_f64();
-    let rows_ok = rows as usize == totals.ok && paid as usize == totals.ok;
+    let rows_ok = ledger.rows as usize == totals.ok && ledger.paid as usize == totals.ok;
     let result = json!({
         "mode": if args.rate.is_some() { "open" } else { "closed" },
         "target_rate": args.rate,
@@ -258,8 +297,8 @@ async fn main() -> Result<(), String> {
         "p99_ms": pct(0.99),
         "p999_ms": pct(0.999),
         "max_ms": pct(1.0),
-        "ledger_rows": rows,
-        "orders_paid": paid,
+        "ledger_rows": ledger.rows,
+        "orders_paid": ledger.paid,
         "rows_checked": rows_ok,
         "app_cpu_us_per_req": per_request(cpu_before.app, cpu_after.app),
         "pg_cpu_us_per_req": per_request(cpu_before.postgres, cpu_after.postgres),
@@ -276,11 +315,11 @@ async fn main() -> Result<(), String> {
         pct(0.90),
         pct(0.99),
         pct(1.0),
-        rows,
-        paid,
+        ledger.rows,
+        ledger.paid,
         if rows_ok { "ok" } else { "MISMATCH" }
     );
-    if let Some(path) = args.json {
+    if let Some(path) = &args.json {
         std::fs::write(path, result.to_string()).map_err(|e| e.to_string())?;
     }
     if rows_ok && totals.failed == 0 {

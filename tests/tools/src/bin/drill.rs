@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use tests::stripe::{Session, envelope};
+use sim::objects::{Session, envelope};
 use tokio::sync::Mutex;
 
 #[derive(Parser, Debug)]
