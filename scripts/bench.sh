@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other, then the tables and the latency plot of
-# docs/performance.md rewritten from their JSON (scripts/render-bench.py):
-#   edge        webhook ingestion against pgbench and the Node peer (scripts/bench-edge.sh)
-#   latency     open-loop latency against the offered rate (scripts/bench-latency.sh)
+# docs/performance.md rewritten from their JSON (scripts/bench/render.py):
+#   edge        webhook ingestion against pgbench and the Node peer (scripts/bench/edge.sh)
+#   latency     open-loop latency against the offered rate (scripts/bench/latency.sh)
 #   latency-tmpfs  the same with Postgres's data on tmpfs: a diagnostic of the edge's own tail
-#   proxy       the proxy against nginx and HAProxy (scripts/bench-proxy.sh)
-#   reconciler  windows of 10k, 100k and 1M events with 1 % missing (scripts/bench-reconciler.sh)
-#   attack      the edge's resource bounds under attack (scripts/bench-attack.sh)
+#   proxy       the proxy against nginx and HAProxy (scripts/bench/proxy.sh)
+#   reconciler  windows of 10k, 100k and 1M events with 1 % missing (scripts/bench/reconciler.sh)
+#   attack      the edge's resource bounds under attack (scripts/bench/attack.sh)
 #   orphans     orphan adoption against unclaimed orphans (tests/tools/src/bin/orphanbench.rs)
 # Each writes target/bench/<name>.json; a benchmark that fails stops the run, and the doc keeps
 # its previous tables for the sections not rewritten. About 40 minutes on 2 cores; run it on an
@@ -14,9 +14,8 @@
 #
 # Env: BENCH_ONLY (a subset, e.g. "edge proxy"; default: all seven). Each script's own settings
 #      (BENCH_ROUNDS, BENCH_REQUESTS, BENCH_SIZES, ...) pass through.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-only=${BENCH_ONLY:-$(python3 scripts/render-bench.py --sections)}
+. "$(dirname "$0")/lib.sh"
+only=${BENCH_ONLY:-$(python3 scripts/bench/render.py --sections)}
 mkdir -p target/bench
 started=$(date +%s)
 for name in $only; do
@@ -26,12 +25,12 @@ for name in $only; do
     orphans)
       cargo build --release --locked -q -p tools --bin orphanbench
       ./target/release/orphanbench --out target/bench/orphans.json ;;
-    latency-tmpfs) BENCH_PG_TMPFS=1 scripts/bench-latency.sh ;;
-    reconciler) BENCH_SIZES=${BENCH_SIZES:-10000 100000 1000000} scripts/bench-reconciler.sh ;;
-    edge | latency | proxy | attack) "scripts/bench-$name.sh" ;;
-    *) echo "unknown benchmark: $name ($(python3 scripts/render-bench.py --sections))" >&2; exit 2 ;;
+    latency-tmpfs) BENCH_PG_TMPFS=1 scripts/bench/latency.sh ;;
+    reconciler) BENCH_SIZES=${BENCH_SIZES:-10000 100000 1000000} scripts/bench/reconciler.sh ;;
+    edge | latency | proxy | attack) "scripts/bench/$name.sh" ;;
+    *) echo "unknown benchmark: $name ($(python3 scripts/bench/render.py --sections))" >&2; exit 2 ;;
   esac
 done
 echo "######## docs/performance.md"
-python3 scripts/render-bench.py $only
+python3 scripts/bench/render.py $only
 echo "all benchmarks done in $(( ($(date +%s) - started) / 60 )) min"

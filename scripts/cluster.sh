@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # The production topology on 127.0.0.1, one command: a PostgreSQL primary and a streaming standby,
 # HAProxy in front of three edges (health checks on /ready), two reconcilers, the Stripe simulator,
-# and a Prometheus scraping everything with the alert rules loaded (scripts/topology.sh). Prints the
+# and a Prometheus scraping everything with the alert rules loaded (scripts/cluster/topology.sh). Prints the
 # URLs, then runs until Ctrl-C, SIGINT or SIGTERM, which stop everything it started.
 #
 # Env: TOPO_EDGES (3), TOPO_RECONCILERS (2).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib.sh
-. scripts/topology.sh
+. "$(dirname "$0")/lib.sh"
+. scripts/cluster/topology.sh
 
 echo "==> building (release)"
 cargo build --release --locked -q -p edge -p reconciler -p sim --bin edge --bin reconciler --bin stripe-sim

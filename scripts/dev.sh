@@ -20,8 +20,7 @@ if [ -z "${DEV_SH_SIGNALS_RESET:-}" ]; then
   exec python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
     bash "$0" "$@"
 fi
-cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 reset=
 for arg in "$@"; do

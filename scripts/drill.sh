@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Drills on the production topology under load (scripts/topology.sh: a Postgres primary and a
+# Drills on the production topology under load (scripts/cluster/topology.sh: a Postgres primary and a
 # streaming standby, HAProxy in front of three edges, two reconcilers, the Stripe simulator,
 # Prometheus). A Stripe-like client (tests/tools/src/bin/drill.rs) sends unique signed events for
 # existing orders through HAProxy, retrying every non-2xx and connection error with backoff until a
@@ -17,10 +17,8 @@
 #
 # Env: DRILL_RATE (events a second, 100), DRILL_SECONDS (load per drill, 20); CI runs
 # DRILL_SECONDS=8.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib.sh
-. scripts/topology.sh
+. "$(dirname "$0")/lib.sh"
+. scripts/cluster/topology.sh
 
 rate=${DRILL_RATE:-100}
 seconds=${DRILL_SECONDS:-20}

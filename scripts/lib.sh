@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Shared shell helpers for the project's scripts: finding (or installing) PostgreSQL's server
-# binaries and running them as the `postgres` user when we are root (initdb refuses root).
+# The one preamble of the project's scripts (each starts with `. "$(dirname "$0")/lib.sh"`, or
+# `../lib.sh` from a folder of scripts/): strict mode, the repository root as the working
+# directory, and the shared helpers: finding (or installing) PostgreSQL's server binaries and
+# running them as the `postgres` user when we are root (initdb refuses root), Debian packages
+# installed on demand, throwaway clusters, scratch directories, free ports.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Prints the bin directory of the newest installed PostgreSQL server, installing Debian's
 # `postgresql` package first when none is present and we are allowed to.

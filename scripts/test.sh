@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The harness starts a throwaway PostgreSQL cluster itself (unless
 # DATABASE_URL points at one); this script only makes sure the server binaries exist first.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 PG_BIN=$(pg_bin_dir)
 export PG_BIN
 # Some tests run the binaries as processes of their own (exit statuses, peak memory).

@@ -1,6 +1,6 @@
 // Type-checks every dashboard JSON in a directory against Grafana's own `Dashboard` type
 // (@grafana/schema) with the TypeScript compiler: a misspelt field, a wrong type or a missing
-// required one fails. Run by scripts/check-observability.sh: `node check.mjs <dashboards dir>`.
+// required one fails. Run by scripts/check.sh observability: `node check.mjs <dashboards dir>`.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';

@@ -1,7 +1,7 @@
 // Validates every object of the YAML files in a directory (deploy/k8s) against Kubernetes' own
 // OpenAPI schemas (kubernetes-models) and prometheus-operator's CRD schemas
 // (@kubernetes-models/prometheus-operator); a kustomization's resources must all exist. Run by
-// scripts/check-deploy.sh: `node check.mjs <dir>`.
+// scripts/check.sh deploy: `node check.mjs <dir>`.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';

@@ -1,5 +1,5 @@
 //! The edge bounded under attack, at test scale (the full-scale scenarios are in
-//! `scripts/bench-attack.sh`): connections that send nothing are closed at the header deadline,
+//! `scripts/bench/attack.sh`): connections that send nothing are closed at the header deadline,
 //! at the connection cap the longest idle connection makes room while the admin listener answers, a bad signature is
 //! refused before its body is read, trickled bodies never starve real webhooks, h2 streams and
 //! proxied requests are capped, stalled uploads are cut, and `/ready` costs no query per call.

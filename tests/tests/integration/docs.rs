@@ -162,7 +162,7 @@ fn every_relative_link_and_anchor_resolves() {
 #[test]
 fn every_benchmark_section_is_marked_once_in_the_performance_page() {
     let script =
-        std::fs::read_to_string(format!("{ROOT}/scripts/render-bench.py")).expect("script");
+        std::fs::read_to_string(format!("{ROOT}/scripts/bench/render.py")).expect("script");
     let list = script
         .lines()
         .find_map(|l| l.strip_prefix("SECTIONS = ["))

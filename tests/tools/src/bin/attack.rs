@@ -1,5 +1,5 @@
 //! An attacker with nothing but bandwidth, and a Stripe that keeps delivering meanwhile: the
-//! scenarios of `scripts/bench-attack.sh`, each printing one JSON line.
+//! scenarios of `scripts/bench/attack.sh`, each printing one JSON line.
 //!
 //! - `idle`: N connections that send nothing (or 16 bytes of the HTTP/2 preface), held until the
 //!   edge closes them: how many it closed, and when the last went.

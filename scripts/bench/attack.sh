@@ -11,9 +11,7 @@
 # Prints one JSON line per scenario with the edge's fds and RSS, writes target/bench/attack.json.
 #
 # Env: ATTACK_SCENARIOS (all: "idle preface ulimit trickle h2 ready badsig").
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
 
 scenarios=${ATTACK_SCENARIOS:-idle preface ulimit trickle h2 ready badsig}

@@ -10,9 +10,7 @@
 #   5. every path the Dockerfile copies exists, and its ignore file lets them in.
 # Installs what is missing: Debian's haproxy and prometheus, check-jsonschema in a venv under
 # target/, the npm packages of tests/deploy-schema.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. "$(dirname "$0")/../lib.sh"
 root=$(pwd)
 
 need_commands haproxy:haproxy promtool:prometheus node:nodejs npm:npm

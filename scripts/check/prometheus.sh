@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway Prometheus on loopback, in the foreground, for the dashboard checks:
 #
-#   scripts/run-prometheus.sh LISTEN DIR RULES_FILE JOB=HOST:PORT...
+#   scripts/check/prometheus.sh LISTEN DIR RULES_FILE JOB=HOST:PORT...
 #
 # Writes DIR/prometheus.yml (scrape and evaluate every second, RULES_FILE loaded, one job per
 # JOB=HOST:PORT) and execs Debian's `prometheus` with its data in DIR/data, so that the caller's

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks the Grafana dashboards in dashboards/ (run by scripts/check-observability.sh).
+"""Checks the Grafana dashboards in dashboards/ (run by scripts/check.sh observability).
 
 Offline, always:
   - strict JSON (a duplicated key is an error), a uid, schemaVersion, unique panel ids, a gridPos on

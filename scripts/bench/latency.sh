@@ -12,9 +12,7 @@
 #      BENCH_PG_TMPFS=1 (a diagnostic, not a deployment: Postgres's data directory on /dev/shm, so
 #      that a WAL flush costs nothing and the tail left is the edge's own; writes
 #      latency-tmpfs.json and latency-tmpfs.svg instead).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
 
 seconds=${BENCH_SECONDS:-20}

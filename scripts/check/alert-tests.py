@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 RULES = ROOT / "dashboards" / "alerts.yml"
 OUT = ROOT / "dashboards" / "alerts.test.yml"
 
@@ -174,13 +174,13 @@ def main():
             "input_series": series,
             "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": alerts}],
         })
-    text = ("# Written by scripts/gen-alert-tests.py (edit the cases there): every alert fires on its\n"
+    text = ("# Written by scripts/check/alert-tests.py (edit the cases there): every alert fires on its\n"
             "# symptom and stays quiet without it. Run: promtool test rules dashboards/alerts.test.yml\n"
             + yaml.safe_dump({"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": tests},
                              sort_keys=False, width=100, allow_unicode=True))
     if "--check" in sys.argv:
         if OUT.read_text() != text:
-            sys.exit("dashboards/alerts.test.yml is stale: run scripts/gen-alert-tests.py")
+            sys.exit("dashboards/alerts.test.yml is stale: run scripts/check/alert-tests.py")
         return
     OUT.write_text(text)
     print(f"written: {OUT.relative_to(ROOT)} ({len(tests)} cases)")

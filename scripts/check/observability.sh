@@ -8,19 +8,17 @@
 #      every panel query and template variable must return data and every rule evaluate cleanly;
 #   5. Grafana's own TypeScript types (@grafana/schema) against the dashboard JSON
 #      (tests/dashboard-schema).
-# The checks are the project's own: scripts/check-dashboards.py, scripts/run-prometheus.sh,
-# scripts/gen-alert-tests.py --check. Installs Debian's prometheus package when promtool is
+# The checks are the project's own: scripts/check/dashboards.py, scripts/check/prometheus.sh,
+# scripts/check/alert-tests.py --check. Installs Debian's prometheus package when promtool is
 # missing, and Node's npm packages of the schema check.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. "$(dirname "$0")/../lib.sh"
 root=$(pwd)
 
 need_commands promtool:prometheus prometheus:prometheus node:nodejs npm:npm
 
 echo "==> promtool check rules / test rules"
 promtool check rules --lint=all --lint-fatal dashboards/alerts.yml
-python3 scripts/gen-alert-tests.py --check
+python3 scripts/check/alert-tests.py --check
 promtool test rules dashboards/alerts.test.yml
 rendered=$(mktemp -t edge-rules-XXXXXX.yml)
 python3 scripts/render-alerts.py --runbook-base https://docs.example.com/stripe-edge/docs/ >"$rendered"
@@ -29,7 +27,7 @@ grep -q 'runbook_url: https://docs.example.com/stripe-edge/docs/operations.md#' 
 rm -f "$rendered"
 
 echo "==> dashboards, offline"
-python3 scripts/check-dashboards.py dashboards
+python3 scripts/check/dashboards.py dashboards
 
 echo "==> building the binaries"
 cargo build --locked -q -p edge -p reconciler -p sim --bin edge --bin reconciler --bin stripe-sim
@@ -66,7 +64,7 @@ promtool check metrics <"$work/edge.metrics"
 promtool check metrics <"$work/reconciler.metrics"
 
 echo "==> Prometheus on 127.0.0.1:$prom_port, scraping both"
-scripts/run-prometheus.sh "127.0.0.1:$prom_port" "$work/prom" dashboards/alerts.yml \
+scripts/check/prometheus.sh "127.0.0.1:$prom_port" "$work/prom" dashboards/alerts.yml \
   "edge=127.0.0.1:$edge_admin" "reconciler=127.0.0.1:$rec_admin" >"$work/prometheus.log" 2>&1 &
 scratch_pids+=($!)
 wait_for_url "http://127.0.0.1:$prom_port/-/ready"
@@ -89,7 +87,7 @@ wait_for_url "http://127.0.0.1:$prom_port/-/ready"
 scratch_pids+=($!)
 
 echo "==> dashboards and rules against the live Prometheus"
-python3 scripts/check-dashboards.py --metrics "$work/edge.metrics" "$work/reconciler.metrics" \
+python3 scripts/check/dashboards.py --metrics "$work/edge.metrics" "$work/reconciler.metrics" \
   --prometheus "http://127.0.0.1:$prom_port" --wait 120 --check-rules dashboards
 
 echo "==> Grafana's schema types"

@@ -11,9 +11,7 @@
 # Env: BENCH_ROUNDS (3), BENCH_SECONDS (each wrk run, 10), BENCH_STREAM_MB (100),
 #      BENCH_PERF=1 (profile the edge with `perf record -e cpu-clock` during its first round;
 #      report in target/bench/proxy-perf.txt).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
 
 rounds=${BENCH_ROUNDS:-3}

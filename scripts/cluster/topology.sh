@@ -180,7 +180,7 @@ topo_start_prometheus() {
   local edges="" recs="" i
   for i in $(seq 0 $((topo_edges - 1))); do edges+="${edges:+,}127.0.0.1:${edge_admins[$i]}"; done
   for i in $(seq 0 $((topo_reconcilers - 1))); do recs+="${recs:+,}127.0.0.1:${rec_admins[$i]}"; done
-  scripts/run-prometheus.sh "127.0.0.1:$prom_port" "$work/prom" dashboards/alerts.yml \
+  scripts/check/prometheus.sh "127.0.0.1:$prom_port" "$work/prom" dashboards/alerts.yml \
     "edge=$edges" "reconciler=$recs" >"$work/prometheus.log" 2>&1 &
   prom_pid=$!
   scratch_pids+=("$prom_pid")

@@ -17,9 +17,7 @@
 #      the peer is skipped when node or npm is missing), BENCH_PERF=1 (profile the edge with
 #      `perf record -e cpu-clock` during the first 32-connection run; report in
 #      target/bench/edge-perf.txt).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. "$(dirname "$0")/../lib.sh"
 # The load generator's events are test-mode events.
 export STRIPE_EXPECT_LIVEMODE=false
 

@@ -5,9 +5,9 @@ Each table sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`; a sect
 missing is left as it is. Every rewritten section opens with the date of its JSON file and the
 machine it ran on. The latency plots (target/bench/latency.svg, latency-tmpfs.svg) are copied to docs/.
 
-    scripts/render-bench.py [NAME...]  rewrite from target/bench/NAME.json (default: every section)
-    scripts/render-bench.py --check    only check that every section's markers are present, once
-    scripts/render-bench.py --sections print the section names (the benchmarks, in run order)
+    scripts/bench/render.py [NAME...]  rewrite from target/bench/NAME.json (default: every section)
+    scripts/bench/render.py --check    only check that every section's markers are present, once
+    scripts/bench/render.py --sections print the section names (the benchmarks, in run order)
 """
 import datetime
 import json
@@ -18,7 +18,7 @@ import shutil
 import statistics
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOC = os.path.join(ROOT, "docs", "performance.md")
 BENCH = os.path.join(ROOT, "target", "bench")
 SECTIONS = ["edge", "latency", "latency-tmpfs", "proxy", "reconciler", "attack", "orphans"]
@@ -209,10 +209,10 @@ def render_orphans(d):
     return "\n".join(rows) + "\n"
 
 
-COMMANDS = {"edge": "scripts/bench-edge.sh", "latency": "scripts/bench-latency.sh",
-            "latency-tmpfs": "BENCH_PG_TMPFS=1 scripts/bench-latency.sh",
-            "proxy": "scripts/bench-proxy.sh", "reconciler": "scripts/bench-reconciler.sh",
-            "attack": "scripts/bench-attack.sh", "orphans": "cargo run --release -p tools --bin orphanbench"}
+COMMANDS = {"edge": "scripts/bench/edge.sh", "latency": "scripts/bench/latency.sh",
+            "latency-tmpfs": "BENCH_PG_TMPFS=1 scripts/bench/latency.sh",
+            "proxy": "scripts/bench/proxy.sh", "reconciler": "scripts/bench/reconciler.sh",
+            "attack": "scripts/bench/attack.sh", "orphans": "cargo run --release -p tools --bin orphanbench"}
 
 
 def markers(name):

@@ -6,9 +6,7 @@
 #
 # Env: BENCH_SIZES ("10000 100000"), BENCH_MAX_RPS (1000: unthrottled, to show the reconciler's own
 #      capacity; Stripe allows 100).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. "$(dirname "$0")/../lib.sh"
 # The simulator's events are test-mode events, created just before the pass: no settle window.
 export STRIPE_EXPECT_LIVEMODE=false RECONCILE_SETTLE=0s
 

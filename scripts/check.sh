@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The checks CI runs beside the tests, each installing and starting what it needs:
+#   observability  the alert rules (promtool lint and rule tests), the dashboards (offline, Grafana's
+#                  schema, and every query against a live Prometheus scraping the running binaries)
+#   deploy         the deploy kit, statically: compose schema, Kubernetes schemas, haproxy -c,
+#                  promtool, generated objects up to date
+#
+#   scripts/check.sh [NAME...]     (default: every check)
+. "$(dirname "$0")/lib.sh"
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(observability deploy)
+for name in "${names[@]}"; do
+  case $name in
+    observability | deploy) echo "######## check $name"; "scripts/check/$name.sh" ;;
+    *) echo "unknown check: $name (observability, deploy)" >&2; exit 2 ;;
+  esac
+done
