@@ -92,7 +92,13 @@ pub async fn run(
     let requests_before = r.stripe.requests();
     let mut summary = PassSummary::new(trigger);
     summary.tick_at = tick;
-    let result = run_locked(r, trigger, tick, stop, &mut summary).await;
+    let pass = Pass {
+        r,
+        trigger,
+        tick,
+        stop,
+    };
+    let result = pass.run_locked(&mut summary).await;
     summary.stripe_requests = r.stripe.requests() - requests_before;
     match result {
         Ok(status) => summary.status = status,
@@ -145,55 +151,60 @@ async fn record_end(r: &Reconciler, id: i64, s: &PassSummary) -> Result<(), Erro
     Ok(())
 }
 
-/// Takes the pass lock (another replica holding it: `skipped`), runs the pass, releases it.
-async fn run_locked(
-    r: &Reconciler,
+/// A pass being run: who asked for it, the tick it belongs to, and the shutdown signal.
+struct Pass<'a> {
+    r: &'a Reconciler,
     trigger: Trigger,
     tick: Option<DateTime<Utc>>,
-    stop: &watch::Receiver<bool>,
-    summary: &mut PassSummary,
-) -> Result<RunStatus, Error> {
-    let Some(lock) = PassLock::try_acquire(&r.config.db).await? else {
-        let why = "another replica's pass holds the lock";
-        let client = r.pool.get().await?;
-        summary.run_id = Some(runs::skipped(&client, trigger, tick, why).await?);
-        return Ok(RunStatus::Skipped);
-    };
-    let result = holding_lock(r, trigger, tick, stop, summary).await;
-    lock.release().await;
-    result
+    stop: &'a watch::Receiver<bool>,
 }
 
-/// The pass itself, under the lock: unless the tick's pass is done already, records the run over
-/// its window and scans it within `RECONCILE_PASS_TIMEOUT`.
-async fn holding_lock(
-    r: &Reconciler,
-    trigger: Trigger,
-    tick: Option<DateTime<Utc>>,
-    stop: &watch::Receiver<bool>,
-    summary: &mut PassSummary,
-) -> Result<RunStatus, Error> {
-    let client = r.pool.get().await?;
-    if let Some(tick) = tick
-        && runs::tick_done(&client, tick).await?
-    {
-        let why = "another replica already did this tick's pass";
-        summary.run_id = Some(runs::skipped(&client, trigger, Some(tick), why).await?);
-        return Ok(RunStatus::Skipped);
+impl Pass<'_> {
+    /// Records the pass as not run, and why.
+    async fn skipped(&self, why: &str, summary: &mut PassSummary) -> Result<RunStatus, Error> {
+        let client = self.r.pool.get().await?;
+        summary.run_id = Some(runs::skipped(&client, self.trigger, self.tick, why).await?);
+        Ok(RunStatus::Skipped)
     }
-    runs::fail_interrupted(&client).await?;
-    let high_water = runs::high_water(&client).await?;
-    let (from, to) = window(r, high_water, Utc::now());
-    summary.window_from = Some(from);
-    summary.window_to = Some(to);
-    let run_id = runs::start(&client, trigger, Scope::Window, from, to, tick).await?;
-    summary.run_id = Some(run_id);
-    drop(client);
-    let deadline = r.config.pass_timeout;
-    let scan = backfill::scan(r, run_id, from, to, stop, summary);
-    match tokio::time::timeout(deadline, scan).await {
-        Ok(result) => result.map(|()| RunStatus::Ok),
-        Err(_) => Err(Error::PassTimeout(deadline)),
+
+    /// Takes the pass lock (another replica holding it: `skipped`), runs the pass, releases it.
+    async fn run_locked(&self, summary: &mut PassSummary) -> Result<RunStatus, Error> {
+        let Some(lock) = PassLock::try_acquire(&self.r.config.db).await? else {
+            return self
+                .skipped("another replica's pass holds the lock", summary)
+                .await;
+        };
+        let result = self.holding_lock(summary).await;
+        lock.release().await;
+        result
+    }
+
+    /// The pass itself, under the lock: unless the tick's pass is done already, records the run
+    /// over its window and scans it within `RECONCILE_PASS_TIMEOUT`.
+    async fn holding_lock(&self, summary: &mut PassSummary) -> Result<RunStatus, Error> {
+        let r = self.r;
+        let client = r.pool.get().await?;
+        if let Some(tick) = self.tick
+            && runs::tick_done(&client, tick).await?
+        {
+            return self
+                .skipped("another replica already did this tick's pass", summary)
+                .await;
+        }
+        runs::fail_interrupted(&client).await?;
+        let high_water = runs::high_water(&client).await?;
+        let (from, to) = window(r, high_water, Utc::now());
+        summary.window_from = Some(from);
+        summary.window_to = Some(to);
+        let run_id = runs::start(&client, self.trigger, Scope::Window, from, to, self.tick).await?;
+        summary.run_id = Some(run_id);
+        drop(client);
+        let deadline = r.config.pass_timeout;
+        let scan = backfill::scan(r, run_id, from, to, self.stop, summary);
+        match tokio::time::timeout(deadline, scan).await {
+            Ok(result) => result.map(|()| RunStatus::Ok),
+            Err(_) => Err(Error::PassTimeout(deadline)),
+        }
     }
 }
 
