@@ -39,8 +39,12 @@ common::label! {
         HeadTimeout = "head_timeout",
         /// A keep-alive connection with no request in progress, idle too long.
         Idle = "idle",
-        /// Idle the longest when a new connection arrived at EDGE_MAX_CONNECTIONS.
+        /// Idle the longest when a new connection arrived at EDGE_MAX_CONNECTIONS (a connection
+        /// whose every response is stuck on its peer counts as idle).
         Evicted = "evicted",
+        /// Every response in progress stuck on the peer (a flow-control window kept at zero, a
+        /// download never read) for the stall time-out.
+        Stalled = "stalled",
     }
 }
 
@@ -162,6 +166,14 @@ common::declare_metrics! {
         proxy_requests: Counters<StatusClass> = "edge_proxy_requests_total", Count;
         /// Time until the upstream app's response headers arrived.
         proxy_duration: Histograms<()> = "edge_proxy_request_duration_seconds", Seconds;
+        /// Proxied requests in flight now (each holds an upstream connection until its answer has
+        /// streamed back).
+        proxy_in_flight: Gauges<()> = "edge_proxy_requests_in_flight", Count;
+        /// EDGE_PROXY_MAX_INFLIGHT: past it, proxied requests are answered 503.
+        proxy_in_flight_limit: Gauges<()> = "edge_proxy_inflight_limit", Count;
+        /// Proxied responses given up because the client did not read them for the stall
+        /// time-out: their slot and upstream connection were freed.
+        proxy_stalled: Counters<()> = "edge_proxy_responses_stalled_total", Count;
         /// Webhook events per group-commit transaction.
         batch_events: Histograms<()> = "edge_ledger_batch_events", Count;
         /// Time from sending a group-commit batch to Postgres until its `COMMIT` answered (the

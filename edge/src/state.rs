@@ -61,7 +61,7 @@ impl State {
                     base,
                     config.upstream_timeout,
                     config.proxy_max_inflight,
-                    limits.body_read_timeout,
+                    &limits,
                     metrics.clone(),
                 )
             }),

@@ -108,6 +108,15 @@ CASES = [
         s(f'edge_webhook_requests_total{{{E},outcome="overloaded"}}', "0x25"),
         s(f'edge_accept_errors_total{{{E},listener="public"}}', "0x25"),
     ], "20m", "EdgeOverloaded", []),
+    # The proxy: nearly every slot held for five minutes pages; a busy but bounded proxy does not.
+    ("a proxy holding over 90 % of its slots for five minutes pages", [
+        s(f'edge_proxy_requests_in_flight{{{E}}}', "1000x15"),
+        s(f'edge_proxy_inflight_limit{{{E}}}', "1024x15"),
+    ], "10m", "EdgeProxySaturated", [{"instance": "e1"}]),
+    ("a busy proxy with room does not page", [
+        s(f'edge_proxy_requests_in_flight{{{E}}}', "500x15"),
+        s(f'edge_proxy_inflight_limit{{{E}}}', "1024x15"),
+    ], "10m", "EdgeProxySaturated", []),
     # The reconciler's last success, read from the database by the edge: works under cron too.
     ("no successful pass for 30 minutes pages", [
         s(f'edge_reconcile_last_success_timestamp_seconds{{{E}}}', "600x60"),

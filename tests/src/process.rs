@@ -115,3 +115,91 @@ pub fn cpu_ticks(pid: u32, with_reaped_children: bool) -> u64 {
             0
         }
 }
+
+/// An edge running as a process of its own on a fresh test database, for what only a process
+/// shows under load (its memory); killed on drop.
+pub struct Server {
+    pub public: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+    pub db: crate::pg::TestDb,
+    secret: String,
+    pid: u32,
+    _child: tokio::process::Child,
+}
+
+/// A free loopback port, found by binding port 0 (for a process that must be told its port).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Server {
+    /// `edge serve` with the test defaults and `env`, once `/ready` answers 200.
+    pub async fn edge(env: &[(&str, &str)]) -> Self {
+        let db = crate::pg::TestDb::new().await;
+        let public = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let secret = format!("whsec_process_{}", uuid::Uuid::new_v4().simple());
+        let mut cmd = Command::new(binary("edge"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", db.url())
+            .env("EDGE_LISTEN", public.to_string())
+            .env("EDGE_ADMIN_LISTEN", admin.to_string())
+            .env("STRIPE_WEBHOOK_SECRET", &secret)
+            .env("STRIPE_EXPECT_LIVEMODE", "any")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let child = cmd.spawn().expect("spawn edge");
+        let pid = child.id().unwrap_or(0);
+        let ready = crate::http::eventually(Duration::from_secs(30), || async {
+            let req = crate::http::request(http::Method::GET, admin, "/ready")
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .expect("request");
+            crate::http::send(admin, req)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await;
+        assert!(ready, "the edge process never became ready");
+        Self {
+            public,
+            admin,
+            db,
+            secret,
+            pid,
+            _child: child,
+        }
+    }
+
+    /// Its peak resident memory so far, in MB.
+    pub fn peak_rss_mb(&self) -> f64 {
+        peak_rss_kb(self.pid).unwrap_or(0) as f64 / 1024.0
+    }
+
+    /// A signed `checkout.session.completed` for `session_id`, POSTed now.
+    pub async fn webhook(&self, session_id: &str) -> crate::http::Reply {
+        let body = sim::objects::session_event(
+            "checkout.session.completed",
+            &sim::objects::Session::new(session_id),
+        )
+        .to_string();
+        let signature = common::stripe::signature::sign(
+            &self.secret,
+            chrono::Utc::now().timestamp(),
+            body.as_bytes(),
+        );
+        let req = crate::http::request(http::Method::POST, self.public, "/stripe/webhook")
+            .header("stripe-signature", signature)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .expect("request");
+        crate::http::send(self.public, req).await.expect("webhook")
+    }
+}

@@ -11,7 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use super::serve::Limits;
+use super::{Body, BoxError};
 
 /// Every open connection of one listener.
 #[derive(Default)]
@@ -54,21 +60,31 @@ impl OpenConnections {
     }
 }
 
+/// A connection whose every request in progress is a response that its peer has not read for
+/// this long is blocked on the peer: it counts as idle at the connection cap.
+const BLOCKED_AFTER: Duration = Duration::from_secs(1);
+
 /// Why a connection's time ran out.
 pub(super) enum Expired {
     /// No request head within `header_read_timeout` of accept.
     NoRequest,
     /// No request in progress for `idle_timeout`.
     Idle,
+    /// Every request in progress is a response its peer has not read for `stall_timeout` (a
+    /// flow-control window kept at zero, a download never read).
+    Stalled,
 }
 
-/// What a connection is doing: whether a request ever arrived, how many are in progress, and
-/// when it last started or finished one.
+/// What a connection is doing: whether a request ever arrived, how many are in progress (and how
+/// many of those are responses handed to the peer), and when it last made progress: a request
+/// started or ended, or a response body was read by the protocol to be sent.
 pub(super) struct Activity {
     accepted: Instant,
     pub any_request: AtomicBool,
     in_progress: AtomicUsize,
-    /// Milliseconds after `accepted` of the last start or end of a request.
+    /// Requests in progress whose handler has answered: their bodies are being sent.
+    responding: AtomicUsize,
+    /// Milliseconds after `accepted` of the last progress.
     last_ms: AtomicU64,
     /// Asked to close to make room at the connection cap.
     evicted: AtomicBool,
@@ -81,18 +97,35 @@ impl Activity {
             accepted: Instant::now(),
             any_request: AtomicBool::new(false),
             in_progress: AtomicUsize::new(0),
+            responding: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
             evicted: AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
         }
     }
 
-    /// Since when no request has been in progress; `None` while one is, or once evicted.
+    /// The last progress, as a time.
+    fn last_progress(&self) -> Instant {
+        self.accepted + Duration::from_millis(self.last_ms.load(Ordering::Acquire))
+    }
+
+    /// Every request in progress is a response that has not moved for `after`.
+    fn blocked_on_peer(&self, after: Duration) -> bool {
+        let in_progress = self.in_progress.load(Ordering::Acquire);
+        in_progress > 0
+            && self.responding.load(Ordering::Acquire) >= in_progress
+            && self.last_progress().elapsed() >= after
+    }
+
+    /// Since when the connection has been idle: no request in progress, or every one blocked on
+    /// the peer; `None` while a request is making progress, or once evicted.
     pub(super) fn idle_since(&self) -> Option<Instant> {
-        if self.in_progress.load(Ordering::Acquire) > 0 || self.evicted.load(Ordering::Acquire) {
+        if self.evicted.load(Ordering::Acquire) {
             return None;
         }
-        Some(self.accepted + Duration::from_millis(self.last_ms.load(Ordering::Acquire)))
+        let idle =
+            self.in_progress.load(Ordering::Acquire) == 0 || self.blocked_on_peer(BLOCKED_AFTER);
+        idle.then(|| self.last_progress())
     }
 
     /// Asks the connection to close (a request that starts meanwhile is finished first).
@@ -112,17 +145,28 @@ impl Activity {
         self.any_request.store(true, Ordering::Release);
         self.in_progress.fetch_add(1, Ordering::AcqRel);
         self.touch();
-        InProgress(self.clone())
+        InProgress {
+            activity: self.clone(),
+            responding: false,
+        }
     }
 
-    /// When to look again.
+    /// When to look again: the head deadline, or the idle or stall time-out after the last
+    /// progress; never in the past (a request still being handled is looked at again later).
     pub(super) fn deadline(&self, limits: &Limits) -> tokio::time::Instant {
         let base = tokio::time::Instant::from_std(self.accepted);
         if !self.any_request.load(Ordering::Acquire) {
-            return base + limits.header_read_timeout;
+            // Looked at again after a stall time-out at the latest: a first request may have
+            // started meanwhile, and with it the stall clock.
+            let recheck = tokio::time::Instant::now() + limits.stall_timeout;
+            return (base + limits.header_read_timeout).min(recheck);
         }
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
-        base + last + limits.idle_timeout
+        let wait = match self.in_progress.load(Ordering::Acquire) {
+            0 => limits.idle_timeout,
+            _ => limits.stall_timeout,
+        };
+        let at = tokio::time::Instant::from_std(self.last_progress()) + wait;
+        at.max(tokio::time::Instant::now() + wait.min(BLOCKED_AFTER))
     }
 
     pub(super) fn expired(&self, limits: &Limits) -> Option<Expired> {
@@ -131,20 +175,79 @@ impl Activity {
                 .then_some(Expired::NoRequest);
         }
         if self.in_progress.load(Ordering::Acquire) > 0 {
-            return None;
+            return self
+                .blocked_on_peer(limits.stall_timeout)
+                .then_some(Expired::Stalled);
         }
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
-        (self.accepted.elapsed() >= last + limits.idle_timeout).then_some(Expired::Idle)
+        (self.last_progress().elapsed() >= limits.idle_timeout).then_some(Expired::Idle)
     }
 }
 
-/// A request in progress; its end (the response body finished or dropped) is recorded on drop.
-pub(super) struct InProgress(Arc<Activity>);
+/// A request in progress: its handler runs, then (once it has answered) its response body is
+/// sent. Its end (the response body finished or dropped) is recorded on drop.
+pub(super) struct InProgress {
+    activity: Arc<Activity>,
+    responding: bool,
+}
+
+impl InProgress {
+    /// The handler has answered: from now on the request waits on the peer to take its body.
+    pub(super) fn responding(&mut self) {
+        if !self.responding {
+            self.responding = true;
+            self.activity.responding.fetch_add(1, Ordering::AcqRel);
+            self.activity.touch();
+        }
+    }
+
+    /// The protocol asked for more of the body: the peer is taking it.
+    pub(super) fn progress(&self) {
+        self.activity.touch();
+    }
+}
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
-        self.0.touch();
+        if self.responding {
+            self.activity.responding.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.activity.in_progress.fetch_sub(1, Ordering::AcqRel);
+        self.activity.touch();
+    }
+}
+
+/// A response body being sent: each time the protocol asks it for more, the connection made
+/// progress; it holds its request in progress until it is finished or dropped.
+pub(super) struct Watched {
+    body: Body,
+    request: InProgress,
+}
+
+impl Watched {
+    pub(super) fn new(body: Body, mut request: InProgress) -> Self {
+        request.responding();
+        Self { body, request }
+    }
+}
+
+impl hyper::body::Body for Watched {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.request.progress();
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -12,6 +12,10 @@
 //!   preface, is closed when it passes.
 //! - **An idle keep-alive time-out** (`idle_timeout`): a connection with no request in progress
 //!   (a response body still streaming counts as in progress) is closed once idle that long.
+//! - **A stall time-out** (`stall_timeout`): a connection whose every request in progress is a
+//!   response that its peer does not take (an h2 flow-control window kept at zero, an HTTP/1
+//!   download never read) is closed once stuck that long, and counts as idle at the cap after a
+//!   second of it: a slow reader cannot keep a connection, a stream or a slot for ever.
 //! - h2: at most [`MAX_STREAMS`] concurrent streams per connection and a bounded header list.
 //! - **Requests can be paced** (`Limits::requests_per_second`, the admin listeners): past the rate,
 //!   a request waits its turn before its handler runs, so a flood of probes costs its sender time
@@ -25,6 +29,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -33,7 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::Body;
-use super::connections::{Activity, Expired, OpenConnections, Registered};
+use super::connections::{Activity, Expired, OpenConnections, Registered, Watched};
 use super::pace::Pacer;
 
 /// Largest request head (request line + headers) accepted; larger gets 431.
@@ -48,6 +53,9 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 const ACCEPT_ERROR_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// A connection asked to close (idle, or draining) that has not within this is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// At the cap with no connection idle, how often a waiting accept looks for one again (one asked
+/// to close has this long to go before the next is asked).
+const EVICT_RETRY: Duration = Duration::from_millis(1100);
 
 /// What a peer may hold, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +66,10 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// A keep-alive connection with no request in progress is closed once idle this long.
     pub idle_timeout: Duration,
+    /// A connection whose every request in progress is a response its peer has not read for this
+    /// long is closed (and counts as idle at the cap after a second of it); a proxied response
+    /// not read for this long is given up, freeing its slot and its upstream connection.
+    pub stall_timeout: Duration,
     /// Open connections at most; at the cap, accept waits.
     pub max_connections: usize,
     /// Requests started per second at most (with a burst of 50: `pace::BURST`); `None`:
@@ -71,6 +83,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             requests_per_second: None,
         }
@@ -90,6 +103,9 @@ pub struct ServeStats {
     pub idle_closed: AtomicU64,
     /// Idle connections closed at the cap to make room for a new one.
     pub evicted: AtomicU64,
+    /// Connections closed because every response in progress was stuck on the peer for
+    /// `stall_timeout` (a flow-control window kept at zero, a download never read).
+    pub stalled_closed: AtomicU64,
 }
 
 fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
@@ -211,18 +227,23 @@ impl Accepting {
     }
 
     /// A slot for a new connection. At the cap, the connection idle the longest is asked to
-    /// close, and the slot is the first one freed; `None` once `stop` turns true.
+    /// close, and the slot is the first one freed; while none is idle, that is asked again every
+    /// [`EVICT_RETRY`] (a connection becomes idle when its responses get stuck on its peer).
+    /// `None` once `stop` turns true.
     async fn room(&mut self) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-            return Some(permit);
-        }
-        if self.open.evict_longest_idle() {
-            self.stats.evicted.fetch_add(1, Ordering::Relaxed);
-        }
-        tokio::select! {
-            biased;
-            _ = stopped(&mut self.stop) => None,
-            permit = self.slots.clone().acquire_owned() => permit.ok(),
+        loop {
+            if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+                return Some(permit);
+            }
+            if self.open.evict_longest_idle() {
+                self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::select! {
+                biased;
+                _ = stopped(&mut self.stop) => return None,
+                permit = self.slots.clone().acquire_owned() => return permit.ok(),
+                _ = tokio::time::sleep(EVICT_RETRY) => {}
+            }
         }
     }
 
@@ -310,7 +331,7 @@ impl Connection {
                         pacer.turn().await;
                     }
                     let resp = answer.await?;
-                    Ok::<_, Infallible>(resp.map(|body| super::guarded(body, guard)))
+                    Ok::<_, Infallible>(resp.map(|body| Watched::new(body, guard).boxed()))
                 }
             })
         };
@@ -354,6 +375,12 @@ impl Connection {
                         }
                         Some(Expired::Idle) => {
                             self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                            conn.as_mut().graceful_shutdown();
+                            closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                        }
+                        Some(Expired::Stalled) => {
+                            // Its responses are stuck on the peer: they are dropped with it.
+                            self.stats.stalled_closed.fetch_add(1, Ordering::Relaxed);
                             conn.as_mut().graceful_shutdown();
                             closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
                         }

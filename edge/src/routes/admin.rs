@@ -48,6 +48,7 @@ impl Routes for State {
                 (CloseReason::HeadTimeout, &stats.head_timeouts),
                 (CloseReason::Idle, &stats.idle_closed),
                 (CloseReason::Evicted, &stats.evicted),
+                (CloseReason::Stalled, &stats.stalled_closed),
             ] {
                 m.connections_closed
                     .absolute((listener, reason), count.load(Ordering::Relaxed));

@@ -20,6 +20,7 @@ mod orders;
 mod outage;
 mod proxy;
 mod reconcile;
+mod slow_peers;
 mod startup;
 mod stripe_sim;
 mod webhook;

@@ -2,7 +2,10 @@
 //! both ways, hop-by-hop headers removed, `X-Forwarded-*` and `X-Request-Id` added; an unreachable
 //! app gives 502 and a slow one 504. Bounded: at most `EDGE_PROXY_MAX_INFLIGHT` requests (and so
 //! upstream connections) at once, 503 past it; a request body that stalls longer than the body
-//! read time-out between two chunks is cut, so that it cannot pin an upstream connection.
+//! read time-out between two chunks is cut, and a response the client does not read for the stall
+//! time-out is given up ([`flights`]), so that no slow peer can pin an upstream connection.
+
+mod flights;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,7 +20,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use common::metrics::{StatusClass, status_class};
 
 use crate::metrics::EdgeMetrics;
+use common::http::Limits;
 use common::telemetry::RequestId;
+use flights::Flights;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
@@ -49,6 +54,9 @@ const HOP_BY_HOP: [&str; 9] = [
 pub struct Proxy {
     client: Client<HttpConnector, Stalling>,
     inflight: Arc<Semaphore>,
+    max_inflight: usize,
+    /// The responses on their way back, watched for clients that stop reading.
+    flights: Arc<Flights>,
     body_timeout: Duration,
     /// `http://host:port`
     base: String,
@@ -61,7 +69,7 @@ impl Proxy {
         base: String,
         timeout: Duration,
         max_inflight: usize,
-        body_timeout: Duration,
+        limits: &Limits,
         metrics: EdgeMetrics,
     ) -> Self {
         let mut connector = HttpConnector::new();
@@ -71,14 +79,23 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
+        let max_inflight = max_inflight.max(1);
+        metrics.proxy_in_flight_limit.set_value(max_inflight as f64);
         Self {
             client,
             base,
             timeout,
-            inflight: Arc::new(Semaphore::new(max_inflight.max(1))),
-            body_timeout,
+            inflight: Arc::new(Semaphore::new(max_inflight)),
+            max_inflight,
+            flights: Flights::start(limits.stall_timeout, metrics.clone()),
+            body_timeout: limits.body_read_timeout,
             metrics,
         }
+    }
+
+    /// Proxied requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.max_inflight - self.inflight.available_permits()
     }
 
     /// Forwards one request and streams the answer back.
@@ -155,8 +172,9 @@ impl Proxy {
         };
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        // The slot is held until the answer has streamed back (its upstream connection is busy).
-        let body = common::http::guarded(body.map_err(|e| Box::new(e) as BoxError).boxed(), slot);
+        // The slot is held until the answer has streamed back (its upstream connection is busy),
+        // or the client has stopped reading it.
+        let body = self.flights.watch(body, slot).boxed();
         Ok(Response::from_parts(parts, body))
     }
 }
