@@ -331,8 +331,8 @@ pub fn pool(cfg: &DbConfig) -> Result<Pool, DbError> {
 mod tests {
     #[test]
     fn migrations_are_embedded() {
-        assert_eq!(super::embedded_migration_count(), 4);
-        assert_eq!(super::required_schema_version(), 4);
+        assert_eq!(super::embedded_migration_count(), 5);
+        assert_eq!(super::required_schema_version(), 5);
         assert!(
             super::migration_sql(4)
                 .is_some_and(|sql| sql.contains("CREATE TABLE schema_compatibility"))

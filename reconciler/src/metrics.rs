@@ -30,6 +30,9 @@ common::declare_metrics! {
         events_missing: Counters<()> = "reconciler_events_missing_total", Count;
         /// Missing events recorded by the reconciler.
         events_backfilled: Counters<()> = "reconciler_events_backfilled_total", Count;
+        /// Seconds of Stripe's event history in windows not scanned yet, as of the last pass: 0
+        /// when caught up; a backlog larger than one pass drains across passes.
+        backlog: Gauges<()> = "reconciler_backlog_seconds", Seconds;
         /// Age of each missing event when found: how late the webhook path was.
         missing_event_age: Histograms<()> = "reconciler_missing_event_age_seconds", Seconds;
         /// Requests to Stripe by endpoint and status class (error: no answer).

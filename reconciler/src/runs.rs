@@ -172,18 +172,30 @@ pub async fn high_water<C: GenericClient>(
         .get(0))
 }
 
-/// When the last `ok` window pass started: orders changed since (less the overlap) are the ones
-/// that may claim orphans.
-pub async fn last_ok_start<C: GenericClient>(
+/// When the last pass that adopted orphans started: orders changed since (less the overlap) are
+/// the ones that may claim orphans now.
+pub async fn last_adoption_start<C: GenericClient>(
     client: &C,
 ) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
     Ok(client
         .query_one(
-            "SELECT max(started_at) FROM reconcile_runs WHERE status = 'ok' AND scope = 'window'",
+            "SELECT max(started_at) FROM reconcile_runs
+             WHERE orphans_adopted AND scope = 'window'",
             &[],
         )
         .await?
         .get(0))
+}
+
+/// Records that run `id` adopted the orphans its claimants had.
+pub async fn adopted<C: GenericClient>(client: &C, id: i64) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE reconcile_runs SET orphans_adopted = true WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Records the start of a run over a window (of a scheduled tick, for scheduled passes);

@@ -1,6 +1,7 @@
-//! The work of a pass over its window: Stripe's order events listed page by page, the ones the
-//! ledger lacks found with one query per page and recorded through the ledger's one write (source
-//! `reconciler`), then the orphans whose order now exists adopted.
+//! The work of a pass: each open window's order events listed page by page from where its scan
+//! stopped, the ones the ledger lacks found with one query per page and recorded through the
+//! ledger's one write (source `reconciler`), the window's cursor moved past each page; and the
+//! orphans whose order now exists adopted.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use common::ledger::{self, BatchEntry, BatchMeta, Source};
@@ -8,58 +9,112 @@ use common::stripe::event::{StripeEvent, types};
 use tokio::sync::watch;
 
 use super::PassSummary;
+use super::scans::{self, Scan};
 use crate::Reconciler;
 use crate::error::Error;
 use crate::runs;
-use crate::stripe_api::{EventQuery, ListedEvent};
+use crate::stripe_api::{EventQuery, ListedEvent, StripeError};
 
 /// Orphans adopted per pass at most (the next pass takes the rest).
 const ORPHANS_PER_PASS: i64 = 10_000;
 
-/// Lists the window's events and records the missing ones, then adopts orphans.
-pub(super) async fn scan(
+/// Scans every open window, newest first, resuming each where its scan stopped.
+pub(super) async fn scan_windows(
     r: &Reconciler,
     run_id: i64,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    windows: &[Scan],
     stop: &watch::Receiver<bool>,
     summary: &mut PassSummary,
 ) -> Result<(), Error> {
-    let request_id = runs::request_id(run_id);
-    let mut pages = r.stripe.events(EventQuery {
-        types: types::ORDER_TYPES.iter().map(|t| (*t).to_owned()).collect(),
-        created_gte: Some(from.timestamp()),
-        created_lte: Some(to.timestamp()),
-        limit: 100,
-        ..EventQuery::default()
-    });
-    loop {
-        if *stop.borrow() {
-            return Err(Error::Stopped);
-        }
-        let Some(page) = pages.next_page().await? else {
-            break;
-        };
-        summary.events_seen += page.len() as u64;
-        r.metrics.events_seen.increment(page.len() as u64);
-        backfill(r, &page, &request_id, summary).await?;
+    for window in windows {
+        scan_window(r, run_id, window, stop, summary).await?;
     }
-    adopt(r, from, summary).await?;
     match summary.failed_events.len() {
         0 => Ok(()),
         n => Err(Error::EventsNotWritten(n)),
     }
 }
 
-/// Adopts the orphans that the orders changed since the last ok pass (less the overlap) claim.
-async fn adopt(
+/// Lists one window's events (from its cursor on) and records the missing ones. After each page,
+/// the window's cursor moves past it, unless an event of that page or an earlier one could not be
+/// written: the next pass lists it again from there. The window is done when its listing ends with
+/// every event written.
+async fn scan_window(
     r: &Reconciler,
+    run_id: i64,
+    window: &Scan,
+    stop: &watch::Receiver<bool>,
+    summary: &mut PassSummary,
+) -> Result<(), Error> {
+    let request_id = runs::request_id(run_id);
+    let mut query = EventQuery {
+        types: types::ORDER_TYPES.iter().map(|t| (*t).to_owned()).collect(),
+        created_gte: Some(window.from.timestamp()),
+        created_lte: Some(window.to.timestamp()),
+        limit: 100,
+        ..EventQuery::default()
+    };
+    query.starting_after = window.cursor.as_ref().map(|(id, _)| id.clone());
+    let mut pages = r.stripe.events(query.clone());
+    let failed_before = summary.failed_events.len();
+    let mut first = true;
+    loop {
+        if *stop.borrow() {
+            return Err(Error::Stopped);
+        }
+        let page = match pages.next_page().await {
+            Ok(Some(page)) => page,
+            Ok(None) => break,
+            Err(StripeError::NotFound(_)) if first && window.cursor.is_some() => {
+                // The cursor's event is gone from Stripe (older than 30 days): list again from
+                // its second, without the cursor.
+                query.starting_after = None;
+                query.created_lte = window.cursor.as_ref().map(|(_, at)| at.timestamp());
+                pages = r.stripe.events(query.clone());
+                first = false;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        first = false;
+        summary.events_seen += page.len() as u64;
+        r.metrics.events_seen.increment(page.len() as u64);
+        backfill(r, &page, &request_id, summary).await?;
+        let clean = summary.failed_events.len() == failed_before;
+        if let (true, Some(last)) = (clean, page.last()) {
+            let created = last
+                .head
+                .created
+                .and_then(|t| DateTime::from_timestamp(t, 0))
+                .unwrap_or(window.to);
+            let client = r.pool.get().await?;
+            scans::advance(
+                &client,
+                window.id,
+                &last.head.id,
+                created,
+                page.len() as i64,
+            )
+            .await?;
+        }
+    }
+    if summary.failed_events.len() == failed_before {
+        scans::complete(&r.pool.get().await?, window.id, run_id).await?;
+    }
+    Ok(())
+}
+
+/// Adopts the orphans that the orders changed since the last adoption (less the overlap) claim;
+/// `from` when none ran yet. Runs every pass, whatever Stripe answered.
+pub(super) async fn adopt(
+    r: &Reconciler,
+    run_id: i64,
     from: DateTime<Utc>,
     summary: &mut PassSummary,
 ) -> Result<(), Error> {
     let mut client = r.pool.get().await?;
     let overlap = ChronoDuration::from_std(r.config.overlap).unwrap_or_default();
-    let changed_since = runs::last_ok_start(&client).await?.unwrap_or(from) - overlap;
+    let changed_since = runs::last_adoption_start(&client).await?.unwrap_or(from) - overlap;
     let claimants = ledger::Claimants {
         changed_since,
         orders: Vec::new(),
@@ -67,6 +122,7 @@ async fn adopt(
     let tx = client.transaction().await?;
     let adopted =
         ledger::adopt_orphans(&tx, &claimants, r.config.expect_livemode, ORPHANS_PER_PASS).await?;
+    runs::adopted(&tx, run_id).await?;
     tx.commit().await?;
     summary.orphans_linked = adopted.linked;
     summary.orders_updated += adopted.transitions.len() as u64;

@@ -8,10 +8,12 @@
 
 mod backfill;
 mod lock;
+mod scans;
 
 use std::time::Instant;
 
 use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
+use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -26,7 +28,7 @@ use lock::PassLock;
 const MAX_ERROR_TEXT: usize = 4000;
 
 /// The JSON summary of a pass (what `reconciler once` prints).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PassSummary {
     pub run_id: Option<i64>,
@@ -43,6 +45,11 @@ pub struct PassSummary {
     pub events_backfilled: u64,
     pub orders_updated: u64,
     pub orphans_linked: u64,
+    /// Windows of Stripe's history still to scan after this pass (0 when caught up).
+    pub windows_open: u64,
+    /// Seconds of Stripe's history in those windows not scanned yet: how far behind the
+    /// reconciler is.
+    pub backlog_seconds: f64,
     /// Events that could not be written (each with its error); the pass then fails, so that the
     /// high-water mark does not pass them.
     pub failed_events: Vec<String>,
@@ -64,6 +71,8 @@ impl PassSummary {
             events_backfilled: 0,
             orders_updated: 0,
             orphans_linked: 0,
+            windows_open: 0,
+            backlog_seconds: 0.0,
             failed_events: Vec::new(),
             error: None,
         }
@@ -179,8 +188,10 @@ impl Pass<'_> {
         result
     }
 
-    /// The pass itself, under the lock: unless the tick's pass is done already, records the run
-    /// over its window and scans it within `RECONCILE_PASS_TIMEOUT`.
+    /// The pass itself, under the lock: unless the tick's pass is done already, records the run,
+    /// opens the window of Stripe's history since the newest one, scans every open window
+    /// (newest first, each from where its scan stopped) within `RECONCILE_PASS_TIMEOUT`, then
+    /// adopts orphans, whatever Stripe answered.
     async fn holding_lock(&self, summary: &mut PassSummary) -> Result<RunStatus, Error> {
         let r = self.r;
         let client = r.pool.get().await?;
@@ -192,39 +203,93 @@ impl Pass<'_> {
                 .await;
         }
         runs::fail_interrupted(&client).await?;
-        let high_water = runs::high_water(&client).await?;
-        let (from, to) = window(r, high_water, Utc::now());
-        summary.window_from = Some(from);
-        summary.window_to = Some(to);
-        let run_id = runs::start(&client, self.trigger, Scope::Window, from, to, self.tick).await?;
+        let newest = match scans::newest(&client).await? {
+            // A recheck of its end only when it was scanned, and none is waiting.
+            Some((end, scanned)) => Some((end, scanned && !scans::recheck_open(&client).await?)),
+            // Before the first window was recorded: the last ok pass of an earlier build.
+            None => runs::high_water(&client).await?.map(|end| (end, true)),
+        };
+        let windows = Windows::new(r, newest, Utc::now());
+        summary.window_from = Some(windows.from());
+        summary.window_to = Some(windows.to);
+        let run_id = runs::start(
+            &client,
+            self.trigger,
+            Scope::Window,
+            windows.from(),
+            windows.to,
+            self.tick,
+        )
+        .await?;
         summary.run_id = Some(run_id);
+        windows.open(&client, run_id).await?;
+        let open = scans::open_windows(&client).await?;
         drop(client);
         let deadline = r.config.pass_timeout;
-        let scan = backfill::scan(r, run_id, from, to, self.stop, summary);
-        match tokio::time::timeout(deadline, scan).await {
-            Ok(result) => result.map(|()| RunStatus::Ok),
+        let scanned = backfill::scan_windows(r, run_id, &open, self.stop, summary);
+        let scanned = match tokio::time::timeout(deadline, scanned).await {
+            Ok(result) => result,
             Err(_) => Err(Error::PassTimeout(deadline)),
+        };
+        let adopted = backfill::adopt(r, run_id, windows.from(), summary).await;
+        let (open, backlog) = scans::backlog(&r.pool.get().await?).await?;
+        summary.windows_open = open;
+        summary.backlog_seconds = backlog;
+        r.metrics.backlog.set_value(backlog);
+        if let Err(e) = &adopted {
+            tracing::error!(error = %e, "orphan adoption failed");
         }
+        scanned?;
+        adopted?;
+        Ok(RunStatus::Ok)
     }
 }
 
-/// A pass's window: from the last ok pass's high-water mark less the overlap (the first pass:
-/// `RECONCILE_LOOKBACK`), never older than Stripe keeps events, to `RECONCILE_SETTLE` before now
-/// (webhooks still being delivered are not missing; the next pass's overlap covers them).
-fn window(
-    r: &Reconciler,
-    high_water: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> (DateTime<Utc>, DateTime<Utc>) {
-    let duration = |d| ChronoDuration::from_std(d).unwrap_or_default();
-    let oldest = now - duration(MAX_LOOKBACK);
-    let settled = now - duration(r.config.settle);
-    let to = settled.with_nanosecond(0).unwrap_or(settled);
-    let from = high_water
-        .map_or(now - duration(r.config.lookback), |hw| {
-            hw - duration(r.config.overlap)
-        })
-        .max(oldest)
-        .min(to);
-    (from, to)
+/// The windows a pass opens: the new one, from the end of the newest window (the first pass:
+/// `RECONCILE_LOOKBACK` back) to `RECONCILE_SETTLE` before now (webhooks still being delivered are
+/// not missing; the next pass's recheck covers them), and, when the newest window's scan is done
+/// and no recheck is waiting, the recheck of `RECONCILE_OVERLAP` before its end (for events that
+/// became visible late; an open window still covers its own end). Never older than Stripe keeps
+/// events.
+struct Windows {
+    recheck_from: Option<DateTime<Utc>>,
+    new_from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+impl Windows {
+    fn new(r: &Reconciler, newest: Option<(DateTime<Utc>, bool)>, now: DateTime<Utc>) -> Self {
+        let duration = |d| ChronoDuration::from_std(d).unwrap_or_default();
+        let oldest = now - duration(MAX_LOOKBACK);
+        let settled = now - duration(r.config.settle);
+        let to = settled.with_nanosecond(0).unwrap_or(settled);
+        let clamp = |t: DateTime<Utc>| t.max(oldest).min(to);
+        match newest {
+            None => Self {
+                recheck_from: None,
+                new_from: clamp(now - duration(r.config.lookback)),
+                to,
+            },
+            Some((end, scanned)) => Self {
+                recheck_from: scanned.then(|| clamp(end - duration(r.config.overlap))),
+                new_from: clamp(end),
+                to,
+            },
+        }
+    }
+
+    /// Where the pass's windows start.
+    fn from(&self) -> DateTime<Utc> {
+        self.recheck_from.unwrap_or(self.new_from)
+    }
+
+    async fn open<C: GenericClient>(&self, client: &C, run: i64) -> Result<(), Error> {
+        if self.new_from < self.to {
+            scans::open(client, self.new_from, self.to, false, run).await?;
+        }
+        if let Some(from) = self.recheck_from.filter(|from| *from < self.new_from) {
+            scans::open(client, from, self.new_from, true, run).await?;
+        }
+        Ok(())
+    }
 }

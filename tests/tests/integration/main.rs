@@ -2,6 +2,7 @@
 //! One test binary so the Postgres cluster and its template are set up once.
 
 mod admin;
+mod backlog;
 mod bad_input;
 mod batch;
 mod bounds;
