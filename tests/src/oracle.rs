@@ -50,7 +50,7 @@ pub const UPDATE_ORDER: &str = "\
 UPDATE orders
 SET status = $2,
     paid_at = COALESCE($3, paid_at),
-    stripe_payment_intent_id = COALESCE(stripe_payment_intent_id, $4),
+    stripe_payment_intent_id = CASE WHEN $6 THEN $4 ELSE COALESCE(stripe_payment_intent_id, $4) END,
     anomaly = COALESCE($5, anomaly),
     updated_at = now()
 WHERE id = $1";
@@ -109,6 +109,14 @@ pub async fn record(
         None => Target::None,
     };
     let (applied, decision) = judge(event, target, meta.expect_livemode);
+    if let (true, Some(order_id)) = (mismatch, applied.order_id) {
+        // An older session of a retried checkout: linked to the order it names.
+        tx.execute(
+            "UPDATE payment_events SET order_id = $2 WHERE stripe_event_id = $1",
+            &[&event.id, &order_id],
+        )
+        .await?;
+    }
     if let Some((order, decision)) = order.zip(decision) {
         let update = Update::new(&order, decision);
         tx.execute(
@@ -119,6 +127,7 @@ pub async fn record(
                 &update.paid_at,
                 &update.payment_intent,
                 &update.anomaly,
+                &update.replaces_payment_intent,
             ],
         )
         .await?;
@@ -134,6 +143,7 @@ struct Update {
     paid_at: Option<DateTime<Utc>>,
     payment_intent: Option<String>,
     anomaly: Option<String>,
+    replaces_payment_intent: bool,
 }
 
 impl Update {
@@ -144,6 +154,7 @@ impl Update {
             paid_at: decision.paid_at,
             payment_intent: decision.payment_intent,
             anomaly: decision.order_anomaly,
+            replaces_payment_intent: decision.replaces_payment_intent,
         }
     }
 }

@@ -15,8 +15,11 @@ use crate::stripe::is_paid;
 pub struct Decision {
     pub to: Option<OrderStatus>,
     pub paid_at: Option<DateTime<Utc>>,
-    /// Recorded on the order when it has none yet (a later refund finds the order by it).
+    /// Recorded on the order when it has none yet, or when this event pays the order (the order
+    /// keeps the payment intent of the session that paid it: a later refund finds it by that).
     pub payment_intent: Option<String>,
+    /// `payment_intent` replaces the order's (the paying event's), rather than filling a gap.
+    pub replaces_payment_intent: bool,
     pub anomaly: Option<AnomalyKind>,
     /// Text stored in `orders.anomaly` (only for anomalies that concern the order itself).
     pub order_anomaly: Option<String>,
@@ -59,15 +62,18 @@ pub fn decide(event: &StripeEvent, order: &OrderRow, expect_livemode: Option<boo
         types::CHARGE_REFUNDED if o.fully_refunded && from == Paid => Some(Refunded),
         _ => None,
     };
-    let payment_intent = match (event.session_id(), &o.payment_intent, &order.payment_intent) {
-        (Some(_), Some(pi), None) => Some(pi.clone()),
-        _ => None,
-    };
-    if to == Some(Paid)
-        && let Some(problem) = amount_problem(event, order)
-    {
+    let pays = to == Some(Paid);
+    let (payment_intent, replaces_payment_intent) =
+        match (event.session_id(), &o.payment_intent, &order.payment_intent) {
+            (Some(_), Some(pi), None) => (Some(pi.clone()), false),
+            // A retried checkout: the session that pays the order brings its own payment intent.
+            (Some(_), Some(pi), Some(had)) if pays && pi != had => (Some(pi.clone()), true),
+            _ => (None, false),
+        };
+    if pays && let Some(problem) = amount_problem(event, order) {
         return Decision {
-            payment_intent,
+            // Not paid: the payment intent only fills a gap.
+            payment_intent: payment_intent.filter(|_| !replaces_payment_intent),
             anomaly: Some(AnomalyKind::AmountMismatch),
             order_anomaly: Some(problem),
             ..Decision::default()
@@ -75,8 +81,9 @@ pub fn decide(event: &StripeEvent, order: &OrderRow, expect_livemode: Option<boo
     }
     Decision {
         to,
-        paid_at: (to == Some(Paid)).then_some(event.created),
+        paid_at: pays.then_some(event.created),
         payment_intent,
+        replaces_payment_intent,
         ..Decision::default()
     }
 }
@@ -131,6 +138,11 @@ pub fn judge(
     expect_livemode: Option<bool>,
 ) -> (Applied, Option<Decision>) {
     let order = match target {
+        // An older session of the order that only expires or fails: the app retried the
+        // checkout with a new session. Kept on the order's timeline, with no anomaly.
+        Target::Mismatch(order) if retried_checkout(event) => {
+            return (Applied::new(false, Some(order.id)), None);
+        }
         Target::Mismatch(_) => {
             let decision = Decision {
                 anomaly: Some(AnomalyKind::SessionMismatch),
@@ -182,6 +194,15 @@ pub fn judge(
     }
     applied.transition = decision.to.map(|to| (order.status, to));
     (applied, Some(decision))
+}
+
+/// An event of a session that ends without paying (it expires, or its delayed payment fails):
+/// harmless when the order has moved on to another session.
+fn retried_checkout(event: &StripeEvent) -> bool {
+    matches!(
+        event.event_type.as_str(),
+        types::SESSION_EXPIRED | types::SESSION_ASYNC_FAILED
+    )
 }
 
 /// The keys that find an event's order, in precedence order.
@@ -363,6 +384,31 @@ mod tests {
         );
         assert_eq!(applied.anomaly, Some(AnomalyKind::SessionMismatch));
         assert_eq!(decision.map(|d| d.to), Some(None), "and never moves it");
+    }
+
+    #[test]
+    fn the_paying_session_brings_its_payment_intent() {
+        let mut e = event(types::SESSION_COMPLETED, Some("paid"));
+        e.object.payment_intent = Some("pi_2".into());
+        let mut o = order(Failed);
+        o.payment_intent = Some("pi_1".into());
+        let d = decide(&e, &o, None);
+        assert_eq!(d.to, Some(Paid));
+        assert_eq!(d.payment_intent.as_deref(), Some("pi_2"));
+        assert!(d.replaces_payment_intent);
+    }
+
+    #[test]
+    fn an_older_session_that_expires_is_no_anomaly() {
+        let o = order(Paid);
+        let e = event(types::SESSION_EXPIRED, None);
+        let (applied, decision) = judge(&e, Target::Mismatch(&o), None);
+        assert_eq!(applied.anomaly, None);
+        assert_eq!(applied.order_id, Some(o.id), "kept on the order's timeline");
+        assert_eq!(decision, None, "the order is left alone");
+        let e = event(types::SESSION_COMPLETED, Some("paid"));
+        let (applied, _) = judge(&e, Target::Mismatch(&o), None);
+        assert_eq!(applied.anomaly, Some(AnomalyKind::SessionMismatch));
     }
 
     #[test]

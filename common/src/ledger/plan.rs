@@ -150,6 +150,8 @@ struct Tracked {
     changed: bool,
     paid_at: Option<DateTime<Utc>>,
     payment_intent: Option<String>,
+    /// `payment_intent` replaces the order's (a paying event's), not only fills a gap.
+    replaces_payment_intent: bool,
     anomaly: Option<String>,
 }
 
@@ -160,13 +162,14 @@ impl Tracked {
             changed: false,
             paid_at: None,
             payment_intent: None,
+            replaces_payment_intent: false,
             anomaly: None,
         }
     }
 
     /// Moves the order as one more event's decision says, and keeps what the final `UPDATE`
-    /// writes: the one-event rules applied in turn (the last `paid_at` and anomaly, the first
-    /// payment intent).
+    /// writes: the one-event rules applied in turn (the last `paid_at` and anomaly, the payment
+    /// intent the order has after the last event that set it).
     fn absorb(&mut self, decision: Decision) {
         self.changed = true;
         if let Some(to) = decision.to {
@@ -178,6 +181,7 @@ impl Tracked {
         if let Some(pi) = decision.payment_intent {
             self.row.payment_intent = Some(pi.clone());
             self.payment_intent = Some(pi);
+            self.replaces_payment_intent |= decision.replaces_payment_intent;
         }
         if decision.order_anomaly.is_some() {
             self.anomaly = decision.order_anomaly;
@@ -237,6 +241,10 @@ impl Plan {
                 if let Some(decision) = decision {
                     orders[at].absorb(decision);
                 }
+                if let Some(order_id) = result.order_id {
+                    // A retried checkout's older session: on the order's timeline.
+                    links.push((event.id.clone(), order_id));
+                }
                 applied.push(Ok(result));
                 continue;
             }
@@ -286,6 +294,11 @@ impl Plan {
                 .iter()
                 .map(|o| o.payment_intent.clone())
                 .collect(),
+            replaces_payment_intent: self
+                .orders
+                .iter()
+                .map(|o| o.replaces_payment_intent)
+                .collect(),
             anomaly: self.orders.iter().map(|o| o.anomaly.clone()).collect(),
             link_events: self.links.iter().map(|(e, _)| e.clone()).collect(),
             link_orders: self.links.iter().map(|(_, o)| *o).collect(),
@@ -299,6 +312,7 @@ pub(super) struct Writes {
     status: Vec<&'static str>,
     paid_at: Vec<Option<DateTime<Utc>>>,
     payment_intent: Vec<Option<String>>,
+    replaces_payment_intent: Vec<bool>,
     anomaly: Vec<Option<String>>,
     link_events: Vec<String>,
     link_orders: Vec<Uuid>,
@@ -317,13 +331,14 @@ impl Writes {
         !self.updates_orders() && !self.links_events()
     }
 
-    pub(super) fn update_params(&self) -> [Param<'_>; 5] {
+    pub(super) fn update_params(&self) -> [Param<'_>; 6] {
         [
             &self.ids,
             &self.status,
             &self.paid_at,
             &self.payment_intent,
             &self.anomaly,
+            &self.replaces_payment_intent,
         ]
     }
 

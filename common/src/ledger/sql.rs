@@ -136,17 +136,18 @@ SELECT ",
     lock_columns!()
 );
 
-/// Writes each changed order's final state: the status, the last `paid_at` and anomaly, and a
-/// payment intent only where the order has none.
+/// Writes each changed order's final state: the status, the last `paid_at` and anomaly, and the
+/// payment intent: the paying event's ($6), else only where the order has none.
 pub(super) const UPDATE_ORDERS: &str = "\
 UPDATE orders AS o
 SET status = u.status,
     paid_at = COALESCE(u.paid_at, o.paid_at),
-    stripe_payment_intent_id = COALESCE(o.stripe_payment_intent_id, u.payment_intent),
+    stripe_payment_intent_id = CASE WHEN u.replaces_pi THEN u.payment_intent
+        ELSE COALESCE(o.stripe_payment_intent_id, u.payment_intent) END,
     anomaly = COALESCE(u.anomaly, o.anomaly),
     updated_at = now()
-FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
-    AS u (id, status, paid_at, payment_intent, anomaly)
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::bool[])
+    AS u (id, status, paid_at, payment_intent, anomaly, replaces_pi)
 WHERE o.id = u.id";
 
 /// Links events to the order found for them after they were stored (a refund whose payment

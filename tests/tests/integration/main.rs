@@ -21,6 +21,7 @@ mod orders;
 mod outage;
 mod proxy;
 mod reconcile;
+mod retried;
 mod slow_peers;
 mod startup;
 mod stripe_sim;
