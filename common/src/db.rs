@@ -142,23 +142,38 @@ pub async fn connect(cfg: &DbConfig) -> Result<Client, DbError> {
     Ok(client)
 }
 
-/// Applies every pending migration under an advisory lock; returns the versions applied.
+/// Applies every pending migration under an advisory lock; returns the versions applied. A schema
+/// newer than this build that still supports it (a rollback after a newer build migrated) has
+/// nothing to apply; one that no longer supports it is refused ([`DbError::SchemaTooNew`]).
 pub async fn migrate(cfg: &DbConfig) -> Result<Vec<(i32, String)>, DbError> {
     let mut client = connect(cfg).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
-    let result = embedded::migrations::runner().run_async(&mut client).await;
+    let result = match schema_version(&client).await {
+        Ok(have) if have > required_schema_version() => match check_schema(&client).await {
+            Ok(_) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        },
+        Ok(_) => embedded::migrations::runner()
+            .run_async(&mut client)
+            .await
+            .map(|report| {
+                report
+                    .applied_migrations()
+                    .iter()
+                    .map(|m| (m.version(), m.name().to_owned()))
+                    .collect()
+            })
+            .map_err(DbError::from),
+        Err(e) => Err(e.into()),
+    };
     let unlock = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await;
-    let report = result?;
+    let applied = result?;
     unlock?;
-    Ok(report
-        .applied_migrations()
-        .iter()
-        .map(|m| (m.version(), m.name().to_owned()))
-        .collect())
+    Ok(applied)
 }
 
 /// The schema version recorded in the database (0 when never migrated).

@@ -49,10 +49,23 @@ pub async fn run(mode: Mode) -> i32 {
 async fn apply(db_config: &config::DbConfig) -> Result<(), DbError> {
     let applied = db::migrate(db_config).await?;
     let versions: Vec<String> = applied.iter().map(|(v, n)| format!("V{v}__{n}")).collect();
+    let need = db::required_schema_version();
+    let have = match db::connect(db_config).await {
+        Ok(client) => db::schema_version(&client).await.unwrap_or(need),
+        Err(_) => need,
+    };
+    if have > need {
+        let text = format!(
+            "nothing to apply: the schema is at V{have}, newer than this build's V{need}, and still supports this build"
+        );
+        tracing::info!(schemaVersion = have, buildSchema = need, "{text}");
+        println!("{text}");
+        return Ok(());
+    }
     tracing::info!(
         applied = versions.len(),
         migrations = versions.join(","),
-        schemaVersion = db::required_schema_version(),
+        schemaVersion = need,
         "migrations applied"
     );
     Ok(())

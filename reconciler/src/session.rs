@@ -1,14 +1,17 @@
 //! Reconciling one Checkout Session (support's "I paid and my order still says pending"): fetch the
-//! session, list the checkout events of its lifetime only (a session lives at most 24 h), record the
-//! ones the ledger lacks (source `manual`), and answer a verdict.
+//! session, list the checkout events of its lifetime (a session lives at most 24 h) and, for a
+//! completed session whose delayed payment (ACH, SEPA, Bacs) has not settled within it, the
+//! settlement events since (days later, within the 30 days Stripe keeps events); record the ones
+//! the ledger lacks (source `manual`), and answer a verdict.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use common::ledger::{self, BatchEntry, BatchMeta, Source};
-use common::stripe::event::StripeEvent;
+use common::stripe::event::{StripeEvent, types};
 use common::stripe::session::CheckoutSession;
 use serde::Serialize;
 
 use crate::Reconciler;
+use crate::config::MAX_LOOKBACK;
 use crate::error::Error;
 use crate::orders::{self, OrderView};
 use crate::runs::{self, Counts, RunStatus, Scope, Trigger};
@@ -72,7 +75,16 @@ pub async fn reconcile(
     let (from, to) = lifetime(&session);
     let keys = orders::session_keys(&session);
     let before = orders::find(&r.pool.get().await?, &keys).await?;
-    let found = events_of(r, &session, from, to).await?;
+    let mut found = events_of(r, &session, from, to, None).await?;
+    let to = match settles_later(&session, &found) {
+        true => {
+            let now = Utc::now().with_nanosecond(0).unwrap_or_default();
+            let types = [types::SESSION_ASYNC_SUCCEEDED, types::SESSION_ASYNC_FAILED];
+            found.extend(events_of(r, &session, to, now, Some(&types)).await?);
+            now
+        }
+        false => to,
+    };
     let run = runs::start(
         &r.pool.get().await?,
         trigger,
@@ -130,17 +142,44 @@ fn lifetime(session: &CheckoutSession) -> (DateTime<Utc>, DateTime<Utc>) {
     (at(created), at(to))
 }
 
-/// The checkout events of `session` created between `from` (less a minute) and `to`.
+/// Whether the session's payment may have settled after its lifetime: it completed, and no
+/// delayed payment result was found within it (a delayed method settles days later).
+fn settles_later(session: &CheckoutSession, found: &[ListedEvent]) -> bool {
+    let async_result = |e: &ListedEvent| {
+        matches!(
+            e.head.event_type.as_deref(),
+            Some(types::SESSION_ASYNC_SUCCEEDED | types::SESSION_ASYNC_FAILED)
+        )
+    };
+    let completed_unpaid = found.iter().any(|e| {
+        e.head.event_type.as_deref() == Some(types::SESSION_COMPLETED)
+            && StripeEvent::parse_str(e.raw.get()).is_ok_and(|event| !event.pays())
+    });
+    session.status.as_deref() == Some("complete")
+        && (completed_unpaid || found.is_empty())
+        && !found.iter().any(async_result)
+}
+
+/// The events of `session` created between `from` (less a minute) and `to`: its checkout events,
+/// or those of `types`. Never older than Stripe keeps events.
 async fn events_of(
     r: &Reconciler,
     session: &CheckoutSession,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    types: Option<&[&str]>,
 ) -> Result<Vec<ListedEvent>, Error> {
+    let oldest =
+        (Utc::now() - chrono::Duration::seconds(MAX_LOOKBACK.as_secs() as i64)).timestamp();
     let mut found = Vec::new();
     let mut pages = r.stripe.events(EventQuery {
-        type_pattern: Some("checkout.session.*".into()),
-        created_gte: Some(from.timestamp() - 60),
+        type_pattern: types.is_none().then(|| "checkout.session.*".into()),
+        types: types
+            .unwrap_or_default()
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect(),
+        created_gte: Some((from.timestamp() - 60).max(oldest)),
         created_lte: Some(to.timestamp()),
         limit: 100,
         ..EventQuery::default()

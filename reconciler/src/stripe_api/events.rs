@@ -49,6 +49,8 @@ impl EventQuery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventHead {
     pub id: String,
+    /// `type`
+    pub event_type: Option<String>,
     pub created: Option<i64>,
     /// `data.object.id`
     pub object_id: Option<String>,
@@ -57,6 +59,8 @@ pub struct EventHead {
 #[derive(serde::Deserialize)]
 struct Head {
     id: String,
+    #[serde(default, rename = "type")]
+    event_type: Option<String>,
     #[serde(default)]
     created: Option<i64>,
     #[serde(default)]
@@ -86,6 +90,7 @@ impl EventHead {
                 }
                 serde_json::from_str::<IdOnly>(raw.get()).map(|h| Head {
                     id: h.id,
+                    event_type: None,
                     created: None,
                     data: None,
                 })
@@ -93,6 +98,7 @@ impl EventHead {
             .map_err(|e| StripeError::Malformed(format!("an event of the list has no id: {e}")))?;
         Ok(Self {
             id: head.id,
+            event_type: head.event_type,
             created: head.created,
             object_id: head.data.and_then(|d| d.object).and_then(|o| o.id),
         })

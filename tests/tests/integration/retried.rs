@@ -1,6 +1,8 @@
-//! Retried checkouts: the app gives an order a new Checkout Session after the first one failed or
-//! was abandoned. The order keeps the payment intent of the session that paid it (so that its
-//! refund finds it), and the older session expiring or failing later is no anomaly.
+//! Checkouts that do not end in one go. Retried: the app gives an order a new Checkout Session
+//! after the first one failed or was abandoned; the order keeps the payment intent of the session
+//! that paid it (so that its refund finds it), and the older session expiring or failing later is
+//! no anomaly. Settled late: a delayed payment (SEPA, ACH, Bacs) settles days after the session
+//! expired, and `reconciler session` still finds the settlement.
 
 use reconciler::inspect::{Target, inspect};
 use sim::objects::{Session, charge_refunded, session_event};
@@ -100,13 +102,6 @@ async fn an_older_session_expiring_after_the_retry_is_no_anomaly() {
     let after = order(&db, id).await;
     assert_eq!(after.status, "paid");
     assert_eq!(after.anomaly, None, "a retried checkout is no anomaly");
-    let metrics = tests::http::get(edge.admin, "/metrics").await.text();
-    assert!(
-        !metrics.lines().any(|l| l
-            .starts_with(r#"edge_order_anomalies_total{kind="session_mismatch"}"#)
-            && !l.ends_with(" 0")),
-        "{metrics}"
-    );
     let timeline = inspect(&edge.state.pool, None, &Target::Order(id))
         .await
         .expect("timeline");
@@ -150,4 +145,45 @@ async fn a_pending_order_whose_first_session_failed_is_sent_to_its_new_session()
             s2.id
         )
     );
+}
+
+#[tokio::test]
+async fn a_delayed_payment_that_settled_days_later_is_found_by_the_session_reconcile() {
+    let edge = TestEdge::spawn().await;
+    let db = edge.db.client().await;
+    let sim = StripeSim::start(KEY).await;
+    let now = chrono::Utc::now().timestamp();
+    let mut session = Session::new("cs_test_sepa_settled_late");
+    session.created = now - 3 * 86_400;
+    let id = tests::ledger::pending_order(&db, &session.id).await;
+    // Completed three days ago with a delayed method (unpaid): delivered.
+    session.payment_status = "unpaid";
+    let mut completed = session_event("checkout.session.completed", &session);
+    completed["data"]["object"]["expires_at"] = serde_json::json!(session.created + 86_400);
+    sim.add_event(completed.clone());
+    assert_eq!(edge.webhook_json(&completed).await.status, 200);
+    // Settled two hours ago: never delivered.
+    session.payment_status = "paid";
+    let mut object = session.object();
+    object["expires_at"] = serde_json::json!(session.created + 86_400);
+    let settled = sim::objects::envelope(
+        &sim::objects::event_id(),
+        "checkout.session.async_payment_succeeded",
+        now - 7_200,
+        false,
+        object.clone(),
+    );
+    sim.add_event(settled);
+    sim.put_session(object);
+    assert_eq!(order(&db, id).await.status, "pending");
+
+    let reconciler = tests::reconciler::build(&edge.db, &sim, &[]).await;
+    let verdict = reconciler
+        .reconcile_session(&session.id, reconciler::runs::Trigger::Cli)
+        .await
+        .expect("verdict");
+    assert_eq!(verdict.events_found, 2, "{verdict:?}");
+    assert_eq!(verdict.events_applied, 1, "{verdict:?}");
+    assert_eq!(order(&db, id).await.status, "paid");
+    assert_eq!(verdict.verdict, "paid on Stripe, paid here: nothing to do");
 }

@@ -158,3 +158,51 @@ async fn migrate_status_and_dry_run_change_nothing() {
         dry.stdout
     );
 }
+
+#[tokio::test]
+async fn an_older_builds_migrate_against_a_newer_compatible_schema_has_nothing_to_apply() {
+    let db = TestDb::new().await;
+    let newer = pretend_newer_schema(&db, db::required_schema_version()).await;
+    let url = db.url();
+    let env = [("DATABASE_URL", url.as_str()), ("LOG_FORMAT", "json")];
+    let limit = std::time::Duration::from_secs(60);
+    // A rollback: compose and the Kubernetes Job run `migrate` before `serve`.
+    let migrated = tests::process::run("edge", &["migrate"], &env, limit).await;
+    assert!(migrated.status.success(), "{}", migrated.stderr);
+    assert!(
+        migrated.stdout.contains(&format!(
+            "nothing to apply: the schema is at V{newer}, newer than this build's V{}",
+            db::required_schema_version()
+        )),
+        "{}",
+        migrated.stdout
+    );
+    assert!(
+        db::migrate(&db.db_config())
+            .await
+            .expect("again")
+            .is_empty()
+    );
+
+    // Below the oldest build the schema supports, it is refused (exit 78).
+    let client = db.client().await;
+    client
+        .execute(
+            "UPDATE schema_compatibility SET oldest_build_schema = $1",
+            &[&newer],
+        )
+        .await
+        .expect("compatibility");
+    let refused = tests::process::run("edge", &["migrate"], &env, limit).await;
+    assert_eq!(
+        refused.status.code(),
+        Some(common::EXIT_SCHEMA),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("deploy a newer build"),
+        "{}",
+        refused.stderr
+    );
+}
