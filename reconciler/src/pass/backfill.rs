@@ -18,16 +18,53 @@ use crate::stripe_api::{EventQuery, ListedEvent, StripeError};
 /// Orphans adopted per pass at most (the next pass takes the rest).
 const ORPHANS_PER_PASS: i64 = 10_000;
 
-/// Scans every open window, newest first, resuming each where its scan stopped.
+/// When a pass must end (`RECONCILE_PASS_TIMEOUT` after it started). It is looked at between
+/// pages, and a request to Stripe is abandoned when it passes; a page's writes, bounded by the
+/// statement time-out, are never cut in the middle, so what a pass reports is what it wrote.
+pub(super) struct Deadline {
+    at: tokio::time::Instant,
+    limit: std::time::Duration,
+}
+
+impl Deadline {
+    pub(super) fn after(limit: std::time::Duration) -> Self {
+        Self {
+            at: tokio::time::Instant::now() + limit,
+            limit,
+        }
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        match tokio::time::Instant::now() >= self.at {
+            true => Err(Error::PassTimeout(self.limit)),
+            false => Ok(()),
+        }
+    }
+
+    /// The next page, unless the deadline passes first.
+    async fn next_page(
+        &self,
+        pages: &mut crate::stripe_api::EventPager<'_>,
+    ) -> Result<Option<Vec<ListedEvent>>, Error> {
+        match tokio::time::timeout_at(self.at, pages.next_page()).await {
+            Ok(page) => Ok(page?),
+            Err(_) => Err(Error::PassTimeout(self.limit)),
+        }
+    }
+}
+
+/// Scans every open window, newest first, resuming each where its scan stopped, until the
+/// deadline.
 pub(super) async fn scan_windows(
     r: &Reconciler,
     run_id: i64,
     windows: &[Scan],
+    deadline: &Deadline,
     stop: &watch::Receiver<bool>,
     summary: &mut PassSummary,
 ) -> Result<(), Error> {
     for window in windows {
-        scan_window(r, run_id, window, stop, summary).await?;
+        scan_window(r, run_id, window, deadline, stop, summary).await?;
     }
     match summary.failed_events.len() {
         0 => Ok(()),
@@ -43,6 +80,7 @@ async fn scan_window(
     r: &Reconciler,
     run_id: i64,
     window: &Scan,
+    deadline: &Deadline,
     stop: &watch::Receiver<bool>,
     summary: &mut PassSummary,
 ) -> Result<(), Error> {
@@ -62,10 +100,11 @@ async fn scan_window(
         if *stop.borrow() {
             return Err(Error::Stopped);
         }
-        let page = match pages.next_page().await {
+        deadline.check()?;
+        let page = match deadline.next_page(&mut pages).await {
             Ok(Some(page)) => page,
             Ok(None) => break,
-            Err(StripeError::NotFound(_)) if first && window.cursor.is_some() => {
+            Err(Error::Stripe(StripeError::NotFound(_))) if first && window.cursor.is_some() => {
                 // The cursor's event is gone from Stripe (older than 30 days): list again from
                 // its second, without the cursor.
                 query.starting_after = None;
@@ -74,7 +113,7 @@ async fn scan_window(
                 first = false;
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         first = false;
         summary.events_seen += page.len() as u64;

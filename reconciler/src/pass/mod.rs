@@ -225,12 +225,8 @@ impl Pass<'_> {
         windows.open(&client, run_id).await?;
         let open = scans::open_windows(&client).await?;
         drop(client);
-        let deadline = r.config.pass_timeout;
-        let scanned = backfill::scan_windows(r, run_id, &open, self.stop, summary);
-        let scanned = match tokio::time::timeout(deadline, scanned).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::PassTimeout(deadline)),
-        };
+        let deadline = backfill::Deadline::after(r.config.pass_timeout);
+        let scanned = backfill::scan_windows(r, run_id, &open, &deadline, self.stop, summary).await;
         let adopted = backfill::adopt(r, run_id, windows.from(), summary).await;
         let (open, backlog) = scans::backlog(&r.pool.get().await?).await?;
         summary.windows_open = open;
