@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::pgurl::{SslMode, TlsParams};
+
 /// The names of every environment variable the binaries read.
 pub mod var {
     pub const DATABASE_URL: &str = "DATABASE_URL";
@@ -147,8 +149,11 @@ impl FromStr for LogFormat {
 /// Database settings shared by both binaries.
 #[derive(Debug, Clone)]
 pub struct DbConfig {
-    /// Parsed `DATABASE_URL` (tokio-postgres redacts the password in `Debug`).
+    /// Parsed `DATABASE_URL` (tokio-postgres redacts the password in `Debug`), without its TLS
+    /// parameters.
     pub pg: tokio_postgres::Config,
+    /// `DATABASE_URL`'s TLS parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`).
+    pub tls: TlsParams,
     pub pool_size: usize,
     /// `lock_timeout` of pooled sessions (`EDGE_LOCK_TIMEOUT_MS`): a row locked elsewhere never
     /// stalls the ledger's writes for longer.
@@ -233,22 +238,13 @@ impl<'a, S: Source + ?Sized> Parser<'a, S> {
     }
 
     pub fn db(&mut self) -> DbConfig {
-        let pg = match self.required_raw(var::DATABASE_URL) {
-            None => tokio_postgres::Config::new(),
-            Some(url) => match url.trim().parse::<tokio_postgres::Config>() {
-                Ok(mut pg) => {
-                    if pg.get_connect_timeout().is_none() {
-                        pg.connect_timeout(Duration::from_secs(5));
-                    }
-                    pg.keepalives_idle(Duration::from_secs(30));
-                    pg
-                }
-                Err(_) => {
-                    self.problem(
-                        var::DATABASE_URL,
-                        "is not a valid postgres URL or key=value string",
-                    );
-                    tokio_postgres::Config::new()
+        let (pg, tls) = match self.required_raw(var::DATABASE_URL) {
+            None => (tokio_postgres::Config::new(), TlsParams::default()),
+            Some(url) => match database_url(&url) {
+                Ok(parsed) => parsed,
+                Err(message) => {
+                    self.problem(var::DATABASE_URL, message);
+                    (tokio_postgres::Config::new(), TlsParams::default())
                 }
             },
         };
@@ -260,6 +256,7 @@ impl<'a, S: Source + ?Sized> Parser<'a, S> {
         );
         DbConfig {
             pg,
+            tls,
             pool_size,
             lock_timeout,
         }
@@ -301,6 +298,25 @@ impl<'a, S: Source + ?Sized> Parser<'a, S> {
             range(v, 0, 3600).map(Duration::from_secs)
         })
     }
+}
+
+/// `DATABASE_URL`: tokio-postgres's settings and the TLS parameters libpq reads (the message of
+/// an error never quotes the URL: it may hold a password).
+fn database_url(url: &str) -> Result<(tokio_postgres::Config, TlsParams), String> {
+    let (rest, tls) = crate::pgurl::split(url).map_err(|e| format!("has {e}"))?;
+    let mut pg = rest
+        .parse::<tokio_postgres::Config>()
+        .map_err(|_| "is not a valid postgres URL or key=value string".to_owned())?;
+    pg.ssl_mode(match tls.mode {
+        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        _ => tokio_postgres::config::SslMode::Require,
+    });
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(Duration::from_secs(5));
+    }
+    pg.keepalives_idle(Duration::from_secs(30));
+    Ok((pg, tls))
 }
 
 pub fn range<T: FromStr + PartialOrd + fmt::Display>(v: &str, min: T, max: T) -> Result<T, String> {

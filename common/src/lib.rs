@@ -6,7 +6,8 @@
 //! - [`build`]: what this build is (version, git revision, date).
 //! - [`config`]: every environment variable, parsed once into types.
 //! - [`error`]: error text that keeps its cause (the Postgres server's message above all).
-//! - [`db`]: the connection pool, embedded migrations and the schema check.
+//! - [`db`]: the connection pool (TLS as `sslmode` says), embedded migrations and the schema check.
+//! - [`pgurl`]: `DATABASE_URL`'s TLS parameters, split from what tokio-postgres reads.
 //! - [`http`]: the accept loop, response bodies and request ids shared by every listener.
 //! - [`ledger`]: the one function that applies a Stripe event (ledger row + order state).
 //! - [`stripe`]: the event envelope and `Stripe-Signature` signing/verification.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod pgurl;
 pub mod shutdown;
 pub mod stripe;
 pub mod telemetry;

@@ -97,6 +97,7 @@ impl App {
             })?;
             db::check_schema(&client).await?;
         }
+        db::pooler::check(&config.db).await?;
         let writers = db::pool(&common::config::DbConfig {
             pool_size: config.ledger_writers * group_commit::CONNECTIONS_PER_WRITER,
             ..config.db.clone()

@@ -47,6 +47,8 @@ pub async fn run(mode: Mode) -> i32 {
 }
 
 async fn apply(db_config: &config::DbConfig) -> Result<(), DbError> {
+    // Migrations hold a session-level advisory lock: refuse a pooler that does not keep sessions.
+    db::pooler::check(db_config).await?;
     let applied = db::migrate(db_config).await?;
     let versions: Vec<String> = applied.iter().map(|(v, n)| format!("V{v}__{n}")).collect();
     let need = db::required_schema_version();

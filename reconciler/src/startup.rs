@@ -30,8 +30,11 @@ pub fn config(kind: CommandKind) -> Result<ReconcilerConfig, Error> {
     Ok(ReconcilerConfig::from_env(kind.key_requirement())?)
 }
 
-/// Connects once and refuses a schema older than this build.
+/// Connects once and refuses a schema that does not fit this build, and a pooler that does not
+/// keep sessions.
 pub async fn check_database(config: &ReconcilerConfig) -> Result<i32, Error> {
     let client = db::connect(&config.db).await?;
-    Ok(db::check_schema(&client).await?)
+    let version = db::check_schema(&client).await?;
+    db::pooler::check(&config.db).await?;
+    Ok(version)
 }

@@ -12,6 +12,7 @@
 //! - [`process`]: the project's binaries run as processes (exit status, output, peak RSS).
 //! - [`oracle`]: the one-event ledger write, the differential oracle of the batched one.
 //! - [`logs`]: the process's JSON logs, captured for assertions.
+//! - [`tls`]: test certificate authorities and the certificates they sign.
 //! - [`upstream`]: a fake app behind the proxy that records what it receives.
 
 pub mod edge;
@@ -23,4 +24,5 @@ pub mod oracle;
 pub mod pg;
 pub mod process;
 pub mod reconciler;
+pub mod tls;
 pub mod upstream;

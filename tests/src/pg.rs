@@ -359,6 +359,7 @@ async fn build_template(server: &Server, admin: &Client) -> Result<(), String> {
     }
     let cfg = DbConfig {
         pg: db_config(server, &building),
+        tls: Default::default(),
         pool_size: 1,
         lock_timeout: DEFAULT_LOCK_TIMEOUT,
     };
@@ -437,6 +438,7 @@ impl TestDb {
     pub fn db_config(&self) -> DbConfig {
         DbConfig {
             pg: self.config.clone(),
+            tls: Default::default(),
             pool_size: 4,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
@@ -506,6 +508,61 @@ impl DedicatedCluster {
     /// The loopback TCP port, when listening on one.
     pub fn tcp_port(&self) -> Option<u16> {
         self.tcp
+    }
+
+    /// Turns TLS on with `server` (and `client_ca`, which signs the certificates clients may
+    /// present), its files in the data directory as Postgres requires them.
+    pub async fn enable_ssl(
+        &self,
+        server: &crate::tls::Pem,
+        client_ca: &crate::tls::TestCa,
+    ) -> Result<(), String> {
+        let data = self.dir.join("data");
+        let (cert, key) = server.write(&data, "server");
+        let ca = client_ca.write(&data, "client-ca");
+        if self.root {
+            for path in [&cert, &key, &ca] {
+                let ok = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(path)
+                    .status()
+                    .map_err(|e| e.to_string())?;
+                if !ok.success() {
+                    return Err("chown to postgres failed".into());
+                }
+            }
+        }
+        let admin = connect(&self.config)
+            .await
+            .map_err(|e| common::error::chain(&e))?;
+        for (setting, value) in [
+            ("ssl_cert_file", cert.display().to_string()),
+            ("ssl_key_file", key.display().to_string()),
+            ("ssl_ca_file", ca.display().to_string()),
+            ("ssl", "on".to_owned()),
+        ] {
+            admin
+                .batch_execute(&format!("ALTER SYSTEM SET {setting} = '{value}'"))
+                .await
+                .map_err(|e| common::error::chain(&e))?;
+        }
+        admin
+            .batch_execute("SELECT pg_reload_conf()")
+            .await
+            .map_err(|e| common::error::chain(&e))?;
+        // The reload is signalled: wait until a new session sees it.
+        let on = crate::http::eventually(Duration::from_secs(10), || async {
+            match connect(&self.config).await {
+                Ok(c) => c
+                    .query_one("SHOW ssl", &[])
+                    .await
+                    .is_ok_and(|r| r.get::<_, String>(0) == "on"),
+                Err(_) => false,
+            }
+        })
+        .await;
+        on.then_some(())
+            .ok_or_else(|| "ssl did not turn on".to_owned())
     }
 
     /// Replaces `pg_hba.conf` with `lines` and reloads the server.
@@ -595,6 +652,7 @@ impl DedicatedCluster {
         config.dbname(name);
         common::db::migrate(&DbConfig {
             pg: config.clone(),
+            tls: Default::default(),
             pool_size: 1,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
         })

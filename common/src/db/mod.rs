@@ -1,32 +1,48 @@
-//! Postgres plumbing: the deadpool pool, the embedded refinery migrations (applied under an advisory
-//! lock so concurrent `migrate` runs are safe, listed by `migrate --status`, shown by `--dry-run`),
-//! and the start-up schema check with its compatibility range.
+//! Postgres plumbing: every connection the binaries make (the deadpool pools and the dedicated
+//! ones), TLS as `sslmode` says ([`tls`]), the session settings sent as SQL (so that they pass
+//! through PgBouncer), the check that a pooler in front keeps sessions ([`pooler`]), and the
+//! embedded migrations with the start-up schema check ([`migrations`]).
+
+mod migrations;
+pub mod pooler;
+pub mod tls;
+
+pub use migrations::{
+    MigrationState, MigrationStatus, check_schema, embedded_migration_count, migrate,
+    migration_sql, migration_status, required_schema_version, schema_version,
+};
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::Host;
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::DbConfig;
+use crate::pgurl::{SslMode, TlsParams};
 
-mod embedded {
-    refinery::embed_migrations!("../migrations");
-}
-
-/// Arbitrary, fixed key of the advisory lock that serialises `migrate` runs.
-const MIGRATION_LOCK_KEY: i64 = 0x5354_5249_5045_0001;
 /// How long a request waits for a pooled connection before the answer is 503.
 pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A database failure at start-up or in a one-off command.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot connect to the database {target}: {}", connect_cause(.source))]
+    #[error("cannot connect to the database {target}: {cause}")]
     Connect {
         /// Where: hosts, port, database and user (never the password).
         target: String,
+        /// Why, as an operator can act on it.
+        cause: String,
         source: tokio_postgres::Error,
     },
+    #[error("DATABASE_URL's TLS settings cannot be used: {0}")]
+    Tls(#[from] tls::TlsSetupError),
+    #[error(
+        "DATABASE_URL goes through a pooler that does not keep sessions (PgBouncer \
+         pool_mode=transaction or statement): {0} need session mode; set pool_mode=session for \
+         this database, or connect to Postgres directly"
+    )]
+    PoolerMode(&'static str),
     #[error("cannot connect to the database {target}: {}", crate::error::chain(.source))]
     Unavailable {
         /// Where: hosts, port, database and user (never the password).
@@ -52,11 +68,14 @@ pub enum DbError {
 }
 
 impl DbError {
-    /// The process exit status for this failure: 69 when the database cannot be reached, 78 when
-    /// the schema does not fit the build, 1 otherwise.
+    /// The process exit status for this failure: 69 when the database cannot be reached (TLS
+    /// refused included), 64 when the TLS settings cannot be used, 78 when the schema does not
+    /// fit the build or a pooler does not keep sessions, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Connect { .. } | Self::Unavailable { .. } => crate::EXIT_UNAVAILABLE,
+            Self::Tls(_) => crate::EXIT_CONFIG,
+            Self::PoolerMode(_) => crate::EXIT_SCHEMA,
             e if e.is_schema_mismatch() => crate::EXIT_SCHEMA,
             _ => 1,
         }
@@ -93,264 +112,103 @@ pub fn describe(pg: &tokio_postgres::Config) -> String {
     )
 }
 
-/// Why a connection failed, as an operator can act on it: the server's refusal (a password, a
+/// Why a connection failed, as an operator can act on it: TLS (an unknown CA, a host name
+/// mismatch, an expired certificate, a server without TLS), the server's refusal (a password, a
 /// missing database, a `pg_hba.conf` rule that wants TLS) or the network's (refused, unknown host).
-fn connect_cause(e: &tokio_postgres::Error) -> String {
+pub fn connect_cause(e: &tokio_postgres::Error, tls: &TlsParams) -> String {
+    if let Some(cause) = tls::cause(e, tls) {
+        return cause;
+    }
     let cause = crate::error::postgres(e);
     match e.as_db_error() {
         Some(db) if db.code().code() == "28000" && db.message().contains("no encryption") => {
             format!(
-                "{cause}; the server requires TLS, and this build connects without it \
-                 (terminate TLS in a local proxy such as PgBouncer, or allow non-TLS connections \
-                 from the edge's network)"
+                "{cause}; the server requires TLS, and DATABASE_URL has sslmode={}: set \
+                 sslmode=require, or verify-full with sslrootcert",
+                tls.mode
             )
         }
         _ => cause,
     }
 }
 
-/// The highest migration version embedded in this build.
-pub fn required_schema_version() -> i32 {
-    embedded::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| m.version())
-        .max()
-        .unwrap_or(0)
-}
-
-/// Number of embedded migrations (a guard against an empty folder compiling silently).
-pub fn embedded_migration_count() -> usize {
-    embedded::migrations::runner().get_migrations().len()
+/// Whether a configuration may use TLS: not under `sslmode=disable`, and not when every host is a
+/// Unix socket (Postgres speaks no TLS there).
+fn uses_tls(cfg: &DbConfig) -> bool {
+    cfg.tls.mode != SslMode::Disable && cfg.pg.get_hosts().iter().any(|h| matches!(h, Host::Tcp(_)))
 }
 
 /// One dedicated connection (not pooled), its driver task spawned on the current runtime.
 pub async fn connect(cfg: &DbConfig) -> Result<Client, DbError> {
-    let (client, connection) = cfg
-        .pg
-        .connect(NoTls)
-        .await
-        .map_err(|source| DbError::Connect {
-            target: describe(&cfg.pg),
-            source,
-        })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "dedicated database connection ended");
-        }
-    });
-    Ok(client)
-}
-
-/// Applies every pending migration under an advisory lock; returns the versions applied. A schema
-/// newer than this build that still supports it (a rollback after a newer build migrated) has
-/// nothing to apply; one that no longer supports it is refused ([`DbError::SchemaTooNew`]).
-pub async fn migrate(cfg: &DbConfig) -> Result<Vec<(i32, String)>, DbError> {
-    let mut client = connect(cfg).await?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
-        .await?;
-    let result = match schema_version(&client).await {
-        Ok(have) if have > required_schema_version() => match check_schema(&client).await {
-            Ok(_) => Ok(Vec::new()),
-            Err(e) => Err(e),
-        },
-        Ok(_) => embedded::migrations::runner()
-            .run_async(&mut client)
-            .await
-            .map(|report| {
-                report
-                    .applied_migrations()
-                    .iter()
-                    .map(|m| (m.version(), m.name().to_owned()))
-                    .collect()
+    let connected = match uses_tls(cfg) {
+        true => {
+            let tls = tls::connector(&cfg.tls)?;
+            cfg.pg.connect(tls).await.map(|(client, connection)| {
+                tokio::spawn(drive(connection));
+                client
             })
-            .map_err(DbError::from),
-        Err(e) => Err(e.into()),
+        }
+        false => cfg.pg.connect(NoTls).await.map(|(client, connection)| {
+            tokio::spawn(drive(connection));
+            client
+        }),
     };
-    let unlock = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
-        .await;
-    let applied = result?;
-    unlock?;
-    Ok(applied)
+    connected.map_err(|source| DbError::Connect {
+        target: describe(&cfg.pg),
+        cause: connect_cause(&source, &cfg.tls),
+        source,
+    })
 }
 
-/// The schema version recorded in the database (0 when never migrated).
-pub async fn schema_version(client: &Client) -> Result<i32, tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
-            &[],
-        )
-        .await?;
-    if !row.get::<_, bool>(0) {
-        return Ok(0);
+/// Drives a dedicated connection until it ends.
+async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "dedicated database connection ended");
     }
-    let row = client
-        .query_one("SELECT max(version) FROM refinery_schema_history", &[])
-        .await?;
-    Ok(row.get::<_, Option<i32>>(0).unwrap_or(0))
 }
 
-/// Refuses a schema older than this build needs, and a newer one that does not list this build as
-/// compatible (`schema_compatibility.oldest_build_schema`, see `migrations/V4`). So migrations run
-/// first, and the binaries already running keep working on the newer schema while the new ones
-/// roll out, as long as the migration is additive.
-pub async fn check_schema(client: &Client) -> Result<i32, DbError> {
-    let have = schema_version(client).await?;
-    let need = required_schema_version();
-    if have < need {
-        return Err(DbError::SchemaOutdated { have, need });
-    }
-    if have > need {
-        let oldest: i32 = client
-            .query_one("SELECT oldest_build_schema FROM schema_compatibility", &[])
-            .await?
-            .get(0);
-        if need < oldest {
-            return Err(DbError::SchemaTooNew { have, need, oldest });
-        }
-    }
-    Ok(have)
-}
-
-/// One migration as `migrate --status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationStatus {
-    pub version: i32,
-    pub name: String,
-    pub state: MigrationState,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MigrationState {
-    /// Applied, at this time (as refinery recorded it), with the SQL this build embeds.
-    Applied { on: String },
-    /// Applied, but its SQL differs from this build's (edited after it ran).
-    Changed { on: String },
-    /// Embedded in this build and not applied yet.
-    Pending,
-    /// Applied by a newer build.
-    Newer { on: String },
-}
-
-/// Every migration this build embeds or the database has applied, in version order.
-pub async fn migration_status(cfg: &DbConfig) -> Result<Vec<MigrationStatus>, DbError> {
-    let client = connect(cfg).await?;
-    let mut applied = std::collections::BTreeMap::new();
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
-    if exists {
-        for row in client
-            .query(
-                "SELECT version, name, applied_on, checksum FROM refinery_schema_history",
-                &[],
-            )
-            .await?
-        {
-            let version: i32 = row.get(0);
-            let name: String = row.get(1);
-            let on: String = row.get(2);
-            let checksum: String = row.get(3);
-            applied.insert(version, (name, on, checksum));
-        }
-    }
-    let mut out = Vec::new();
-    for m in embedded::migrations::runner().get_migrations() {
-        let state = match applied.remove(&m.version()) {
-            Some((_, on, checksum)) if checksum == m.checksum().to_string() => {
-                MigrationState::Applied { on }
-            }
-            Some((_, on, _)) => MigrationState::Changed { on },
-            None => MigrationState::Pending,
-        };
-        out.push(MigrationStatus {
-            version: m.version(),
-            name: m.name().to_owned(),
-            state,
-        });
-    }
-    for (version, (name, on, _)) in applied {
-        out.push(MigrationStatus {
-            version,
-            name,
-            state: MigrationState::Newer { on },
-        });
-    }
-    out.sort_by_key(|m| m.version);
-    Ok(out)
-}
-
-/// The SQL of an embedded migration.
-pub fn migration_sql(version: i32) -> Option<&'static str> {
-    static RUNNER: std::sync::OnceLock<refinery::Runner> = std::sync::OnceLock::new();
-    RUNNER
-        .get_or_init(embedded::migrations::runner)
-        .get_migrations()
-        .iter()
-        .find(|m| m.version() == version)
-        .and_then(|m| m.sql())
-}
-
-/// Session setting of every pooled connection: plan each prepared statement once. The ledger's
-/// lookup takes optional keys (NULL when absent); with the default plan cache mode Postgres finds a
-/// NULL-folded custom plan cheaper and so re-plans on every execution (about 160 µs of server CPU
-/// per event, measured with `pg_prepared_statements.custom_plans`).
-pub const POOL_SESSION_OPTIONS: &str = "-c plan_cache_mode=force_generic_plan";
-
-/// The session settings of every pooled connection: [`POOL_SESSION_OPTIONS`], and the lock and
-/// statement time-outs that keep one locked row (an app's transaction, a support session, a DDL)
-/// from stalling the ledger's writes.
-pub fn session_options(cfg: &DbConfig) -> String {
+/// The session settings of every pooled connection, sent as SQL when it opens (so that they pass
+/// through PgBouncer, which refuses the `options` startup parameter): each prepared statement
+/// planned once (the ledger's lookup takes optional keys, NULL when absent; with the default plan
+/// cache mode Postgres finds a NULL-folded custom plan cheaper and so re-plans on every execution,
+/// about 160 µs of server CPU per event, measured with `pg_prepared_statements.custom_plans`), and
+/// the lock and statement time-outs that keep one locked row (an app's transaction, a support
+/// session, a DDL) from stalling the ledger's writes.
+pub fn session_settings(cfg: &DbConfig) -> String {
     format!(
-        "{POOL_SESSION_OPTIONS} -c lock_timeout={} -c statement_timeout={}",
+        "SET plan_cache_mode = force_generic_plan; SET lock_timeout = {}; \
+         SET statement_timeout = {}",
         cfg.lock_timeout.as_millis(),
         cfg.statement_timeout().as_millis()
     )
 }
 
 /// A pool. Statements are prepared once per connection (`prepare_cached`) and planned once, and
-/// every session has the [`session_options`].
+/// every session gets the [`session_settings`].
 pub fn pool(cfg: &DbConfig) -> Result<Pool, DbError> {
-    let mut pg = cfg.pg.clone();
-    let ours = session_options(cfg);
-    let options = match pg.get_options() {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing} {ours}"),
-        _ => ours,
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
     };
-    pg.options(options);
-    let manager = Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager = match uses_tls(cfg) {
+        true => Manager::from_config(cfg.pg.clone(), tls::connector(&cfg.tls)?, manager_config),
+        false => Manager::from_config(cfg.pg.clone(), NoTls, manager_config),
+    };
+    let settings = session_settings(cfg);
     Pool::builder(manager)
         .max_size(cfg.pool_size)
         .wait_timeout(Some(POOL_WAIT_TIMEOUT))
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .runtime(Runtime::Tokio1)
+        .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+            let settings = settings.clone();
+            Box::pin(async move {
+                client
+                    .batch_execute(&settings)
+                    .await
+                    .map_err(deadpool_postgres::HookError::Backend)
+            })
+        }))
         .build()
         .map_err(|e| DbError::Pool(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn migrations_are_embedded() {
-        assert_eq!(super::embedded_migration_count(), 5);
-        assert_eq!(super::required_schema_version(), 5);
-        assert!(
-            super::migration_sql(4)
-                .is_some_and(|sql| sql.contains("CREATE TABLE schema_compatibility"))
-        );
-    }
 }

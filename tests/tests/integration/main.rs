@@ -19,6 +19,7 @@ mod ledger;
 mod messages;
 mod orders;
 mod outage;
+mod pg_tls;
 mod proxy;
 mod reconcile;
 mod retried;
