@@ -44,6 +44,31 @@ pub mod var {
     pub const STRIPE_MAX_RPS: &str = "STRIPE_MAX_RPS";
     pub const RECONCILER_ADMIN_LISTEN: &str = "RECONCILER_ADMIN_LISTEN";
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+    pub const APP_NOTIFY_SECRET: &str = "APP_NOTIFY_SECRET";
+
+    pub const DATABASE_URL_FILE: &str = "DATABASE_URL_FILE";
+    pub const STRIPE_WEBHOOK_SECRET_FILE: &str = "STRIPE_WEBHOOK_SECRET_FILE";
+    pub const STRIPE_API_KEY_FILE: &str = "STRIPE_API_KEY_FILE";
+    pub const ADMIN_TOKEN_FILE: &str = "ADMIN_TOKEN_FILE";
+    pub const APP_NOTIFY_SECRET_FILE: &str = "APP_NOTIFY_SECRET_FILE";
+
+    /// Every secret-bearing variable and the variable that may name a file holding it instead
+    /// (Docker and Kubernetes mount secrets as files).
+    pub const SECRET_FILES: [(&str, &str); 5] = [
+        (DATABASE_URL, DATABASE_URL_FILE),
+        (STRIPE_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET_FILE),
+        (STRIPE_API_KEY, STRIPE_API_KEY_FILE),
+        (ADMIN_TOKEN, ADMIN_TOKEN_FILE),
+        (APP_NOTIFY_SECRET, APP_NOTIFY_SECRET_FILE),
+    ];
+
+    /// The `_FILE` variable of a secret-bearing variable.
+    pub fn file_of(var: &str) -> Option<&'static str> {
+        SECRET_FILES
+            .iter()
+            .find(|(name, _)| *name == var)
+            .map(|(_, file)| *file)
+    }
 }
 
 /// Where variables come from: the process environment in production, a map in tests (so no test
@@ -188,15 +213,58 @@ impl<'a, S: Source + ?Sized> Parser<'a, S> {
         });
     }
 
-    /// The raw value; an empty (or all-blank) value counts as unset.
-    pub fn raw(&self, var: &'static str) -> Option<String> {
-        self.source.get(var).filter(|v| !v.trim().is_empty())
+    /// The raw value; an empty (or all-blank) value counts as unset. A secret-bearing variable
+    /// may instead be given as `<NAME>_FILE`, a file whose content (trailing newlines stripped) is
+    /// the value; both set, or a file that cannot be read, is a problem of its own (naming the
+    /// variable and the path, never the content).
+    pub fn raw(&mut self, var: &'static str) -> Option<String> {
+        let direct = self.source.get(var).filter(|v| !v.trim().is_empty());
+        let Some(file_var) = var::file_of(var) else {
+            return direct;
+        };
+        let file = self.source.get(file_var).filter(|v| !v.trim().is_empty());
+        match (direct, file) {
+            (Some(_), Some(_)) => {
+                let message = format!("is set together with {var}: set only one of them");
+                self.problem(file_var, message);
+                None
+            }
+            (direct, None) => direct,
+            (None, Some(path)) => {
+                let path = path.trim();
+                match std::fs::read_to_string(path) {
+                    Ok(content) => {
+                        let value = content.trim_end_matches(['\n', '\r']);
+                        if value.trim().is_empty() {
+                            self.problem(file_var, format!("names an empty file: {path}"));
+                            return None;
+                        }
+                        Some(value.to_owned())
+                    }
+                    Err(e) => {
+                        self.problem(file_var, format!("cannot read {path}: {e}"));
+                        None
+                    }
+                }
+            }
+        }
     }
 
     pub fn required_raw(&mut self, var: &'static str) -> Option<String> {
         let value = self.raw(var);
-        if value.is_none() {
-            self.problem(var, "is required but not set");
+        let file_var = var::file_of(var);
+        let reported = self
+            .problems
+            .iter()
+            .any(|p| p.var == var || Some(p.var) == file_var);
+        if value.is_none() && !reported {
+            match file_var {
+                Some(file_var) => self.problem(
+                    var,
+                    format!("is required but not set (neither is {file_var})"),
+                ),
+                None => self.problem(var, "is required but not set"),
+            }
         }
         value
     }
@@ -371,6 +439,26 @@ mod tests {
         assert!(!format!("{db:?}").contains("pw"), "password leaked");
         let e = db_from(&env(&[("DATABASE_POOL_SIZE", "0")])).expect_err("invalid");
         assert_eq!(e.vars(), vec!["DATABASE_URL", "DATABASE_POOL_SIZE"]);
+    }
+
+    #[test]
+    fn secrets_may_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("edge-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("url");
+        std::fs::write(&file, "postgres://u:pw@127.0.0.1/db\r\n").expect("file");
+        let path = file.display().to_string();
+        let (db, _) = db_from(&env(&[("DATABASE_URL_FILE", path.leak())])).expect("from the file");
+        assert_eq!(db.pg.get_dbname(), Some("db"));
+        let e = db_from(&env(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DATABASE_URL_FILE", "/nowhere"),
+        ]))
+        .expect_err("both");
+        assert_eq!(e.vars(), vec!["DATABASE_URL_FILE"]);
+        let e = db_from(&env(&[("DATABASE_URL_FILE", "/nowhere/at/all")])).expect_err("missing");
+        assert_eq!(e.vars(), vec!["DATABASE_URL_FILE"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

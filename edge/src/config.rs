@@ -52,13 +52,7 @@ impl EdgeConfig {
         let log_format = p.log_format();
         let listen = p.addr(var::EDGE_LISTEN, "0.0.0.0:8080");
         let admin_listen = p.addr(var::EDGE_ADMIN_LISTEN, "0.0.0.0:9464");
-        let webhook_secrets = match p.required_raw(var::STRIPE_WEBHOOK_SECRET) {
-            None => Vec::new(),
-            Some(v) => webhook_secrets(&v).unwrap_or_else(|m| {
-                p.problem(var::STRIPE_WEBHOOK_SECRET, m);
-                Vec::new()
-            }),
-        };
+        let webhook_secrets = parse_webhook_secrets(&mut p);
         let webhook_tolerance_secs = p.with(var::STRIPE_WEBHOOK_TOLERANCE_SECS, 300, |v| {
             range(v, 1, 86_400)
         });
@@ -118,6 +112,23 @@ impl EdgeConfig {
             body_budget_bytes,
             proxy_max_inflight,
         })
+    }
+}
+
+/// `STRIPE_WEBHOOK_SECRET` (or `STRIPE_WEBHOOK_SECRET_FILE`) alone, as `SIGHUP` re-reads it.
+pub fn webhook_secrets_from(source: &(impl Source + ?Sized)) -> Result<Vec<Secret>, ConfigError> {
+    let mut p = Parser::new(source);
+    let secrets = parse_webhook_secrets(&mut p);
+    p.finish(secrets)
+}
+
+fn parse_webhook_secrets<S: Source + ?Sized>(p: &mut Parser<'_, S>) -> Vec<Secret> {
+    match p.required_raw(var::STRIPE_WEBHOOK_SECRET) {
+        None => Vec::new(),
+        Some(v) => webhook_secrets(&v).unwrap_or_else(|m| {
+            p.problem(var::STRIPE_WEBHOOK_SECRET, m);
+            Vec::new()
+        }),
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`group_commit`]: the writers that commit concurrent webhook events together.
 //! - [`state`]: what handlers share.
 //! - [`migrate`]: `edge migrate`, its `--status` and `--dry-run`.
+//! - [`reload`]: what `SIGHUP` re-reads: the webhook secrets, the TLS certificate.
 
 pub mod budget;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod group_commit;
 pub mod metrics;
 pub mod migrate;
 pub mod proxy;
+pub mod reload;
 pub mod resources;
 pub mod routes;
 pub mod state;
@@ -87,8 +89,11 @@ impl App {
 
     /// [`App::build`] with other client time-outs (tests use short ones).
     pub async fn build_with_limits(config: EdgeConfig, limits: Limits) -> Result<Self, StartError> {
-        let metrics = metrics::EdgeMetrics::register(config.webhook_secrets.len());
+        let metrics = metrics::EdgeMetrics::register();
         metrics.build_info.set(common::build::BuildInfo, 1.0);
+        metrics
+            .secrets_active
+            .set_value(config.webhook_secrets.len() as f64);
         let pool = db::pool(&config.db)?;
         {
             let client = pool.get().await.map_err(|source| DbError::Unavailable {

@@ -71,6 +71,8 @@ async fn serve() -> i32 {
             return e.exit_code();
         }
     };
+    let hangups = tokio::spawn(edge::reload::on_hangup(app.state()));
     app.run_until_stopped(shutdown::signal_received()).await;
+    hangups.abort();
     0
 }

@@ -33,6 +33,22 @@ common::label! {
 }
 
 common::label! {
+    /// What a reload re-read.
+    pub enum Reloaded: "what" {
+        WebhookSecrets = "webhook_secrets",
+        TlsCertificate = "tls_certificate",
+    }
+}
+
+common::label! {
+    /// How a reload went.
+    pub enum ReloadOutcome: "outcome" {
+        Ok = "ok",
+        Failed = "failed",
+    }
+}
+
+common::label! {
     /// `reason` of `edge_connections_closed_total`.
     pub enum CloseReason: "reason" {
         /// No complete request head within EDGE_HEADER_TIMEOUT_SECS of accept.
@@ -142,7 +158,7 @@ impl LabelSet for Transition {
 common::declare_metrics! {
     /// Handles to every edge series, created once at start-up and shared by the handlers, so
     /// that recording is a lookup-free atomic add.
-    pub struct EdgeMetrics(secret_count: usize) {
+    pub struct EdgeMetrics() {
         /// Webhook requests by outcome.
         webhook_requests: Counters<WebhookOutcome> = "edge_webhook_requests_total", Count;
         /// Webhook request latency, from first byte to answer, by outcome.
@@ -153,7 +169,12 @@ common::declare_metrics! {
         /// Stripe's own deliveries fail with (a wrong secret, a clock off); the others are junk.
         signature_failures: Counters<SignatureError> = "edge_webhook_signature_failures_total", Count;
         /// Verified webhooks by the index of the secret (in STRIPE_WEBHOOK_SECRET) that matched.
-        secret_matches: Counters<SecretIndex> = "edge_webhook_secret_matches_total", Count, for SecretIndex::first(secret_count);
+        secret_matches: Counters<SecretIndex> = "edge_webhook_secret_matches_total", Count;
+        /// Configuration re-read on SIGHUP (and, for the certificate, when its files change), by
+        /// what and outcome: a failed reload keeps what was in force.
+        reloads: Counters<(Reloaded, ReloadOutcome)> = "edge_config_reloads_total", Count;
+        /// Webhook secrets in force (STRIPE_WEBHOOK_SECRET), as of the last (re)load.
+        secrets_active: Gauges<()> = "edge_webhook_secrets_active", Count;
         /// Order status changes made by webhooks.
         transitions: Counters<Transition> = "edge_order_transitions_total", Count;
         /// Order events stored with no matching order.

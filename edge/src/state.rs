@@ -2,8 +2,8 @@
 //! settings, the proxy, the body budget and what the listeners count.
 
 use crate::metrics::EdgeMetrics;
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use common::admin::Readiness;
 use common::config::Secret;
@@ -26,7 +26,8 @@ pub struct State {
     pub readiness: Arc<Readiness>,
     /// The group-commit writer: every webhook write goes through it.
     pub writer: GroupCommit,
-    pub webhook_secrets: Vec<Secret>,
+    /// The webhook secrets in force; `SIGHUP` replaces them (a rotation without a restart).
+    webhook_secrets: RwLock<Arc<Vec<Secret>>>,
     pub tolerance_secs: u64,
     pub max_body_bytes: usize,
     pub proxy: Option<Proxy>,
@@ -42,6 +43,23 @@ pub struct State {
 }
 
 impl State {
+    /// The webhook secrets in force.
+    pub fn webhook_secrets(&self) -> Arc<Vec<Secret>> {
+        self.webhook_secrets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `secrets` in force for the next webhooks.
+    pub fn set_webhook_secrets(&self, secrets: Vec<Secret>) {
+        self.metrics.secrets_active.set_value(secrets.len() as f64);
+        *self
+            .webhook_secrets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(secrets);
+    }
+
     pub fn new(
         config: &EdgeConfig,
         pool: Pool,
@@ -53,7 +71,7 @@ impl State {
             pool,
             readiness: Arc::new(Readiness::default()),
             writer,
-            webhook_secrets: config.webhook_secrets.clone(),
+            webhook_secrets: RwLock::new(Arc::new(config.webhook_secrets.clone())),
             tolerance_secs: config.webhook_tolerance_secs,
             max_body_bytes: config.max_body_bytes,
             proxy: config.upstream_url.clone().map(|base| {

@@ -127,7 +127,7 @@ async fn receive(
         &mut reservation,
     )
     .await?;
-    let index = signature::verify_parsed(&parsed, &body, &state.webhook_secrets)?;
+    let index = signature::verify_parsed(&parsed, &body, &state.webhook_secrets())?;
     state.metrics.secret_matches.inc(SecretIndex(index));
     // Stored exactly as signed.
     let (event, payload) = StripeEvent::parse_owned(body.into())?;

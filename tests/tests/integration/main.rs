@@ -23,6 +23,7 @@ mod pg_tls;
 mod proxy;
 mod reconcile;
 mod retried;
+mod secrets;
 mod slow_peers;
 mod startup;
 mod stripe_sim;
