@@ -4,14 +4,16 @@
 #                  schema, and every query against a live Prometheus scraping the running binaries)
 #   deploy         the deploy kit, statically: compose schema, Kubernetes schemas, haproxy -c,
 #                  promtool, generated objects up to date
+#   pgbouncer      the edge and the reconciler through PgBouncer: everything in session mode, a
+#                  clear refusal in transaction mode
 #
 #   scripts/check.sh [NAME...]     (default: every check)
 . "$(dirname "$0")/lib.sh"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(observability deploy)
+[ ${#names[@]} -gt 0 ] || names=(observability deploy pgbouncer)
 for name in "${names[@]}"; do
   case $name in
-    observability | deploy) echo "######## check $name"; "scripts/check/$name.sh" ;;
-    *) echo "unknown check: $name (observability, deploy)" >&2; exit 2 ;;
+    observability | deploy | pgbouncer) echo "######## check $name"; "scripts/check/$name.sh" ;;
+    *) echo "unknown check: $name (observability, deploy, pgbouncer)" >&2; exit 2 ;;
   esac
 done

@@ -19,20 +19,30 @@ use crate::config::DbConfig;
 const NEEDS_SESSIONS: &str = "the ledger's prepared statements, the session settings \
     (lock_timeout, statement_timeout), the reconciler's pass lock and LISTEN";
 
-const BACKEND: &str = "SELECT pg_backend_pid()";
-
-/// Refuses a pooler that does not keep sessions.
+/// Refuses a pooler that does not keep sessions. Runs first, before any prepared statement
+/// (which such a pooler would break with an error of its own), in the simple query protocol.
 pub async fn check(cfg: &DbConfig) -> Result<(), DbError> {
     let first = connect(cfg).await?;
     let second = connect(cfg).await?;
-    let pid = |row: tokio_postgres::Row| row.get::<_, i32>(0);
-    let before = pid(first.query_one(BACKEND, &[]).await?);
+    let before = backend(&first).await?;
     second.batch_execute("BEGIN").await?;
-    let held = pid(second.query_one(BACKEND, &[]).await?);
-    let after = pid(first.query_one(BACKEND, &[]).await?);
+    let held = backend(&second).await?;
+    let after = backend(&first).await?;
     second.batch_execute("ROLLBACK").await?;
     if held == before || after != before {
         return Err(DbError::PoolerMode(NEEDS_SESSIONS));
     }
     Ok(())
+}
+
+/// The backend a session's next statement runs on.
+async fn backend(client: &tokio_postgres::Client) -> Result<String, DbError> {
+    let messages = client.simple_query("SELECT pg_backend_pid()").await?;
+    Ok(messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default())
 }
