@@ -33,8 +33,8 @@ pub fn config(kind: CommandKind) -> Result<ReconcilerConfig, Error> {
 /// Connects once and refuses a schema that does not fit this build, and a pooler that does not
 /// keep sessions.
 pub async fn check_database(config: &ReconcilerConfig) -> Result<i32, Error> {
-    let client = db::connect(&config.db).await?;
-    let version = db::check_schema(&client).await?;
+    // First: through a pooler that does not keep sessions, anything else fails its own way.
     db::pooler::check(&config.db).await?;
-    Ok(version)
+    let client = db::connect(&config.db).await?;
+    Ok(db::check_schema(&client).await?)
 }
