@@ -45,6 +45,8 @@ pub mod var {
     pub const RECONCILER_ADMIN_LISTEN: &str = "RECONCILER_ADMIN_LISTEN";
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
     pub const APP_NOTIFY_SECRET: &str = "APP_NOTIFY_SECRET";
+    pub const EDGE_TLS_CERT_FILE: &str = "EDGE_TLS_CERT_FILE";
+    pub const EDGE_TLS_KEY_FILE: &str = "EDGE_TLS_KEY_FILE";
 
     pub const DATABASE_URL_FILE: &str = "DATABASE_URL_FILE";
     pub const STRIPE_WEBHOOK_SECRET_FILE: &str = "STRIPE_WEBHOOK_SECRET_FILE";

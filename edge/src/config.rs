@@ -39,6 +39,15 @@ pub struct EdgeConfig {
     pub body_budget_bytes: usize,
     /// Proxied requests in flight (and so upstream connections) at most.
     pub proxy_max_inflight: usize,
+    /// `EDGE_TLS_CERT_FILE` and `EDGE_TLS_KEY_FILE`: the public listener speaks HTTPS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the public listener's certificate chain and private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 impl EdgeConfig {
@@ -93,6 +102,30 @@ impl EdgeConfig {
                 "must differ from EDGE_LISTEN (metrics stay private)",
             );
         }
+        let tls = match (
+            p.raw(var::EDGE_TLS_CERT_FILE),
+            p.raw(var::EDGE_TLS_KEY_FILE),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.trim().into(),
+                key: key.trim().into(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                p.problem(
+                    var::EDGE_TLS_KEY_FILE,
+                    "is required with EDGE_TLS_CERT_FILE",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                p.problem(
+                    var::EDGE_TLS_CERT_FILE,
+                    "is required with EDGE_TLS_KEY_FILE",
+                );
+                None
+            }
+        };
         p.finish(EdgeConfig {
             db,
             log_format,
@@ -111,6 +144,7 @@ impl EdgeConfig {
             max_connections,
             body_budget_bytes,
             proxy_max_inflight,
+            tls,
         })
     }
 }

@@ -13,6 +13,7 @@
 //! - [`error`]: the one error enum and its mapping to HTTP.
 //! - [`group_commit`]: the writers that commit concurrent webhook events together.
 //! - [`state`]: what handlers share.
+//! - [`tls`]: HTTPS on the public listener, its certificate reloaded without a restart.
 //! - [`migrate`]: `edge migrate`, its `--status` and `--dry-run`.
 //! - [`reload`]: what `SIGHUP` re-reads: the webhook secrets, the TLS certificate.
 
@@ -27,6 +28,7 @@ pub mod reload;
 pub mod resources;
 pub mod routes;
 pub mod state;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,6 +44,7 @@ use tokio::sync::watch;
 use crate::group_commit::GroupCommit;
 use crate::state::State;
 pub use common::http::Limits;
+use common::http::Listening;
 
 /// A writer that holds work longer than the lock time-out plus this is stalled (`/ready` 503).
 const WRITER_STALL_MARGIN: Duration = Duration::from_secs(3);
@@ -56,6 +59,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("EDGE_TLS_CERT_FILE / EDGE_TLS_KEY_FILE: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 impl StartError {
@@ -63,6 +68,7 @@ impl StartError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Db(e) => e.exit_code(),
+            Self::Tls(_) => common::EXIT_CONFIG,
             Self::Bind { .. } => 1,
         }
     }
@@ -94,6 +100,8 @@ impl App {
         metrics
             .secrets_active
             .set_value(config.webhook_secrets.len() as f64);
+        // First: through a pooler that does not keep sessions, anything else fails its own way.
+        db::pooler::check(&config.db).await?;
         let pool = db::pool(&config.db)?;
         {
             let client = pool.get().await.map_err(|source| DbError::Unavailable {
@@ -102,7 +110,6 @@ impl App {
             })?;
             db::check_schema(&client).await?;
         }
-        db::pooler::check(&config.db).await?;
         let writers = db::pool(&common::config::DbConfig {
             pool_size: config.ledger_writers * group_commit::CONNECTIONS_PER_WRITER,
             ..config.db.clone()
@@ -123,7 +130,11 @@ impl App {
             config.db.lock_timeout + WRITER_STALL_MARGIN,
             metrics.clone(),
         );
-        let state = Arc::new(State::new(&config, pool, writer, limits, metrics));
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(tls::Certificates::load(files, metrics.clone())?)),
+            None => None,
+        };
+        let state = Arc::new(State::new(&config, pool, writer, limits, metrics, tls));
         Ok(Self {
             state,
             public,
@@ -166,17 +177,22 @@ impl App {
         .await;
         let (stop_public, public_stopped) = watch::channel(false);
         let reconcile_status = tokio::spawn(reconcile_status(state.clone()));
+        let watch = state.tls.clone().map(|tls| tokio::spawn(tls.watch()));
+        let listening = Listening {
+            name: "public",
+            listener: self.public,
+            tls: state.tls.as_ref().map(|tls| tls.acceptor()),
+            grace: self.grace,
+            limits: state.limits,
+            stats: state.public_stats.clone(),
+        };
         let public = tokio::spawn(common::http::serve(
-            "public",
-            self.public,
+            listening,
             {
                 let state = state.clone();
                 move |req, peer| routes::public(req, state.clone(), peer)
             },
             public_stopped,
-            self.grace,
-            state.limits,
-            state.public_stats.clone(),
         ));
         tracing::info!(
             public = %public_addr,
@@ -204,6 +220,9 @@ impl App {
         }
         admin.stop().await;
         reconcile_status.abort();
+        if let Some(watch) = watch {
+            watch.abort();
+        }
         state.pool.close();
         tracing::info!("edge stopped");
     }

@@ -72,7 +72,9 @@ async fn serve() -> i32 {
         }
     };
     let hangups = tokio::spawn(edge::reload::on_hangup(app.state()));
+    let secret_file = tokio::spawn(edge::reload::watch_secret_file(app.state()));
     app.run_until_stopped(shutdown::signal_received()).await;
     hangups.abort();
+    secret_file.abort();
     0
 }

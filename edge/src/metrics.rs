@@ -173,6 +173,9 @@ common::declare_metrics! {
         /// Configuration re-read on SIGHUP (and, for the certificate, when its files change), by
         /// what and outcome: a failed reload keeps what was in force.
         reloads: Counters<(Reloaded, ReloadOutcome)> = "edge_config_reloads_total", Count;
+        /// When the public listener's TLS certificate expires (unix time; EDGE_TLS_CERT_FILE, as
+        /// of the last load). Absent without HTTPS.
+        tls_expiry: Gauges<()> = "edge_tls_certificate_expiry_timestamp_seconds", Seconds;
         /// Webhook secrets in force (STRIPE_WEBHOOK_SECRET), as of the last (re)load.
         secrets_active: Gauges<()> = "edge_webhook_secrets_active", Count;
         /// Order status changes made by webhooks.

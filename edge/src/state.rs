@@ -16,6 +16,7 @@ use crate::proxy::Proxy;
 use common::http::{Limits, ServeStats};
 
 use crate::budget::BodyBudget;
+use crate::tls::Certificates;
 
 /// Shared, read-mostly state of one edge process.
 #[derive(Debug)]
@@ -38,6 +39,8 @@ pub struct State {
     pub public_stats: Arc<ServeStats>,
     pub admin_stats: Arc<ServeStats>,
     pub metrics: EdgeMetrics,
+    /// The public listener's certificate, when it speaks HTTPS.
+    pub tls: Option<Arc<Certificates>>,
     /// Webhooks being answered now (`edge_webhook_requests_in_flight` for this edge alone).
     pub webhooks_in_flight: AtomicUsize,
 }
@@ -66,10 +69,11 @@ impl State {
         writer: GroupCommit,
         limits: Limits,
         metrics: EdgeMetrics,
+        tls: Option<Arc<Certificates>>,
     ) -> Self {
         Self {
             pool,
-            readiness: Arc::new(Readiness::default()),
+            readiness: Arc::new(Readiness::new(&config.db.tls)),
             writer,
             webhook_secrets: RwLock::new(Arc::new(config.webhook_secrets.clone())),
             tolerance_secs: config.webhook_tolerance_secs,
@@ -93,6 +97,7 @@ impl State {
             public_stats: Arc::new(ServeStats::default()),
             admin_stats: Arc::new(ServeStats::default()),
             metrics,
+            tls,
             webhooks_in_flight: AtomicUsize::new(0),
         }
     }

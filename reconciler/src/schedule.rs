@@ -58,7 +58,7 @@ impl Daemon {
             self.listener,
             self.reconciler.pool.clone(),
             routes,
-            Arc::new(Readiness::default()),
+            Arc::new(Readiness::new(&self.reconciler.config.db.tls)),
             Limits::default(),
             Arc::new(ServeStats::default()),
         )

@@ -117,6 +117,16 @@ CASES = [
         s(f'edge_proxy_requests_in_flight{{{E}}}', "500x15"),
         s(f'edge_proxy_inflight_limit{{{E}}}', "1024x15"),
     ], "10m", "EdgeProxySaturated", []),
+    # HTTPS: a certificate 10 days from its end opens a ticket; a fresh one, or none, does not.
+    ("a certificate 10 days from its end opens a ticket", [
+        s(f'edge_tls_certificate_expiry_timestamp_seconds{{{E}}}', "864000x120"),
+    ], "90m", "EdgeTlsCertificateExpiring", [{"instance": "e1", "job": "edge"}]),
+    ("a certificate 60 days from its end is quiet", [
+        s(f'edge_tls_certificate_expiry_timestamp_seconds{{{E}}}', "5184000x120"),
+    ], "90m", "EdgeTlsCertificateExpiring", []),
+    ("an edge without HTTPS is quiet", [
+        s(f'edge_tls_certificate_expiry_timestamp_seconds{{{E}}}', "0x120"),
+    ], "90m", "EdgeTlsCertificateExpiring", []),
     # The reconciler's last success, read from the database by the edge: works under cron too.
     ("no successful pass for 30 minutes pages", [
         s(f'edge_reconcile_last_success_timestamp_seconds{{{E}}}', "600x60"),

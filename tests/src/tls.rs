@@ -1,6 +1,6 @@
 //! Test certificate authorities: a CA of the test's own, the server and client certificates it
 //! signs (valid, for another host name, expired), written as PEM files where a server or a client
-//! reads them.
+//! reads them; and a real TLS client that trusts such a CA.
 
 use std::path::{Path, PathBuf};
 
@@ -92,4 +92,68 @@ impl TestCa {
             key: key.serialize_pem(),
         }
     }
+}
+
+/// A TLS connection to `addr` for `server_name`, trusting `ca` only, offering `alpn`.
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    ca: &TestCa,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let config = client_config(&ca.cert_pem(), alpn)?;
+    connect_with(addr, server_name, config).await
+}
+
+/// A client configuration trusting the CAs of `ca_pem` only, offering `alpn`.
+pub fn client_config(
+    ca_pem: &str,
+    alpn: &[&[u8]],
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(common::db::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(std::sync::Arc::new(config))
+}
+
+/// A TLS connection to `addr` for `server_name` with `config`.
+pub async fn connect_with(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| e.to_string())?;
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| common::error::chain(&e))
+}
+
+/// The certificate a TLS connection's server presented (its leaf, DER).
+pub fn peer_certificate(
+    stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> Vec<u8> {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .unwrap_or_default()
 }

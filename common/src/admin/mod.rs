@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::http::{Body, Limits, ServeStats, error, full, request_id, with_request_id};
+use crate::http::{Body, Limits, Listening, ServeStats, error, full, request_id, with_request_id};
 use crate::telemetry::RequestId;
 
 /// Requests per second an admin listener starts (probes, scrapes, support calls): far above what
@@ -134,7 +134,11 @@ impl<R: Routes> Admin<R> {
                 {
                     tracing::warn!(reason = why.reason(), "not ready");
                 }
-                readiness::answer(state)
+                let cause = match state {
+                    Err(NotReady::Database | NotReady::ReadOnly) => self.readiness.database_cause(),
+                    _ => None,
+                };
+                readiness::answer(state, cause)
             }
             Route::MethodNotAllowed => method_not_allowed("GET", rid),
             Route::Other => self.routes.handle(req, rid).await,
@@ -178,9 +182,20 @@ impl AdminServer {
             readiness: readiness.clone(),
         });
         let (stop, stopped) = watch::channel(false);
-        let serve = tokio::spawn(crate::http::serve(
-            "admin",
+        let listening = Listening {
+            name: "admin",
             listener,
+            tls: None,
+            grace: GRACE,
+            limits: Limits {
+                max_connections: MAX_CONNECTIONS,
+                requests_per_second: Some(REQUESTS_PER_SECOND),
+                ..limits
+            },
+            stats,
+        };
+        let serve = tokio::spawn(crate::http::serve(
+            listening,
             move |req, _peer| {
                 let admin = admin.clone();
                 async move {
@@ -191,13 +206,6 @@ impl AdminServer {
                 }
             },
             stopped,
-            GRACE,
-            Limits {
-                max_connections: MAX_CONNECTIONS,
-                requests_per_second: Some(REQUESTS_PER_SECOND),
-                ..limits
-            },
-            stats,
         ));
         Self {
             addr,

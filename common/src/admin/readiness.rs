@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::{Object, Pool, PoolError};
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::db;
 use crate::http::{Body, json as json_response};
+use crate::pgurl::TlsParams;
 
 /// `/ready` reports the database as down when it has not answered within this time.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -51,28 +52,56 @@ impl NotReady {
     }
 }
 
-/// What `/ready` is answered from: the draining flag and the last result of the database probe.
-#[derive(Debug)]
-pub struct Readiness {
-    database: Mutex<Result<i32, NotReady>>,
-    draining: AtomicBool,
-    probes: AtomicU64,
+/// What the last database probe found wrong: the reason, and the error that says why (a TLS
+/// handshake refused, a connection refused; never a password: connection errors do not carry it).
+#[derive(Debug, Clone)]
+struct Failure {
+    reason: NotReady,
+    cause: Option<String>,
 }
 
-impl Default for Readiness {
-    fn default() -> Self {
+impl Failure {
+    fn new(reason: NotReady, cause: impl Into<Option<String>>) -> Self {
         Self {
-            database: Mutex::new(Err(NotReady::Starting)),
-            draining: AtomicBool::new(false),
-            probes: AtomicU64::new(0),
+            reason,
+            cause: cause.into(),
         }
     }
 }
 
+/// What `/ready` is answered from: the draining flag and the last result of the database probe.
+#[derive(Debug)]
+pub struct Readiness {
+    database: Mutex<Result<i32, Failure>>,
+    draining: AtomicBool,
+    probes: AtomicU64,
+    /// The TLS half of `DATABASE_URL`, to name why a connection failed.
+    tls: TlsParams,
+}
+
 impl Readiness {
+    /// Not ready until the first probe; `tls` names the causes of failed connections.
+    pub fn new(tls: &TlsParams) -> Self {
+        Self {
+            database: Mutex::new(Err(Failure::new(NotReady::Starting, None))),
+            draining: AtomicBool::new(false),
+            probes: AtomicU64::new(0),
+            tls: tls.clone(),
+        }
+    }
+
     /// The database's state as last probed: the schema version, or why it is not ready.
     pub fn database(&self) -> Result<i32, NotReady> {
-        *self.database.lock().unwrap_or_else(PoisonError::into_inner)
+        self.lock().as_ref().copied().map_err(|f| f.reason)
+    }
+
+    /// The error behind the last failed database probe, if it had one.
+    pub fn database_cause(&self) -> Option<String> {
+        self.lock().as_ref().err().and_then(|f| f.cause.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Result<i32, Failure>> {
+        self.database.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// From now on `/ready` answers 503 `draining`.
@@ -92,8 +121,8 @@ impl Readiness {
     /// Probes now and keeps the result.
     pub async fn probe(&self, pool: &Pool) {
         self.probes.fetch_add(1, Ordering::Relaxed);
-        let result = database_ready(pool).await;
-        *self.database.lock().unwrap_or_else(PoisonError::into_inner) = result;
+        let result = database_ready(pool, &self.tls).await;
+        *self.lock() = result;
     }
 
     /// Probes every [`PROBE_EVERY`] for ever (spawn it; abort it on shutdown).
@@ -109,36 +138,43 @@ impl Readiness {
 
 /// The database half of readiness: within [`READY_TIMEOUT`], it answers, its schema is current
 /// and it accepts writes. Returns the schema version.
-async fn database_ready(pool: &Pool) -> Result<i32, NotReady> {
+async fn database_ready(pool: &Pool, tls: &TlsParams) -> Result<i32, Failure> {
     let check = async {
         let client = pool.get().await.map_err(|e| {
-            tracing::warn!(error = %crate::error::chain(&e), "not ready: no database connection");
-            NotReady::Database
+            let cause = match &e {
+                PoolError::Backend(e) => db::connect_cause(e, tls),
+                other => crate::error::chain(other),
+            };
+            tracing::warn!(error = %cause, "not ready: no database connection");
+            Failure::new(NotReady::Database, cause)
         })?;
         let version = db::check_schema(&client).await.map_err(|e| {
             tracing::warn!(error = %e, "not ready: schema");
-            NotReady::Database
+            Failure::new(NotReady::Database, e.to_string())
         })?;
         if let Err(e) = client.execute(WRITE_PROBE, &[]).await {
             let read_only = crate::error::sqlstate(&e) == Some("25006");
-            tracing::warn!(error = %crate::error::postgres(&e), "not ready: the database refuses writes");
+            let cause = crate::error::postgres(&e);
+            tracing::warn!(error = %cause, "not ready: the database refuses writes");
             // A read-only session stays read-only: close it, so that the next probe sees a new one.
             drop(Object::take(client));
-            return Err(if read_only {
+            let reason = if read_only {
                 NotReady::ReadOnly
             } else {
                 NotReady::Database
-            });
+            };
+            return Err(Failure::new(reason, cause));
         }
         Ok(version)
     };
     tokio::time::timeout(READY_TIMEOUT, check)
         .await
-        .unwrap_or(Err(NotReady::DatabaseTimeout))
+        .unwrap_or(Err(Failure::new(NotReady::DatabaseTimeout, None)))
 }
 
-/// `GET /ready`'s answer: 200 with the schema version, or 503 with the reason.
-pub fn answer(state: Result<i32, NotReady>) -> Response<Body> {
+/// `GET /ready`'s answer: 200 with the schema version, or 503 with the reason (and `cause`, the
+/// error behind it, when there is one).
+pub fn answer(state: Result<i32, NotReady>, cause: Option<String>) -> Response<Body> {
     let (status, mut body): (StatusCode, Value) = match state {
         Ok(version) => (
             StatusCode::OK,
@@ -153,6 +189,11 @@ pub fn answer(state: Result<i32, NotReady>) -> Response<Body> {
             json!({ "status": "unavailable", "reason": other.reason() }),
         ),
     };
+    if let (Some(cause), Some(obj)) = (cause, body.as_object_mut())
+        && status != StatusCode::OK
+    {
+        obj.insert("cause".into(), json!(cause));
+    }
     body["version"] = json!(crate::build::VERSION);
     body["revision"] = json!(crate::build::REVISION);
     json_response(status, &body)

@@ -151,6 +151,11 @@ impl Activity {
         }
     }
 
+    /// When the first request head (and, on HTTPS, the TLS handshake before it) must be in.
+    pub(super) fn head_deadline(&self, limits: &Limits) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.accepted) + limits.header_read_timeout
+    }
+
     /// When to look again: the head deadline, or the idle or stall time-out after the last
     /// progress; never in the past (a request still being handled is looked at again later).
     pub(super) fn deadline(&self, limits: &Limits) -> tokio::time::Instant {

@@ -13,7 +13,7 @@ mod connections;
 mod pace;
 pub mod serve;
 
-pub use serve::{Limits, ServeStats, serve};
+pub use serve::{Limits, Listening, Scheme, ServeStats, serve};
 
 /// Errors a response body can fail with (proxied bodies can).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -34,8 +34,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 use super::Body;
 use super::connections::{Activity, Expired, OpenConnections, Registered, Watched};
@@ -130,19 +132,50 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// Serves `listener` until `stop` turns true, then drains for at most `grace`.
-pub async fn serve<H, F>(
-    name: &'static str,
-    listener: TcpListener,
-    handler: H,
-    stop: watch::Receiver<bool>,
-    grace: Duration,
-    limits: Limits,
-    stats: Arc<ServeStats>,
-) where
+/// A bound listener and how it serves.
+pub struct Listening {
+    /// For the logs: `public`, `admin`.
+    pub name: &'static str,
+    pub listener: TcpListener,
+    /// HTTPS (h2 and http/1.1 by ALPN) with this acceptor, else plain HTTP.
+    pub tls: Option<TlsAcceptor>,
+    /// The longest drain once stopped.
+    pub grace: Duration,
+    pub limits: Limits,
+    /// What the listener did, read by the metrics at scrape time.
+    pub stats: Arc<ServeStats>,
+}
+
+/// How a request reached the edge (`X-Forwarded-Proto`): set on every request as an extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+}
+
+/// Serves `listening` until `stop` turns true, then drains for at most its grace period.
+pub async fn serve<H, F>(listening: Listening, handler: H, stop: watch::Receiver<bool>)
+where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
+    let Listening {
+        name,
+        listener,
+        tls,
+        grace,
+        limits,
+        stats,
+    } = listening;
     let mut accepting = Accepting {
         name,
         listener,
@@ -167,6 +200,7 @@ pub async fn serve<H, F>(
             stats: accepting.stats.clone(),
             stop: accepting.stop.clone(),
             pacer: pacer.clone(),
+            tls: tls.clone(),
         };
         let handler = handler.clone();
         accepting.stats.open.fetch_add(1, Ordering::Relaxed);
@@ -305,25 +339,67 @@ struct Connection {
     stats: Arc<ServeStats>,
     stop: watch::Receiver<bool>,
     pacer: Option<Arc<Pacer>>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Connection {
+    /// Serves the connection, after its TLS handshake on an HTTPS listener. The handshake counts
+    /// against the head deadline, and the connection counts as idle during it (it may be closed
+    /// to make room at the cap).
     async fn run<H, F>(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
         handler: H,
         activity: Arc<Activity>,
+        registered: Registered,
+    ) where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    {
+        let Some(acceptor) = &self.tls else {
+            return self
+                .serve(stream, Scheme::Http, peer, handler, activity, registered)
+                .await;
+        };
+        let deadline = activity.head_deadline(&self.limits);
+        let mut stop = self.stop.clone();
+        let handshake = tokio::select! {
+            accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => accepted,
+            _ = activity.evict.notified() => return,
+            _ = stopped(&mut stop) => return,
+        };
+        match handshake {
+            Ok(Ok(tls)) => {
+                self.serve(tls, Scheme::Https, peer, handler, activity, registered)
+                    .await
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => {
+                self.stats.head_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    async fn serve<I, H, F>(
+        &self,
+        io: I,
+        scheme: Scheme,
+        peer: SocketAddr,
+        handler: H,
+        activity: Arc<Activity>,
         _registered: Registered,
     ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
     {
         let service = {
             let activity = activity.clone();
             let pacer = self.pacer.clone();
-            service_fn(move |req| {
+            service_fn(move |mut req: Request<Incoming>| {
                 let guard = activity.request_started();
+                req.extensions_mut().insert(scheme);
                 let answer = handler(req, peer);
                 let pacer = pacer.clone();
                 async move {
@@ -337,7 +413,7 @@ impl Connection {
         };
         let conn = self
             .builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(conn);
         let mut stop = self.stop.clone();
         let mut closing: Option<tokio::time::Instant> = None;

@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use common::metrics::{StatusClass, status_class};
 
 use crate::metrics::EdgeMetrics;
-use common::http::Limits;
+use common::http::{Limits, Scheme};
 use common::telemetry::RequestId;
 use flights::Flights;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -157,7 +157,12 @@ impl Proxy {
             "x-forwarded-for",
             &peer.ip().to_string(),
         );
-        append(&mut parts.headers, "x-forwarded-proto", "http");
+        let scheme = parts
+            .extensions
+            .get::<Scheme>()
+            .copied()
+            .unwrap_or(Scheme::Http);
+        append(&mut parts.headers, "x-forwarded-proto", scheme.as_str());
         if let Some(host) = original_host.as_ref().and_then(|h| h.to_str().ok()) {
             append(&mut parts.headers, "x-forwarded-host", host);
         }

@@ -14,6 +14,7 @@ mod group_commit;
 mod guards;
 mod hostile;
 mod hostile_stripe;
+mod https;
 mod inspect;
 mod ledger;
 mod messages;

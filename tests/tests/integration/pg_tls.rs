@@ -230,6 +230,7 @@ async fn an_edge_writes_its_webhooks_over_tls() {
         .await;
     let app = edge::App::build(config).await.expect("edge over TLS");
     let public = app.public_addr();
+    let app_admin = app.admin_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -250,13 +251,107 @@ async fn an_edge_writes_its_webhooks_over_tls() {
         .expect("request");
     let reply = tests::http::send(public, req).await.expect("webhook");
     assert_eq!(reply.status, 200, "{}", reply.text());
+    let admin = tests::pg::connect(&migrated).await.expect("admin");
+
+    // The server's certificate changes to one the edge's CA did not sign, and its sessions end:
+    // every new connection fails its handshake while the edge runs. A webhook is a storage error
+    // (5xx, so that Stripe retries) and /ready names the cause.
+    let stranger = TestCa::new("someone-else");
+    pg.cluster
+        .enable_ssl(&stranger.issue(&["localhost"], "localhost"), &ca)
+        .await
+        .expect("new certificate");
+    admin
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+              WHERE datname = 'shop' AND pid <> pg_backend_pid()",
+        )
+        .await
+        .expect("sessions ended");
+    let admin = tests::pg::connect(&migrated).await.expect("admin");
+    let event = sim::objects::session_event(
+        "checkout.session.completed",
+        &sim::objects::Session::new("cs_test_refused"),
+    )
+    .to_string();
+    let signature = common::stripe::signature::sign(
+        &secrets[0],
+        chrono::Utc::now().timestamp(),
+        event.as_bytes(),
+    );
+    let req = tests::http::request(http::Method::POST, public, "/stripe/webhook")
+        .header("stripe-signature", signature)
+        .body(http_body_util::Full::new(bytes::Bytes::from(event)))
+        .expect("request");
+    let reply = tests::http::send(public, req).await.expect("webhook");
+    assert!(
+        reply.status.is_server_error(),
+        "{} {}",
+        reply.status,
+        reply.text()
+    );
+    let last = std::sync::Mutex::new(String::new());
+    let named = eventually(Duration::from_secs(10), || async {
+        let reply = tests::http::get(app_admin, "/ready").await;
+        let text = reply.text();
+        let found = reply.status == 503 && text.contains("unknown CA");
+        *last.lock().expect("lock") = text;
+        found
+    })
+    .await;
+    let last = last.into_inner().expect("lock");
+    assert!(named, "/ready: {last}");
+    assert!(!last.contains("hunter2"), "{last}");
+
     let _ = stop.send(());
     let _ = run.await;
-    let admin = tests::pg::connect(&migrated).await.expect("admin");
     let rows: i64 = admin
         .query_one("SELECT count(*) FROM payment_events", &[])
         .await
         .expect("count")
         .get(0);
     assert_eq!(rows, 1);
+}
+
+/// A binary, its arguments and its environment.
+type Start<'a> = (&'a str, &'a [&'a str], Vec<(&'a str, &'a str)>);
+
+#[tokio::test]
+async fn an_edge_that_cannot_verify_the_server_exits_69_naming_the_cause() {
+    let ca = TestCa::new("edge-test-ca");
+    let pg = TlsCluster::start(&ca, &ca.issue(&["localhost"], "localhost"), HOSTSSL_TRUST).await;
+    let other = TestCa::new("someone-else").write(pg.dir(), "other");
+    let url = pg.url(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        other.display()
+    ));
+    let starts: [Start; 3] = [
+        ("edge", &["migrate"], vec![]),
+        (
+            "edge",
+            &["serve"],
+            vec![
+                ("EDGE_LISTEN", "127.0.0.1:0"),
+                ("EDGE_ADMIN_LISTEN", "127.0.0.1:0"),
+                ("STRIPE_WEBHOOK_SECRET", "whsec_tls_start_0123456789"),
+            ],
+        ),
+        (
+            "reconciler",
+            &["once"],
+            vec![
+                ("STRIPE_API_KEY", "sk_test_tls_start"),
+                ("STRIPE_API_BASE", "http://127.0.0.1:9"),
+            ],
+        ),
+    ];
+    for (binary, args, mut env) in starts {
+        env.push(("DATABASE_URL", &url));
+        env.push(("STRIPE_EXPECT_LIVEMODE", "false"));
+        let finished = tests::process::run(binary, args, &env, Duration::from_secs(30)).await;
+        let what = format!("{binary} {}: {}", args.join(" "), finished.stderr);
+        assert_eq!(finished.status.code(), Some(69), "{what}");
+        assert!(finished.stderr.contains("unknown CA"), "{what}");
+        assert!(!finished.stderr.contains("hunter2"), "{what}");
+    }
 }

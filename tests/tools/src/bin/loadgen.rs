@@ -62,6 +62,9 @@ struct Args {
     /// due time.
     #[arg(long)]
     rate: Option<f64>,
+    /// HTTPS: the PEM file of the CA that signed the server's certificate (for `localhost`).
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 /// CPU time (user + system, in clock ticks) of the processes whose time a run reports.
@@ -207,10 +210,20 @@ async fn send_all(args: &Args, requests: Vec<(Bytes, String)>) -> Result<Totals,
         });
         Arc::new(tokio::sync::Mutex::new(rx))
     });
+    let tls = match &args.tls_ca {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+            Some(tests::tls::client_config(&pem, &[b"http/1.1"])?)
+        }
+        None => None,
+    };
     let workers: Vec<_> = (0..args.connections)
         .map(|_| {
             tokio::spawn(worker(
-                args.addr,
+                Target {
+                    addr: args.addr,
+                    tls: tls.clone(),
+                },
                 path.clone(),
                 requests.clone(),
                 next.clone(),
@@ -332,8 +345,33 @@ fn report(
 /// The open-loop schedule: request indexes with their due times, shared by the connections.
 type Schedule = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(usize, Instant)>>>;
 
-async fn worker(
+/// Where the requests go: an address, over HTTPS when a client configuration is given.
+#[derive(Clone)]
+struct Target {
     addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+impl Target {
+    /// A keep-alive HTTP/1.1 connection.
+    async fn connect(&self) -> Result<Sender, String> {
+        let Some(tls) = &self.tls else {
+            return tests::http::keep_alive(self.addr).await;
+        };
+        let stream = tests::tls::connect_with(self.addr, "localhost", tls.clone()).await?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+}
+
+async fn worker(
+    target: Target,
     path: Arc<str>,
     requests: Arc<Vec<(Bytes, String)>>,
     next: Arc<AtomicUsize>,
@@ -344,7 +382,8 @@ async fn worker(
         failed: 0,
         latencies_us: Vec::new(),
     };
-    let mut sender = tests::http::keep_alive(addr).await?;
+    let addr = target.addr;
+    let mut sender = target.connect().await?;
     loop {
         let (i, due) = match &schedule {
             Some(schedule) => match schedule.lock().await.recv().await {
@@ -364,7 +403,7 @@ async fn worker(
             .map_err(|e| e.to_string())?;
         let t = due;
         if sender.ready().await.is_err() {
-            sender = tests::http::keep_alive(addr).await?;
+            sender = target.connect().await?;
         }
         match sender.send_request(req).await {
             Ok(resp) => {
