@@ -21,7 +21,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOC = os.path.join(ROOT, "docs", "performance.md")
 BENCH = os.path.join(ROOT, "target", "bench")
-SECTIONS = ["edge", "latency", "latency-tmpfs", "proxy", "reconciler", "attack", "orphans"]
+SECTIONS = ["edge", "latency", "latency-tmpfs", "proxy", "reconciler", "attack", "orphans", "tls"]
 
 # Goals of the performance issue, checked where the numbers are rendered.
 GOAL_EDGE_OVER_PGBENCH = 2.0
@@ -209,10 +209,23 @@ def render_orphans(d):
     return "\n".join(rows) + "\n"
 
 
+def render_tls(d):
+    rows = ["| configuration | req/s (median) | against plain | edge CPU µs/event | Postgres CPU µs/event | p99 ms |",
+            "|---|---:|---:|---:|---:|---:|"]
+    labels = {"plain": "HTTP, database without TLS", "pg-tls": "HTTP, database over TLS (verify-full)",
+              "https": "HTTPS on the edge, database without TLS"}
+    for name, c in d["configs"].items():
+        ratio = f"{c['rps_vs_plain']:.2f}×" if "rps_vs_plain" in c else "1"
+        rows.append(f"| {labels.get(name, name)} | {n(c['rps'])} | {ratio} | {c['edge_cpu_us']:.1f} "
+                    f"| {c['pg_cpu_us']:.1f} | {c['p99_ms']:.2f} |")
+    return "\n".join(rows) + f"\n\nMedians of {d['rounds']} rounds; the ratio is taken within each round.\n"
+
+
 COMMANDS = {"edge": "scripts/bench/edge.sh", "latency": "scripts/bench/latency.sh",
             "latency-tmpfs": "BENCH_PG_TMPFS=1 scripts/bench/latency.sh",
             "proxy": "scripts/bench/proxy.sh", "reconciler": "scripts/bench/reconciler.sh",
-            "attack": "scripts/bench/attack.sh", "orphans": "cargo run --release -p tools --bin orphanbench"}
+            "attack": "scripts/bench/attack.sh", "orphans": "cargo run --release -p tools --bin orphanbench",
+            "tls": "scripts/bench/tls.sh"}
 
 
 def markers(name):
