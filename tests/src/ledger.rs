@@ -113,3 +113,22 @@ pub async fn one_backend_waits_for_a_lock(db: &Client) -> bool {
     })
     .await
 }
+
+/// The outbox as the orders whose session id is `LIKE like` see it: how many have exactly one
+/// notification, an `order.paid`, and how many have anything else (none, several, another kind).
+pub async fn paid_notifications(db: &Client, like: &str) -> (i64, i64) {
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE n = 1 AND paid = 1),
+                    count(*) FILTER (WHERE NOT (n = 1 AND paid = 1))
+             FROM (SELECT o.id, count(t.id) AS n,
+                          count(t.id) FILTER (WHERE t.kind = 'order.paid') AS paid
+                   FROM orders AS o LEFT JOIN order_transitions AS t ON t.order_id = o.id
+                   WHERE o.stripe_session_id LIKE $1
+                   GROUP BY o.id) AS x",
+            &[&like],
+        )
+        .await
+        .expect("outbox");
+    (row.get(0), row.get(1))
+}

@@ -1,10 +1,12 @@
 //! The one-event ledger write, kept as the differential oracle for the batched write (every
 //! sequence of events must leave the same answers and the same database either way) and as the
 //! pgbench reference of one transaction per event (`ledger-sql` prints these statements). It is
-//! a second, deliberately plain spelling of the rules' I/O: two statements, one order per event.
+//! a second, deliberately plain spelling of the rules' I/O: two statements, one order per event,
+//! and the outbox row of its status change.
 
 use chrono::{DateTime, Utc};
 use common::ledger::decide::{Decision, Target, judge, keys};
+use common::ledger::outbox::NotificationKind;
 use common::ledger::{Applied, OrderRow, Source};
 use common::stripe::event::StripeEvent;
 use deadpool_postgres::Pool;
@@ -54,6 +56,13 @@ SET status = $2,
     anomaly = COALESCE($5, anomaly),
     updated_at = now()
 WHERE id = $1";
+
+/// Puts one status change in the outbox, with the order as it now is.
+pub const INSERT_TRANSITION: &str = "\
+INSERT INTO order_transitions (order_id, kind, from_status, to_status, stripe_event_id, occurred_at,
+    livemode, stripe_session_id, amount_total, currency)
+SELECT id, $2, $3, $4, $5, $6, $7, stripe_session_id, amount_total, currency
+FROM orders WHERE id = $1";
 
 /// How one event is recorded.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +137,23 @@ pub async fn record(
                 &update.payment_intent,
                 &update.anomaly,
                 &update.replaces_payment_intent,
+            ],
+        )
+        .await?;
+    }
+    if let (Some(order_id), Some((from, to))) = (applied.order_id, applied.transition)
+        && let Some(kind) = NotificationKind::of_status(to)
+    {
+        tx.execute(
+            INSERT_TRANSITION,
+            &[
+                &order_id,
+                &kind.as_str(),
+                &from.as_str(),
+                &to.as_str(),
+                &event.id,
+                &event.created,
+                &event.livemode,
             ],
         )
         .await?;

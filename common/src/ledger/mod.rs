@@ -13,6 +13,8 @@
 //! - `connection`: the connection guard that never reuses a half-written transaction, and the two
 //!   stages of a batch on it.
 //! - [`orphans`]: linking events stored before their order existed.
+//! - [`outbox`]: order notifications: which one each transition is, the channel that wakes the
+//!   deliverers.
 //! - [`lookup`]: the read-only queries callers share (known event ids, an event's order).
 //! - [`status`]: status queries a binary exports as gauges (the last successful pass).
 
@@ -28,6 +30,7 @@ mod connection;
 pub mod decide;
 pub mod lookup;
 pub mod orphans;
+pub mod outbox;
 mod plan;
 mod sql;
 pub mod status;
@@ -88,6 +91,17 @@ impl OrderStatus {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// The order was paid: `paid`, or moved on from it by a refund.
+    pub fn is_paid(self) -> bool {
+        matches!(self, Self::Paid | Self::Refunded)
+    }
+
+    /// No event moves the order back to pending, failed or expired any more: a success page
+    /// that sees it need not ask Stripe.
+    pub fn is_final(self) -> bool {
+        self.is_paid()
     }
 }
 

@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::decide::{Target, judge, keys};
-use super::{Applied, BatchEntry, Decision, OrderBusy, OrderRow, Source};
+use super::outbox::NotificationKind;
+use super::{Applied, BatchEntry, Decision, OrderBusy, OrderRow, OrderStatus, Source};
 
 type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
 
@@ -189,12 +190,25 @@ impl Tracked {
     }
 }
 
-/// What a batch does: one answer per entry, the orders to write and the events to link.
+/// One change of an order's status, in the order the batch made them: a row of the outbox.
+struct Transition {
+    order_id: Uuid,
+    kind: NotificationKind,
+    from: OrderStatus,
+    to: OrderStatus,
+    event_id: String,
+    occurred_at: DateTime<Utc>,
+    livemode: bool,
+}
+
+/// What a batch does: one answer per entry, the orders to write, the events to link and the
+/// transitions to put in the outbox.
 pub(super) struct Plan {
     pub applied: Vec<Result<Applied, OrderBusy>>,
     /// Changed orders, in the order they were first touched.
     orders: Vec<Tracked>,
     links: Vec<(String, Uuid)>,
+    transitions: Vec<Transition>,
 }
 
 impl Plan {
@@ -212,6 +226,7 @@ impl Plan {
         // payment intent finds the order as it would after the earlier event's own commit.
         let mut recorded_intents: HashMap<String, usize> = HashMap::new();
         let mut links = Vec::new();
+        let mut transitions = Vec::new();
         let mut applied = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
             let event = entry.event;
@@ -272,6 +287,19 @@ impl Plan {
                 }
                 tracked.absorb(decision);
             }
+            if let Some((from, to)) = result.transition
+                && let Some(kind) = NotificationKind::of_status(to)
+            {
+                transitions.push(Transition {
+                    order_id: tracked.row.id,
+                    kind,
+                    from,
+                    to,
+                    event_id: event.id.clone(),
+                    occurred_at: event.created,
+                    livemode: event.livemode,
+                });
+            }
             applied.push(Ok(result));
         }
         orders.retain(|o| o.changed);
@@ -279,6 +307,7 @@ impl Plan {
             applied,
             orders,
             links,
+            transitions,
         }
     }
 
@@ -302,6 +331,32 @@ impl Plan {
             anomaly: self.orders.iter().map(|o| o.anomaly.clone()).collect(),
             link_events: self.links.iter().map(|(e, _)| e.clone()).collect(),
             link_orders: self.links.iter().map(|(_, o)| *o).collect(),
+            transitions: TransitionColumns::new(&self.transitions),
+        }
+    }
+}
+
+/// The outbox rows of a batch as the array parameters of the order `UPDATE` (7–13).
+struct TransitionColumns {
+    order_id: Vec<Uuid>,
+    kind: Vec<&'static str>,
+    from: Vec<&'static str>,
+    to: Vec<&'static str>,
+    event_id: Vec<String>,
+    occurred_at: Vec<DateTime<Utc>>,
+    livemode: Vec<bool>,
+}
+
+impl TransitionColumns {
+    fn new(transitions: &[Transition]) -> Self {
+        Self {
+            order_id: transitions.iter().map(|t| t.order_id).collect(),
+            kind: transitions.iter().map(|t| t.kind.as_str()).collect(),
+            from: transitions.iter().map(|t| t.from.as_str()).collect(),
+            to: transitions.iter().map(|t| t.to.as_str()).collect(),
+            event_id: transitions.iter().map(|t| t.event_id.clone()).collect(),
+            occurred_at: transitions.iter().map(|t| t.occurred_at).collect(),
+            livemode: transitions.iter().map(|t| t.livemode).collect(),
         }
     }
 }
@@ -316,6 +371,7 @@ pub(super) struct Writes {
     anomaly: Vec<Option<String>>,
     link_events: Vec<String>,
     link_orders: Vec<Uuid>,
+    transitions: TransitionColumns,
 }
 
 impl Writes {
@@ -331,7 +387,8 @@ impl Writes {
         !self.updates_orders() && !self.links_events()
     }
 
-    pub(super) fn update_params(&self) -> [Param<'_>; 6] {
+    pub(super) fn update_params(&self) -> [Param<'_>; 13] {
+        let t = &self.transitions;
         [
             &self.ids,
             &self.status,
@@ -339,6 +396,13 @@ impl Writes {
             &self.payment_intent,
             &self.anomaly,
             &self.replaces_payment_intent,
+            &t.order_id,
+            &t.kind,
+            &t.from,
+            &t.to,
+            &t.event_id,
+            &t.occurred_at,
+            &t.livemode,
         ]
     }
 

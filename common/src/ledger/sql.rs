@@ -136,19 +136,39 @@ SELECT ",
     lock_columns!()
 );
 
-/// Writes each changed order's final state: the status, the last `paid_at` and anomaly, and the
-/// payment intent: the paying event's ($6), else only where the order has none.
+/// Writes each changed order's final state (parameters 1–6): the status, the last `paid_at` and
+/// anomaly, and the payment intent: the paying event's ($6), else only where the order has none.
+/// In the same statement, the batch's status changes go to the outbox (parameters 7–13: order,
+/// kind, from, to, event, when, livemode; in the order the batch made them, which the identity
+/// keeps), each carrying its order as the batch left it, and the deliverers are woken at `COMMIT`
+/// when there was any.
 pub(super) const UPDATE_ORDERS: &str = "\
-UPDATE orders AS o
-SET status = u.status,
-    paid_at = COALESCE(u.paid_at, o.paid_at),
-    stripe_payment_intent_id = CASE WHEN u.replaces_pi THEN u.payment_intent
-        ELSE COALESCE(o.stripe_payment_intent_id, u.payment_intent) END,
-    anomaly = COALESCE(u.anomaly, o.anomaly),
-    updated_at = now()
-FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::bool[])
-    AS u (id, status, paid_at, payment_intent, anomaly, replaces_pi)
-WHERE o.id = u.id";
+WITH updated AS (
+    UPDATE orders AS o
+    SET status = u.status,
+        paid_at = COALESCE(u.paid_at, o.paid_at),
+        stripe_payment_intent_id = CASE WHEN u.replaces_pi THEN u.payment_intent
+            ELSE COALESCE(o.stripe_payment_intent_id, u.payment_intent) END,
+        anomaly = COALESCE(u.anomaly, o.anomaly),
+        updated_at = now()
+    FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::bool[])
+        AS u (id, status, paid_at, payment_intent, anomaly, replaces_pi)
+    WHERE o.id = u.id
+    RETURNING o.id, o.stripe_session_id, o.amount_total, o.currency
+), transitions AS (
+    INSERT INTO order_transitions (order_id, kind, from_status, to_status, stripe_event_id,
+        occurred_at, livemode, stripe_session_id, amount_total, currency)
+    SELECT t.order_id, t.kind, t.from_status, t.to_status, t.event_id, t.occurred_at, t.livemode,
+        u.stripe_session_id, u.amount_total, u.currency
+    FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[],
+            $12::timestamptz[], $13::bool[])
+        WITH ORDINALITY AS t (order_id, kind, from_status, to_status, event_id, occurred_at,
+            livemode, n)
+    JOIN updated AS u ON u.id = t.order_id
+    ORDER BY t.n
+    RETURNING 1
+)
+SELECT CASE WHEN count(*) > 0 THEN pg_notify('order_transitions', '') END FROM transitions";
 
 /// Links events to the order found for them after they were stored (a refund whose payment
 /// intent an earlier event of the same batch recorded; an orphan whose order now exists).

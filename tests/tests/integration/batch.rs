@@ -158,7 +158,7 @@ async fn snapshot(db: &Client, seed: u64) -> (Vec<String>, Vec<String>) {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let events = db
+    let events: Vec<String> = db
         .query(
             "SELECT stripe_event_id || ' ' || event_type || ' ' || coalesce(order_id::text, '-') || ' '
                 || coalesce(stripe_session_id, '-') || ' ' || coalesce(stripe_object_id, '-') || ' '
@@ -173,7 +173,23 @@ async fn snapshot(db: &Client, seed: u64) -> (Vec<String>, Vec<String>) {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    (orders, events)
+    let transitions = db
+        .query(
+            "SELECT t.order_id::text || ' ' || t.kind || ' ' || t.from_status || ' ' || t.to_status
+                || ' ' || t.stripe_event_id || ' ' || t.occurred_at || ' ' || t.livemode || ' '
+                || coalesce(t.stripe_session_id, '-') || ' ' || coalesce(t.amount_total::text, '-')
+                || ' ' || coalesce(t.currency, '-')
+             FROM order_transitions AS t
+             WHERE t.stripe_event_id LIKE 'evt_eq\\_' || $1 || '\\_%'
+             ORDER BY t.id",
+            &[&seed.to_string()],
+        )
+        .await
+        .expect("transitions")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<String>>();
+    (orders, events.into_iter().chain(transitions).collect())
 }
 
 fn entries(deliveries: &[Delivery]) -> Vec<BatchEntry<'_>> {
@@ -258,6 +274,15 @@ async fn batches_of_any_size_give_exactly_the_one_event_results() {
             "database state, seed {seed}, batches {sizes:?}"
         );
     }
+    let outbox: i64 = batched
+        .query_one("SELECT count(*) FROM order_transitions", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert!(
+        outbox > 40,
+        "the sequences moved orders: {outbox} transitions"
+    );
 }
 
 #[tokio::test]
@@ -434,6 +459,11 @@ async fn concurrent_batches_over_the_same_orders_and_events_apply_each_event_onc
         (r.get(0), r.get(1))
     };
     assert_eq!((rows, paid), (40, 40));
+    assert_eq!(
+        tests::ledger::paid_notifications(&client, "cs_test_overlap_%").await,
+        (40, 0),
+        "one notification per order"
+    );
 }
 
 /// Two batches on one connection, as a writer's two lanes run them: `first` is sent in full and

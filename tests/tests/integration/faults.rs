@@ -173,6 +173,12 @@ async fn verify_in(
         figures.ok.load(Ordering::Relaxed),
         figures.sent.load(Ordering::Relaxed)
     );
+    let (once, other) = tests::ledger::paid_notifications(db, "cs_test_fault_%").await;
+    assert_eq!(
+        (once, other),
+        (rows.len() as i64, 0),
+        "{name}: one order.paid notification per order"
+    );
 }
 
 /// Watches `/ready` until `stop`, and says whether it ever answered 503.

@@ -235,6 +235,11 @@ async fn twenty_concurrent_deliveries_of_one_event_make_one_row_and_one_transiti
         .expect("count")
         .get(0);
     assert_eq!(transitions, 1);
+    assert_eq!(
+        tests::ledger::paid_notifications(&db, "cs_test_concurrent").await,
+        (1, 0),
+        "one notification"
+    );
 }
 
 #[tokio::test]
