@@ -44,7 +44,11 @@ pub mod var {
     pub const STRIPE_MAX_RPS: &str = "STRIPE_MAX_RPS";
     pub const RECONCILER_ADMIN_LISTEN: &str = "RECONCILER_ADMIN_LISTEN";
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+    pub const APP_NOTIFY_URL: &str = "APP_NOTIFY_URL";
     pub const APP_NOTIFY_SECRET: &str = "APP_NOTIFY_SECRET";
+    pub const APP_NOTIFY_MAX_AGE: &str = "APP_NOTIFY_MAX_AGE";
+    pub const APP_NOTIFY_TIMEOUT_SECS: &str = "APP_NOTIFY_TIMEOUT_SECS";
+    pub const APP_NOTIFY_CONCURRENCY: &str = "APP_NOTIFY_CONCURRENCY";
     pub const EDGE_TLS_CERT_FILE: &str = "EDGE_TLS_CERT_FILE";
     pub const EDGE_TLS_KEY_FILE: &str = "EDGE_TLS_KEY_FILE";
 
@@ -252,14 +256,18 @@ impl<'a, S: Source + ?Sized> Parser<'a, S> {
         }
     }
 
+    /// Whether a problem was recorded for `var` (or for its `_FILE` twin).
+    pub fn reported(&self, var: &'static str) -> bool {
+        let file_var = var::file_of(var);
+        self.problems
+            .iter()
+            .any(|p| p.var == var || Some(p.var) == file_var)
+    }
+
     pub fn required_raw(&mut self, var: &'static str) -> Option<String> {
         let value = self.raw(var);
         let file_var = var::file_of(var);
-        let reported = self
-            .problems
-            .iter()
-            .any(|p| p.var == var || Some(p.var) == file_var);
-        if value.is_none() && !reported {
+        if value.is_none() && !self.reported(var) {
             match file_var {
                 Some(file_var) => self.problem(
                     var,

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`admin`]: the admin listener of both binaries: `/metrics`, `/live`, `/ready` (the database
 //!   probe and the binary's own reasons) plus the binary's routes, and its lifecycle.
+//! - [`backoff`]: exponential backoff with jitter, for every retry.
 //! - [`build`]: what this build is (version, git revision, date).
 //! - [`config`]: every environment variable, parsed once into types.
 //! - [`error`]: error text that keeps its cause (the Postgres server's message above all).
@@ -16,6 +17,7 @@
 //! - [`shutdown`]: the SIGTERM/SIGINT future.
 
 pub mod admin;
+pub mod backoff;
 pub mod build;
 pub mod config;
 pub mod db;

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use crate::Reconciler;
 use crate::error::Error;
 use crate::inspect::{self, Target};
+use crate::notify::store::Redeliver;
 use crate::runs::{RunStatus, Trigger};
 use crate::schedule::Daemon;
 use crate::stripe_api::RetryPolicy;
@@ -25,6 +26,8 @@ pub enum Command {
     Session(String),
     /// The support timeline, as text or JSON.
     Inspect { target: Target, json: bool },
+    /// Queue order notifications again.
+    Redeliver(Redeliver),
 }
 
 /// Runs `command` on a built reconciler; returns the exit status.
@@ -53,6 +56,13 @@ pub async fn execute(mut reconciler: Reconciler, command: Command) -> i32 {
                 }
             }
         }
+        Command::Redeliver(which) => match reconciler.redeliver(&which).await {
+            Ok(queued) => {
+                print_json(&serde_json::json!({ "queued": queued }));
+                i32::from(queued == 0 && which != Redeliver::Dead)
+            }
+            Err(e) => fail(&e),
+        },
         Command::Run => match daemon(reconciler).await {
             Ok(()) => 0,
             Err(e) => fail(&e),

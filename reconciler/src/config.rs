@@ -76,6 +76,85 @@ pub struct ReconcilerConfig {
     pub admin_token: Option<Secret>,
     pub expect_livemode: Option<bool>,
     pub shutdown_grace: Duration,
+    /// Order notifications to the app (`APP_NOTIFY_*`); `None` when `APP_NOTIFY_URL` is unset:
+    /// the rows are written but not delivered.
+    pub notify: Option<NotifyConfig>,
+}
+
+/// Where and how order notifications are delivered.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// `APP_NOTIFY_URL`: an http(s) URL.
+    pub url: reqwest::Url,
+    /// `APP_NOTIFY_SECRET`: signs each notification (`Edge-Signature`).
+    pub secret: Secret,
+    /// A notification not acknowledged this long after it was queued is dead.
+    pub max_age: Duration,
+    /// Per delivery attempt.
+    pub timeout: Duration,
+    /// Deliveries in flight in this process.
+    pub concurrency: usize,
+}
+
+/// The shortest notification secret: 32 bytes, as a 256-bit HMAC key.
+pub const MIN_NOTIFY_SECRET_BYTES: usize = 32;
+
+impl NotifyConfig {
+    /// `None` without `APP_NOTIFY_URL` (a secret alone is allowed: delivery is off).
+    fn parse<S: Source + ?Sized>(p: &mut Parser<'_, S>) -> Option<Self> {
+        let url = p
+            .raw(var::APP_NOTIFY_URL)
+            .and_then(|v| match reqwest::Url::parse(v.trim()) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+                Ok(_) => {
+                    p.problem(var::APP_NOTIFY_URL, "must be an http:// or https:// URL");
+                    None
+                }
+                Err(e) => {
+                    p.problem(var::APP_NOTIFY_URL, format!("is not a URL: {e}"));
+                    None
+                }
+            });
+        let secret = p.raw(var::APP_NOTIFY_SECRET).and_then(|v| {
+            if v.len() < MIN_NOTIFY_SECRET_BYTES {
+                p.problem(
+                    var::APP_NOTIFY_SECRET,
+                    format!("must be at least {MIN_NOTIFY_SECRET_BYTES} bytes"),
+                );
+                return None;
+            }
+            Some(Secret::new(v))
+        });
+        let max_age = p.with(
+            var::APP_NOTIFY_MAX_AGE,
+            Duration::from_secs(72 * 3600),
+            |v| {
+                parse_duration(v).and_then(|d| match d >= Duration::from_secs(60) {
+                    true => Ok(d),
+                    false => Err("must be at least 1m".into()),
+                })
+            },
+        );
+        let timeout = p.with(var::APP_NOTIFY_TIMEOUT_SECS, 10, |v| range(v, 1, 300));
+        let concurrency = p.with(var::APP_NOTIFY_CONCURRENCY, 8, |v| range(v, 1, 256));
+        let url = url?;
+        let Some(secret) = secret else {
+            if !p.reported(var::APP_NOTIFY_SECRET) {
+                p.problem(
+                    var::APP_NOTIFY_SECRET,
+                    "is required with APP_NOTIFY_URL (it signs the notifications)",
+                );
+            }
+            return None;
+        };
+        Some(Self {
+            url,
+            secret,
+            max_age,
+            timeout: Duration::from_secs(timeout),
+            concurrency,
+        })
+    }
 }
 
 /// `RECONCILE_SCHEDULE`'s default: every ten minutes.
@@ -120,6 +199,7 @@ impl ReconcilerConfig {
         });
         let expect_livemode = p.expect_livemode();
         let shutdown_grace = p.grace();
+        let notify = NotifyConfig::parse(&mut p);
         p.finish(ReconcilerConfig {
             db,
             log_format,
@@ -137,6 +217,7 @@ impl ReconcilerConfig {
             admin_token,
             expect_livemode,
             shutdown_grace,
+            notify,
         })
     }
 }
@@ -300,5 +381,60 @@ mod tests {
                 "ADMIN_TOKEN"
             ]
         );
+    }
+
+    #[test]
+    fn order_notifications_need_an_http_url_and_a_long_secret() {
+        let secret = ("APP_NOTIFY_SECRET", "0123456789abcdef0123456789abcdef");
+        let ok = ReconcilerConfig::from_source(
+            &env(&[
+                DB,
+                MODE,
+                ("APP_NOTIFY_URL", "https://shop.example/hooks/edge"),
+                secret,
+            ]),
+            KeyRequirement::Optional,
+        )
+        .expect("valid");
+        let notify = ok.notify.expect("configured");
+        assert_eq!(notify.max_age, Duration::from_secs(72 * 3600));
+        assert_eq!(
+            (notify.timeout, notify.concurrency),
+            (Duration::from_secs(10), 8)
+        );
+        let off =
+            ReconcilerConfig::from_source(&env(&[DB, MODE, secret]), KeyRequirement::Optional)
+                .expect("a secret alone");
+        assert!(off.notify.is_none());
+        for (bad, var) in [
+            (("APP_NOTIFY_URL", "ftp://shop.example/x"), "APP_NOTIFY_URL"),
+            (("APP_NOTIFY_URL", "not a url"), "APP_NOTIFY_URL"),
+            (("APP_NOTIFY_MAX_AGE", "10s"), "APP_NOTIFY_MAX_AGE"),
+            (("APP_NOTIFY_CONCURRENCY", "0"), "APP_NOTIFY_CONCURRENCY"),
+        ] {
+            let e = ReconcilerConfig::from_source(
+                &env(&[DB, MODE, secret, bad]),
+                KeyRequirement::Optional,
+            )
+            .expect_err(var);
+            assert_eq!(e.vars(), vec![var]);
+        }
+        let short = ReconcilerConfig::from_source(
+            &env(&[
+                DB,
+                MODE,
+                ("APP_NOTIFY_URL", "http://127.0.0.1:1/x"),
+                ("APP_NOTIFY_SECRET", "short"),
+            ]),
+            KeyRequirement::Optional,
+        )
+        .expect_err("short secret");
+        assert_eq!(short.vars(), vec!["APP_NOTIFY_SECRET"]);
+        let missing = ReconcilerConfig::from_source(
+            &env(&[DB, MODE, ("APP_NOTIFY_URL", "http://127.0.0.1:1/x")]),
+            KeyRequirement::Optional,
+        )
+        .expect_err("no secret");
+        assert_eq!(missing.vars(), vec!["APP_NOTIFY_SECRET"]);
     }
 }

@@ -44,6 +44,8 @@ pub enum Error {
     },
     #[error("RECONCILE_SCHEDULE: {0}")]
     Schedule(#[from] tokio_cron_scheduler::JobSchedulerError),
+    #[error("cannot build the HTTP client for APP_NOTIFY_URL: {}", common::error::chain(.0))]
+    NotifyClient(#[source] reqwest::Error),
 }
 
 /// An error as the admin listener answers it.

@@ -14,6 +14,7 @@
 //! - [`session`]: reconciling one Checkout Session, with a verdict.
 //! - [`orders`]: orders as support sees them, found as the ledger finds them.
 //! - [`verdict`]: the one-line verdict of `session` and `inspect`.
+//! - [`notify`]: order notifications: delivering the outbox to the app, and redelivery.
 //! - [`slot`]: one pass at a time in this process.
 //! - [`schedule`]: the daemon: passes on `RECONCILE_SCHEDULE`, the admin listener, shutdown.
 //! - [`inspect`]: support's timeline for an event, a session, an order or a request id.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod inspect;
 pub mod metrics;
+pub mod notify;
 pub mod orders;
 pub mod pass;
 pub mod runs;
@@ -89,6 +91,18 @@ impl Reconciler {
         stop: &watch::Receiver<bool>,
     ) -> PassSummary {
         pass::run(self, trigger, tick, stop).await
+    }
+
+    /// Queues order notifications for delivery again; returns how many.
+    pub async fn redeliver(&self, which: &notify::store::Redeliver) -> Result<u64, Error> {
+        let client = self.pool.get().await?;
+        let queued = notify::store::redeliver(&**client, which).await?;
+        tracing::info!(
+            ?which,
+            queued,
+            "order notifications queued for delivery again"
+        );
+        Ok(queued)
     }
 
     /// Reconciles one Checkout Session and answers a verdict.

@@ -7,6 +7,8 @@ use common::telemetry;
 use reconciler::Reconciler;
 use reconciler::commands::{self, Command};
 use reconciler::inspect::Target;
+use reconciler::notify::payload::parse_public_id;
+use reconciler::notify::store::Redeliver;
 use reconciler::startup::{self, CommandKind};
 
 #[derive(Parser)]
@@ -45,6 +47,18 @@ enum Args {
         #[arg(long)]
         json: bool,
     },
+    /// Queue order notifications for delivery again (the app dedups them by id).
+    Redeliver {
+        /// One notification, by id (otr_…).
+        #[arg(long, group = "which", required = true)]
+        transition: Option<String>,
+        /// Every notification of one order.
+        #[arg(long, group = "which")]
+        order: Option<uuid::Uuid>,
+        /// Every dead notification.
+        #[arg(long, group = "which")]
+        dead: bool,
+    },
 }
 
 impl Args {
@@ -67,6 +81,19 @@ impl Args {
                     .or(request_id.map(Target::RequestId))?;
                 (CommandKind::Inspect, Command::Inspect { target, json })
             }
+            Self::Redeliver {
+                transition,
+                order,
+                dead,
+            } => {
+                let which = match (transition, order, dead) {
+                    (Some(id), _, _) => Redeliver::Transition(parse_public_id(&id)?),
+                    (_, Some(order), _) => Redeliver::Order(order),
+                    (_, _, true) => Redeliver::Dead,
+                    _ => return None,
+                };
+                (CommandKind::Redeliver, Command::Redeliver(which))
+            }
         })
     }
 }
@@ -75,7 +102,10 @@ impl Args {
 async fn main() -> ExitCode {
     let args = Cli::parse().command.unwrap_or(Args::Run);
     let Some((kind, command)) = args.command() else {
-        eprintln!("reconciler inspect: give one of --event, --session, --order, --request-id");
+        eprintln!(
+            "reconciler: inspect needs one of --event, --session, --order, --request-id; \
+             redeliver one of --transition otr_…, --order, --dead"
+        );
         return code(common::EXIT_CONFIG);
     };
     let config = match startup::config(kind) {

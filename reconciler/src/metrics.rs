@@ -15,6 +15,15 @@ common::label! {
     }
 }
 
+common::label! {
+    /// How a delivery attempt of an order notification ended.
+    pub enum NotifyOutcome: "outcome" {
+        Delivered = "delivered",
+        Retried = "retried",
+        Dead = "dead",
+    }
+}
+
 common::declare_metrics! {
     /// Handles to every reconciler series, created once at start-up.
     pub struct ReconcilerMetrics() {
@@ -41,6 +50,16 @@ common::declare_metrics! {
         stripe_duration: Histograms<Endpoint> = "reconciler_stripe_request_duration_seconds", Seconds;
         /// Stripe answers 429 (rate limited) by endpoint; each was retried with backoff.
         stripe_rate_limited: Counters<Endpoint> = "reconciler_stripe_rate_limited_total", Count;
+        /// Order notification attempts by how they ended.
+        notifications: Counters<NotifyOutcome> = "reconciler_app_notifications_total", Count;
+        /// Age of the oldest order notification not yet acknowledged by the app (0 when none).
+        notify_lag: Gauges<()> = "reconciler_app_notify_lag_seconds", Seconds;
+        /// Order notifications waiting for delivery (retrying included).
+        notify_pending: Gauges<()> = "reconciler_app_notify_pending", Count;
+        /// Dead order notifications (not acknowledged within APP_NOTIFY_MAX_AGE, not redelivered).
+        notify_dead: Gauges<()> = "reconciler_app_notify_dead", Count;
+        /// Duration of each delivery attempt to the app.
+        notify_duration: Histograms<()> = "reconciler_app_notify_duration_seconds", Seconds;
         /// 1 when /ready answers 200, else 0.
         ready: Gauges<()> = "reconciler_ready", Count;
         /// The build running: always 1, labelled with its version and git revision.

@@ -40,14 +40,30 @@ pub async fn view<C: GenericClient>(
     id: Uuid,
 ) -> Result<Option<OrderView>, tokio_postgres::Error> {
     let row = client
+        .query_opt(&format!("{SELECT_VIEW} WHERE id = $1"), &[&id])
+        .await?;
+    Ok(row.map(read))
+}
+
+/// The order whose Checkout Session is `session_id` (the app's own link, `stripe_session_id`).
+pub async fn by_session<C: GenericClient>(
+    client: &C,
+    session_id: &str,
+) -> Result<Option<OrderView>, tokio_postgres::Error> {
+    let row = client
         .query_opt(
-            "SELECT id, status, stripe_session_id, amount_total, currency, paid_at, anomaly,
-                    created_at
-             FROM orders WHERE id = $1",
-            &[&id],
+            &format!("{SELECT_VIEW} WHERE stripe_session_id = $1"),
+            &[&session_id],
         )
         .await?;
-    Ok(row.map(|r| OrderView {
+    Ok(row.map(read))
+}
+
+const SELECT_VIEW: &str = "SELECT id, status, stripe_session_id, amount_total, currency, \
+    paid_at, anomaly, created_at FROM orders";
+
+fn read(r: tokio_postgres::Row) -> OrderView {
+    OrderView {
         id: r.get(0),
         status: OrderStatus::parse(r.get(1)).unwrap_or(OrderStatus::Pending),
         stripe_session_id: r.get(2),
@@ -56,7 +72,7 @@ pub async fn view<C: GenericClient>(
         paid_at: r.get(5),
         anomaly: r.get(6),
         created_at: r.get(7),
-    }))
+    }
 }
 
 /// The keys that find the order of a Checkout Session.

@@ -1,6 +1,7 @@
 //! The daemon (`reconciler run`): a pass at start-up and then on `RECONCILE_SCHEDULE`
-//! (tokio-cron-scheduler, UTC, seconds field), never two at once in one process, the admin listener
-//! alongside, and a shutdown that stops between pages.
+//! (tokio-cron-scheduler, UTC, seconds field), never two at once in one process, the order
+//! notifications' deliverers and the admin listener alongside, and a shutdown that stops between
+//! pages and lets the deliveries in flight end.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use crate::Reconciler;
 use crate::admin::AdminRoutes;
 use crate::error::Error;
+use crate::notify::Notifier;
 use crate::runs::Trigger;
 use crate::slot::PassSlot;
 
@@ -53,6 +55,7 @@ impl Daemon {
             reconciler: self.reconciler.clone(),
             slot: slot.clone(),
             stop: stop.clone(),
+            flights: Arc::default(),
         });
         let admin = AdminServer::start(
             self.listener,
@@ -64,6 +67,7 @@ impl Daemon {
         )
         .await;
         let mut scheduler = schedule(&self.reconciler, &slot, &stop).await?;
+        let notifier = Notifier::new(&self.reconciler)?.map(|n| tokio::spawn(n.run(stop.clone())));
         tracing::info!(
             schedule = self.reconciler.config.schedule.as_str(),
             version = common::build::VERSION,
@@ -84,6 +88,9 @@ impl Daemon {
         let _ = tokio::time::timeout(grace, async {
             let _ = first.await;
             slot.free().await;
+            if let Some(notifier) = notifier {
+                let _ = notifier.await;
+            }
         })
         .await;
         admin.stop().await;

@@ -13,13 +13,15 @@ pub enum CommandKind {
     Once,
     Session,
     Inspect,
+    Redeliver,
 }
 
 impl CommandKind {
-    /// `inspect` works without a Stripe key (it then shows only the local view).
+    /// `inspect` works without a Stripe key (it then shows only the local view); `redeliver`
+    /// never calls Stripe.
     pub fn key_requirement(self) -> KeyRequirement {
         match self {
-            Self::Inspect => KeyRequirement::Optional,
+            Self::Inspect | Self::Redeliver => KeyRequirement::Optional,
             _ => KeyRequirement::Required,
         }
     }

@@ -15,8 +15,10 @@ pub use migrations::{
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::config::DbConfig;
 use crate::pgurl::{SslMode, TlsParams};
@@ -140,16 +142,37 @@ fn uses_tls(cfg: &DbConfig) -> bool {
 
 /// One dedicated connection (not pooled), its driver task spawned on the current runtime.
 pub async fn connect(cfg: &DbConfig) -> Result<Client, DbError> {
+    open(cfg, None).await
+}
+
+/// A dedicated connection that listens on `channel`: each notification Postgres delivers on it
+/// sends a `()` on the receiver, which ends (returns `None`) when the connection is lost.
+pub async fn listen(
+    cfg: &DbConfig,
+    channel: &str,
+) -> Result<(Client, mpsc::UnboundedReceiver<()>), DbError> {
+    let (wake, woken) = mpsc::unbounded_channel();
+    let client = open(cfg, Some(wake)).await?;
+    let quoted = channel.replace('"', "\"\"");
+    client
+        .batch_execute(&format!("LISTEN \"{quoted}\""))
+        .await?;
+    Ok((client, woken))
+}
+
+/// A dedicated connection, TLS as `sslmode` says, its driver spawned (passing notifications on
+/// to `wake` when given).
+async fn open(cfg: &DbConfig, wake: Option<mpsc::UnboundedSender<()>>) -> Result<Client, DbError> {
     let connected = match uses_tls(cfg) {
         true => {
             let tls = tls::connector(&cfg.tls)?;
             cfg.pg.connect(tls).await.map(|(client, connection)| {
-                tokio::spawn(drive(connection));
+                tokio::spawn(drive(connection, wake));
                 client
             })
         }
         false => cfg.pg.connect(NoTls).await.map(|(client, connection)| {
-            tokio::spawn(drive(connection));
+            tokio::spawn(drive(connection, wake));
             client
         }),
     };
@@ -160,10 +183,28 @@ pub async fn connect(cfg: &DbConfig) -> Result<Client, DbError> {
     })
 }
 
-/// Drives a dedicated connection until it ends.
-async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
-    if let Err(e) = connection.await {
-        tracing::debug!(error = %e, "dedicated database connection ended");
+/// Drives a dedicated connection until it ends, passing its notifications on to `wake`.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    wake: Option<mpsc::UnboundedSender<()>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notification(_))) => {
+                if let Some(wake) = &wake {
+                    let _ = wake.send(());
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "dedicated database connection ended");
+                return;
+            }
+            None => return,
+        }
     }
 }
 

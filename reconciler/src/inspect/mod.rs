@@ -17,6 +17,7 @@ use deadpool_postgres::Pool;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::notify::store::Delivery;
 use crate::orders::{self, OrderView};
 use crate::runs;
 use crate::stripe_api::{StripeClient, StripeError};
@@ -94,6 +95,8 @@ pub struct Timeline {
     /// Every order the target touched, when it is a reconcile run's request id.
     pub orders: Vec<OrderView>,
     pub events: Vec<EventView>,
+    /// The order's notifications to the app, with their delivery state.
+    pub notifications: Vec<Delivery>,
     pub runs: Vec<RunView>,
     /// Stripe was asked (a key is set and there was something to ask about).
     pub stripe_asked: bool,
@@ -144,12 +147,17 @@ pub async fn local(pool: &Pool, target: &Target) -> Result<Timeline, Error> {
     };
     let events = query::events(&client, &filter).await?;
     let runs = query::runs(&client, &events, run_request_id.and_then(runs::run_of)).await?;
+    let notifications = match &order {
+        Some(o) => crate::notify::store::of_order(&**client, o.id).await?,
+        None => Vec::new(),
+    };
     Ok(Timeline {
         target: target.describe(),
         session_id,
         order,
         orders,
         events,
+        notifications,
         runs,
         stripe_asked: false,
         stripe: None,

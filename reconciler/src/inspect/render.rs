@@ -66,6 +66,21 @@ pub fn render_local(t: &Timeline) -> String {
             if e.linked_to_order { "" } else { "  (orphan)" }
         );
     }
+    if t.order.is_some() && t.orders.is_empty() {
+        let _ = writeln!(out, "notified {} notification(s)", t.notifications.len());
+    }
+    for n in &t.notifications {
+        let _ = writeln!(
+            out,
+            "  {}  {:<26} {}  {:<9} attempts {}{}",
+            n.id,
+            n.kind,
+            time(&n.created_at),
+            n.state,
+            n.attempts,
+            notification_detail(n),
+        );
+    }
     for r in &t.runs {
         let _ = writeln!(
             out,
@@ -78,6 +93,24 @@ pub fn render_local(t: &Timeline) -> String {
         );
     }
     out
+}
+
+/// When it was delivered or died, when it is tried next, and the last error.
+fn notification_detail(n: &crate::notify::store::Delivery) -> String {
+    let when = match (&n.delivered_at, &n.dead_at, &n.next_attempt_at) {
+        (Some(at), _, _) => format!("  delivered {}", time(at)),
+        (_, Some(at), _) => format!(
+            "  dead {} (reconciler redeliver --transition {})",
+            time(at),
+            n.id
+        ),
+        (_, _, Some(at)) => format!("  next {}", time(at)),
+        _ => String::new(),
+    };
+    match &n.last_error {
+        Some(e) => format!("{when}  last error: {e}"),
+        None => when,
+    }
 }
 
 /// Stripe's view and the verdict, as text.

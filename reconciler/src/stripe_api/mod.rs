@@ -300,13 +300,8 @@ impl StripeClient {
 
     /// Exponential backoff with jitter in [d/2, d].
     async fn pause(&self, attempt: u32) {
-        let d = self
-            .retry
-            .base
-            .saturating_mul(1 << attempt.min(16).saturating_sub(1))
-            .min(self.retry.cap);
-        let jitter = 0.5 + 0.5 * random_unit();
-        tokio::time::sleep(d.mul_f64(jitter)).await;
+        let d = common::backoff::delay(self.retry.base, self.retry.cap, attempt);
+        tokio::time::sleep(d).await;
     }
 }
 
@@ -361,9 +356,4 @@ fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-/// A number in [0, 1) for jitter (not for anything secret).
-fn random_unit() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
 }

@@ -9,6 +9,7 @@
 //!   some dropped, duplicated or reordered.
 //! - [`app`]: the app's side of a checkout (the order it creates first).
 //! - [`client`]: a minimal HTTP/1.1 client (webhook deliveries; the tests' requests).
+//! - [`shop`]: the example shop's order notification endpoint (verifies, deduplicates, fulfils).
 
 pub mod app;
 pub mod client;
@@ -16,5 +17,6 @@ mod events;
 pub mod objects;
 pub mod scenario;
 pub mod server;
+pub mod shop;
 mod store;
 mod wire;

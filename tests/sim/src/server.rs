@@ -72,6 +72,8 @@ struct State {
     faults: Faults,
     /// API requests answered, faults included.
     requests: u64,
+    /// `GET /v1/checkout/sessions/{id}` requests answered (faults excluded).
+    session_fetches: u64,
 }
 
 impl State {
@@ -207,6 +209,11 @@ impl StripeSim {
         self.with_state(|s| s.requests).unwrap_or(0)
     }
 
+    /// Checkout Sessions retrieved so far.
+    pub fn session_fetches(&self) -> u64 {
+        self.with_state(|s| s.session_fetches).unwrap_or(0)
+    }
+
     pub fn event_count(&self) -> usize {
         self.with_state(|s| s.events.len()).unwrap_or(0)
     }
@@ -266,9 +273,12 @@ async fn answer(req: Request<Incoming>, state: &Mutex<State>, key: &str) -> Resp
     }
     let path = req.uri().path();
     let params = query_pairs(req.uri().query().unwrap_or(""));
-    let Ok(s) = state.lock() else {
+    let Ok(mut s) = state.lock() else {
         return poisoned();
     };
+    if path.starts_with("/v1/checkout/sessions/") {
+        s.session_fetches += 1;
+    }
     api(&s, path, &params, &faults)
 }
 
