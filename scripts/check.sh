@@ -6,14 +6,16 @@
 #                  promtool, generated objects up to date
 #   pgbouncer      the edge and the reconciler through PgBouncer: everything in session mode, a
 #                  clear refusal in transaction mode
+#   notify-sdk     order notifications verified by the official Stripe SDKs (Node, Python) in the
+#                  example receivers of tests/apps/
 #
 #   scripts/check.sh [NAME...]     (default: every check)
 . "$(dirname "$0")/lib.sh"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(observability deploy pgbouncer)
+[ ${#names[@]} -gt 0 ] || names=(observability deploy pgbouncer notify-sdk)
 for name in "${names[@]}"; do
   case $name in
-    observability | deploy | pgbouncer) echo "######## check $name"; "scripts/check/$name.sh" ;;
-    *) echo "unknown check: $name (observability, deploy, pgbouncer)" >&2; exit 2 ;;
+    observability | deploy | pgbouncer | notify-sdk) echo "######## check $name"; "scripts/check/$name.sh" ;;
+    *) echo "unknown check: $name (observability, deploy, pgbouncer, notify-sdk)" >&2; exit 2 ;;
   esac
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the whole stack locally: PostgreSQL in a project-local data dir (.dev/), the migrations,
-# the edge, the Stripe simulator and the reconciler. Plays a short scenario (checkouts whose
-# webhooks are partly dropped, then a reconcile pass that backfills them) and prints a summary,
+# the edge, the Stripe simulator, the reconciler and the example shop that receives its order
+# notifications. Plays a short scenario (checkouts whose webhooks are partly dropped, then a
+# reconcile pass that backfills them, then the shop fulfilling every paid order) and prints a summary,
 # the URLs, the dev secrets, `export` lines for the CLI and a copy-paste signed test event; then
 # runs until Ctrl-C, SIGINT or SIGTERM (which stop everything it started, PostgreSQL included),
 # also when it runs as a background job.
@@ -11,6 +12,7 @@
 #
 # Env: DEV_PG_PORT (54329), EDGE_LISTEN (127.0.0.1:8080), EDGE_ADMIN_LISTEN (127.0.0.1:9464),
 #      DEV_SIM_LISTEN (127.0.0.1:12111), RECONCILER_ADMIN_LISTEN (127.0.0.1:9465),
+#      DEV_SHOP_PORT (12112),
 #      DEV_SCENARIO (60 checkouts).
 set -euo pipefail
 # A shell started as a background job ignores SIGINT, and bash cannot trap a signal that was ignored
@@ -49,6 +51,11 @@ export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token-local-only}
 export STRIPE_EXPECT_LIVEMODE=${STRIPE_EXPECT_LIVEMODE:-false}
 # The demo reconciles right after the webhooks, so no settle window (production: 60 s).
 export RECONCILE_SETTLE=${RECONCILE_SETTLE:-0s}
+# The example shop's notification endpoint, and the development-only secret its notifications are
+# signed with.
+shop_port=${DEV_SHOP_PORT:-12112}
+notify_url=http://127.0.0.1:$shop_port/stripe-edge/notifications
+notify_secret=${APP_NOTIFY_SECRET:-dev_notify_secret_local_only_0123456789abcdef}
 
 pg_bin=$(pg_bin_dir)
 pg_owned_dir "$dev/pg"
@@ -69,7 +76,8 @@ fi
   || "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres stripe_edge
 
 echo "==> building"
-cargo build --locked -q -p edge -p reconciler -p sim --bin edge --bin reconciler --bin stripe-sim
+cargo build --locked -q -p edge -p reconciler -p sim --bin edge --bin reconciler --bin stripe-sim \
+  --bin shop-app
 echo "==> applying migrations"
 ./target/debug/edge migrate >"$dev/migrate.log"
 
@@ -121,8 +129,18 @@ print(f"    pass {s['status']}: {s['eventsSeen']} events seen, {s['eventsMissing
       f"{s['stripeRequests']} Stripe requests, {sys.argv[2]} ms")
 PY
 echo "    orders by status now: $(count "SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM orders GROUP BY 1 ORDER BY 1) s")"
-./target/debug/reconciler run >>"$dev/reconciler.log" 2>&1 &
+echo "==> the shop: order notifications, one fulfilment per paid order"
+APP_NOTIFY_SECRET=$notify_secret ./target/debug/shop-app --port "$shop_port" >"$dev/shop.log" 2>&1 &
 pids+=($!)
+APP_NOTIFY_URL=$notify_url APP_NOTIFY_SECRET=$notify_secret \
+  ./target/debug/reconciler run >>"$dev/reconciler.log" 2>&1 &
+pids+=($!)
+paid=$(count "SELECT count(*) FROM orders WHERE status = 'paid'")
+for _ in $(seq 1 300); do
+  [ "$(grep -c 'fulfilled order' "$dev/shop.log" 2>/dev/null || true)" -ge "$paid" ] && break
+  sleep 0.1
+done
+echo "    $(grep -c 'fulfilled order' "$dev/shop.log" || true) of $paid paid orders fulfilled by the shop (.dev/shop.log)"
 
 cat <<EOT
 
@@ -135,6 +153,7 @@ cat <<EOT
   logs         .dev/edge.log, .dev/reconciler.log (JSON, one line per event)
   stripe sim   $STRIPE_API_BASE  (key $STRIPE_API_KEY)
   reconciler   every 30 s; admin http://$RECONCILER_ADMIN_LISTEN (/metrics, /ready)
+  shop         $notify_url  (secret $notify_secret; "fulfilled order …" in .dev/shop.log)
 
   To use the CLI against this stack from another shell, paste:
 
@@ -144,6 +163,7 @@ cat <<EOT
     export ADMIN_TOKEN=$ADMIN_TOKEN PATH=$root/target/debug:\$PATH
 
   then: reconciler inspect --session cs_…   |   reconciler session cs_…   |   edge migrate --status
+        reconciler redeliver --order <id>
     curl -X POST -H "Authorization: Bearer \$ADMIN_TOKEN" http://$RECONCILER_ADMIN_LISTEN/reconcile/run
 
   Send a signed test event (creates an order, pays it, shows it before and after):

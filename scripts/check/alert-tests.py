@@ -127,6 +127,20 @@ CASES = [
     ("an edge without HTTPS is quiet", [
         s(f'edge_tls_certificate_expiry_timestamp_seconds{{{E}}}', "0x120"),
     ], "90m", "EdgeTlsCertificateExpiring", []),
+    # Order notifications: an app that stops acknowledging pages after 10 minutes (+5); one that
+    # lags a few minutes behind does not; dead notifications open a ticket until redelivered.
+    ("an app that stopped acknowledging pages", [
+        s(f'reconciler_app_notify_lag_seconds{{{R}}}', "0+60x30"),
+    ], "20m", "AppNotificationsLagging", [{}]),
+    ("an app a few minutes behind does not page", [
+        s(f'reconciler_app_notify_lag_seconds{{{R}}}', "240x30"),
+    ], "20m", "AppNotificationsLagging", []),
+    ("a dead notification opens a ticket", [
+        s(f'reconciler_app_notify_dead{{{R}}}', "0x5 2x20"),
+    ], "20m", "AppNotificationsDead", [{}]),
+    ("no dead notification, no ticket", [
+        s(f'reconciler_app_notify_dead{{{R}}}', "0x25"),
+    ], "20m", "AppNotificationsDead", []),
     # The reconciler's last success, read from the database by the edge: works under cron too.
     ("no successful pass for 30 minutes pages", [
         s(f'edge_reconcile_last_success_timestamp_seconds{{{E}}}', "600x60"),
