@@ -9,11 +9,13 @@
 #   attack      the edge's resource bounds under attack (scripts/bench/attack.sh)
 #   orphans     orphan adoption against unclaimed orphans (tests/tools/src/bin/orphanbench.rs)
 #   tls         what HTTPS and a database over TLS cost the ingestion (scripts/bench/tls.sh)
+#   notify      order notifications: ingestion with and without the outbox, delivery rate and
+#               latency (scripts/bench/notify.sh)
 # Each writes target/bench/<name>.json; a benchmark that fails stops the run, and the doc keeps
-# its previous tables for the sections not rewritten. About 40 minutes on 2 cores; run it on an
+# its previous tables for the sections not rewritten. About 50 minutes on 2 cores; run it on an
 # otherwise idle machine (the benchmarks share its cores with Postgres and their load generators).
 #
-# Env: BENCH_ONLY (a subset, e.g. "edge proxy"; default: all eight). Each script's own settings
+# Env: BENCH_ONLY (a subset, e.g. "edge proxy"; default: all nine). Each script's own settings
 #      (BENCH_ROUNDS, BENCH_REQUESTS, BENCH_SIZES, ...) pass through.
 . "$(dirname "$0")/lib.sh"
 only=${BENCH_ONLY:-$(python3 scripts/bench/render.py --sections)}
@@ -28,7 +30,7 @@ for name in $only; do
       ./target/release/orphanbench --out target/bench/orphans.json ;;
     latency-tmpfs) BENCH_PG_TMPFS=1 scripts/bench/latency.sh ;;
     reconciler) BENCH_SIZES=${BENCH_SIZES:-10000 100000 1000000} scripts/bench/reconciler.sh ;;
-    edge | latency | proxy | attack | tls) "scripts/bench/$name.sh" ;;
+    edge | latency | proxy | attack | tls | notify) "scripts/bench/$name.sh" ;;
     *) echo "unknown benchmark: $name ($(python3 scripts/bench/render.py --sections))" >&2; exit 2 ;;
   esac
 done

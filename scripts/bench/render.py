@@ -21,7 +21,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOC = os.path.join(ROOT, "docs", "performance.md")
 BENCH = os.path.join(ROOT, "target", "bench")
-SECTIONS = ["edge", "latency", "latency-tmpfs", "proxy", "reconciler", "attack", "orphans", "tls"]
+SECTIONS = ["edge", "latency", "latency-tmpfs", "proxy", "reconciler", "attack", "orphans", "tls", "notify"]
 
 # Goals of the performance issue, checked where the numbers are rendered.
 GOAL_EDGE_OVER_PGBENCH = 2.0
@@ -221,11 +221,33 @@ def render_tls(d):
     return "\n".join(rows) + f"\n\nMedians of {d['rounds']} rounds; the ratio is taken within each round.\n"
 
 
+def render_notify(d):
+    ing = d["ingestion"]
+    rows = ["| edge | req/s (median) | edge CPU µs/event | Postgres CPU µs/event | p99 ms | req/s, each round |",
+            "|---|---:|---:|---:|---:|---|"]
+    for name, label in (("without-outbox", "without the outbox (the revision before it)"),
+                        ("with-outbox", "with the outbox")):
+        c = ing[name]
+        each = ", ".join(n(x) for x in c["rps_each"])
+        rows.append(f"| {label} | {n(c['rps'])} | {c['edge_cpu_us']:.1f} | {c['pg_cpu_us']:.1f} "
+                    f"| {c['p99_ms']:.2f} | {each} |")
+    ratio = d["with_over_without"]
+    dl, lat = d["delivery"], d["commit_to_2xx"]
+    return ("\n".join(rows) + "\n\n"
+            f"With the outbox: **{ratio:.2f}×** the events per second without (median of {d['rounds']} "
+            f"rounds' ratios; goal ≥ 0.90: {met(ratio >= 0.90)}).\n\n"
+            f"| delivery | figure |\n|---|---:|\n"
+            f"| {n(dl['notifications'])} notifications from a standing start, to a healthy app | "
+            f"{n(dl['per_second'])} per second ({dl['ms'] / 1000:.1f} s) |\n"
+            f"| COMMIT to the app's 2xx, webhooks arriving at 8 connections ({n(lat['n'])} notifications) | "
+            f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms |\n")
+
+
 COMMANDS = {"edge": "scripts/bench/edge.sh", "latency": "scripts/bench/latency.sh",
             "latency-tmpfs": "BENCH_PG_TMPFS=1 scripts/bench/latency.sh",
             "proxy": "scripts/bench/proxy.sh", "reconciler": "scripts/bench/reconciler.sh",
             "attack": "scripts/bench/attack.sh", "orphans": "cargo run --release -p tools --bin orphanbench",
-            "tls": "scripts/bench/tls.sh"}
+            "tls": "scripts/bench/tls.sh", "notify": "scripts/bench/notify.sh"}
 
 
 def markers(name):

@@ -128,7 +128,7 @@ pub struct Server {
 }
 
 /// A free loopback port, found by binding port 0 (for a process that must be told its port).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -222,5 +222,52 @@ impl Server {
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .expect("request");
         crate::http::send(self.public, req).await.expect("webhook")
+    }
+}
+
+/// A daemon binary (`edge serve`, `reconciler run`) running as a process with exactly `env`
+/// (plus `PATH`), its output discarded; killed on drop.
+pub struct Daemon {
+    pub pid: u32,
+    child: tokio::process::Child,
+}
+
+impl Daemon {
+    /// Starts `name args` and waits until `admin`'s `/ready` answers 200.
+    pub async fn start(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        admin: std::net::SocketAddr,
+    ) -> Self {
+        let child = Command::new(binary(name))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        let pid = child.id().unwrap_or(0);
+        let ready = crate::http::eventually(Duration::from_secs(30), || async {
+            let req = crate::http::request(http::Method::GET, admin, "/ready")
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .expect("request");
+            crate::http::send(admin, req)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await;
+        assert!(ready, "{name} never became ready");
+        Self { pid, child }
+    }
+
+    /// `kill -9`: no drain, no clean-up, as a crash; returns once it is gone.
+    pub async fn kill9(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
     }
 }

@@ -19,6 +19,7 @@ mod inspect;
 mod ledger;
 mod messages;
 mod notify;
+mod notify_faults;
 mod orders;
 mod outage;
 mod pg_tls;
