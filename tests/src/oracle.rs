@@ -6,8 +6,9 @@
 
 use chrono::{DateTime, Utc};
 use common::ledger::decide::{Decision, Target, judge, keys};
+use common::ledger::money::{self, MoneyChange, MoneyColumns};
 use common::ledger::outbox::NotificationKind;
-use common::ledger::{Applied, OrderRow, Source};
+use common::ledger::{Applied, OrderRow, OrderStatus, Source};
 use common::stripe::event::StripeEvent;
 use deadpool_postgres::Pool;
 use uuid::Uuid;
@@ -28,7 +29,7 @@ WITH found AS (
         (SELECT o.id FROM orders AS o WHERE $1::text IS NOT NULL AND o.id IN ($2, $3)
             AND o.stripe_session_id <> $1 LIMIT 1) AS other_id
 ), target AS (
-    SELECT id, status, amount_total, currency, stripe_payment_intent_id
+    SELECT id, status, amount_total, currency, stripe_payment_intent_id, amount_refunded
     FROM orders
     WHERE id = (SELECT coalesce(order_id, other_id) FROM found)
     FOR UPDATE
@@ -44,7 +45,7 @@ WITH found AS (
 )
 SELECT (SELECT count(*) FROM inserted) AS inserted,
        (SELECT order_id IS NULL AND other_id IS NOT NULL FROM found) AS mismatch,
-       t.id, t.status, t.amount_total, t.currency, t.stripe_payment_intent_id
+       t.id, t.status, t.amount_total, t.currency, t.stripe_payment_intent_id, t.amount_refunded
 FROM (VALUES (1)) AS one (x) LEFT JOIN target AS t ON true";
 
 /// Writes one order's change.
@@ -54,14 +55,17 @@ SET status = $2,
     paid_at = COALESCE($3, paid_at),
     stripe_payment_intent_id = CASE WHEN $6 THEN $4 ELSE COALESCE(stripe_payment_intent_id, $4) END,
     anomaly = COALESCE($5, anomaly),
+    amount_total = COALESCE(amount_total, $7),
+    currency = COALESCE(currency, $8),
     updated_at = now()
 WHERE id = $1";
 
 /// Puts one status change in the outbox, with the order as it now is.
 pub const INSERT_TRANSITION: &str = "\
 INSERT INTO order_transitions (order_id, kind, from_status, to_status, stripe_event_id, occurred_at,
-    livemode, stripe_session_id, amount_total, currency)
-SELECT id, $2, $3, $4, $5, $6, $7, stripe_session_id, amount_total, currency
+    livemode, stripe_session_id, amount_total, currency, amount_refunded, dispute_status)
+SELECT id, $2, $3, $4, $5, $6, $7, stripe_session_id, amount_total, currency, amount_refunded,
+    dispute_status
 FROM orders WHERE id = $1";
 
 /// How one event is recorded.
@@ -117,7 +121,7 @@ pub async fn record(
         Some(o) => Target::Order(o),
         None => Target::None,
     };
-    let (applied, decision) = judge(event, target, meta.expect_livemode);
+    let (mut applied, decision) = judge(event, target, meta.expect_livemode);
     if let (true, Some(order_id)) = (mismatch, applied.order_id) {
         // An older session of a retried checkout: linked to the order it names.
         tx.execute(
@@ -126,7 +130,7 @@ pub async fn record(
         )
         .await?;
     }
-    if let Some((order, decision)) = order.zip(decision) {
+    if let Some((order, decision)) = order.clone().zip(decision) {
         let update = Update::new(&order, decision);
         tx.execute(
             UPDATE_ORDER,
@@ -137,6 +141,8 @@ pub async fn record(
                 &update.payment_intent,
                 &update.anomaly,
                 &update.replaces_payment_intent,
+                &update.paid_amount,
+                &update.paid_currency,
             ],
         )
         .await?;
@@ -158,6 +164,33 @@ pub async fn record(
         )
         .await?;
     }
+    // The money after the payment: the event's snapshots, then the settling of an order it paid
+    // with refunds already known.
+    if let (Some(order), false) = (&order, mismatch)
+        && applied.anomaly.is_none()
+    {
+        let mut columns = MoneyColumns::default();
+        let snapshots = money::snapshots(event);
+        let had_money = !snapshots.is_empty();
+        if had_money {
+            columns.push(order.id, event, snapshots, order.status.is_paid());
+        }
+        if applied
+            .transition
+            .is_some_and(|(_, to)| to == OrderStatus::Paid)
+            && (order.amount_refunded > 0 || had_money)
+        {
+            columns.settle(order.id, event);
+        }
+        if !columns.is_empty() {
+            for row in tx.query(money::APPLY_MONEY, &columns.params()).await? {
+                if let Some(MoneyChange { from, to, .. }) = MoneyChange::read(&row) {
+                    let from = applied.transition.map_or(from, |(from, _)| from);
+                    applied.transition = (from != to).then_some((from, to));
+                }
+            }
+        }
+    }
     tx.commit().await?;
     Ok(applied)
 }
@@ -170,6 +203,8 @@ struct Update {
     payment_intent: Option<String>,
     anomaly: Option<String>,
     replaces_payment_intent: bool,
+    paid_amount: Option<i64>,
+    paid_currency: Option<String>,
 }
 
 impl Update {
@@ -181,6 +216,8 @@ impl Update {
             payment_intent: decision.payment_intent,
             anomaly: decision.order_anomaly,
             replaces_payment_intent: decision.replaces_payment_intent,
+            paid_amount: decision.paid_amount,
+            paid_currency: decision.paid_currency,
         }
     }
 }

@@ -11,6 +11,7 @@ use std::task::Poll;
 use deadpool_postgres::{GenericClient, Object, Pool};
 use tokio_postgres::Statement;
 
+use super::money::{self, MoneyChange};
 use super::plan::{Columns, Found, Plan, Writes};
 use super::{Applied, BatchEntry, BatchMeta, LedgerError, OrderBusy, sql};
 
@@ -88,7 +89,7 @@ impl LedgerConnection {
             let plan = plan?;
             let writes = plan.writes();
             let statements = Statements::prepare(client, &writes).await?;
-            Ok::<_, LedgerError>((plan.applied, writes, statements))
+            Ok::<_, LedgerError>(((plan.applied, plan.event_ids), writes, statements))
         };
         let (applied, writes, statements) = match opened.await {
             Ok(opened) => opened,
@@ -97,7 +98,7 @@ impl LedgerConnection {
                 return Err(e);
             }
         };
-        let mut written: Sending<'a, ()> = Box::pin(statements.send(client, writes));
+        let mut written: Sending<'a, Vec<MoneyChange>> = Box::pin(statements.send(client, writes));
         let mut commit: Sending<'a, ()> = Box::pin(async move {
             client.batch_execute("COMMIT").await?;
             Ok(())
@@ -139,19 +140,22 @@ impl Drop for LedgerConnection {
     }
 }
 
+/// The answers of a batch as folded (one per entry), and each entry's event id.
+type Answers = (Vec<Result<Applied, OrderBusy>>, Vec<String>);
+
 /// A batch whose `COMMIT` has been sent.
 pub(super) struct PendingCommit<'a> {
-    written: Stage<'a>,
-    commit: Stage<'a>,
-    applied: Vec<Result<Applied, OrderBusy>>,
+    written: Stage<'a, Vec<MoneyChange>>,
+    commit: Stage<'a, ()>,
+    applied: Answers,
 }
 
 impl PendingCommit<'_> {
     fn done(applied: Vec<Result<Applied, OrderBusy>>) -> Self {
         Self {
-            written: Stage::Done(Ok(())),
+            written: Stage::Done(Ok(Vec::new())),
             commit: Stage::Done(Ok(())),
-            applied,
+            applied: (applied, Vec::new()),
         }
     }
 
@@ -163,27 +167,29 @@ impl PendingCommit<'_> {
         let written = self.written.finish().await;
         let commit = self.commit.finish().await;
         // A failed update turns the pipelined COMMIT into a rollback: report the update's error.
-        written?;
+        let changes = written?;
         commit?;
-        Ok(self.applied)
+        let (mut applied, event_ids) = self.applied;
+        money::merge(&mut applied, &event_ids, &changes);
+        Ok(applied)
     }
 }
 
 /// A statement already sent: its answer, or the future that will bring it.
-enum Stage<'a> {
-    Done(Result<(), LedgerError>),
-    Waiting(Sending<'a, ()>),
+enum Stage<'a, T> {
+    Done(Result<T, LedgerError>),
+    Waiting(Sending<'a, T>),
 }
 
-impl<'a> Stage<'a> {
-    fn of(future: Sending<'a, ()>, first_poll: Poll<Result<(), LedgerError>>) -> Self {
+impl<'a, T> Stage<'a, T> {
+    fn of(future: Sending<'a, T>, first_poll: Poll<Result<T, LedgerError>>) -> Self {
         match first_poll {
             Poll::Ready(result) => Self::Done(result),
             Poll::Pending => Self::Waiting(future),
         }
     }
 
-    async fn finish(self) -> Result<(), LedgerError> {
+    async fn finish(self) -> Result<T, LedgerError> {
         match self {
             Self::Done(result) => result,
             Self::Waiting(future) => future.await,
@@ -231,6 +237,7 @@ async fn lock_and_insert<C: GenericClient>(
 pub(super) struct Statements {
     update: Option<Statement>,
     link: Option<Statement>,
+    money: Option<Statement>,
 }
 
 impl Statements {
@@ -250,18 +257,22 @@ impl Statements {
                 true => Some(client.prepare_cached(sql::LINK_EVENTS).await?),
                 false => None,
             },
+            money: match writes.applies_money() {
+                true => Some(client.prepare_cached(sql::APPLY_MONEY).await?),
+                false => None,
+            },
         })
     }
 
-    /// The set-based `UPDATE` of the changed orders and the late links, both sent on the first
-    /// poll.
+    /// The set-based `UPDATE` of the changed orders, the late links and the money snapshots, all
+    /// sent on the first poll, in that order; the status changes the money made.
     pub(super) async fn send<C: GenericClient>(
         self,
         client: &C,
         writes: Writes,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<Vec<MoneyChange>, LedgerError> {
         if writes.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let updated = async {
             match &self.update {
@@ -275,9 +286,15 @@ impl Statements {
                 None => Ok(0),
             }
         };
-        let (updated, linked) = tokio::join!(updated, linked);
+        let money = async {
+            match &self.money {
+                Some(stmt) => client.query(stmt, &writes.money_params()).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (updated, linked, money) = tokio::join!(updated, linked, money);
         updated?;
         linked?;
-        Ok(())
+        Ok(money?.iter().filter_map(MoneyChange::read).collect())
     }
 }

@@ -1,7 +1,8 @@
 //! The order state machine as pure functions: what an event does to the order it belongs
 //! to ([`decide`]), the answer for whoever delivered it and the anomalies that keep an order
 //! unchanged ([`judge`]), and the keys that find its order ([`keys`]). No I/O here; the table
-//! tests below are the rules' specification.
+//! tests below are the rules' specification. Refunds and disputes change no status here: their
+//! snapshots are applied by `ledger::money`.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -15,6 +16,10 @@ use crate::stripe::is_paid;
 pub struct Decision {
     pub to: Option<OrderStatus>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// The paying session's `amount_total` and `currency`, recorded on an order that did not say
+    /// what it expects (refunds are measured against it).
+    pub paid_amount: Option<i64>,
+    pub paid_currency: Option<String>,
     /// Recorded on the order when it has none yet, or when this event pays the order (the order
     /// keeps the payment intent of the session that paid it: a later refund finds it by that).
     pub payment_intent: Option<String>,
@@ -59,7 +64,6 @@ pub fn decide(event: &StripeEvent, order: &OrderRow, expect_livemode: Option<boo
         types::SESSION_ASYNC_SUCCEEDED if matches!(from, Pending | Failed) => Some(Paid),
         types::SESSION_ASYNC_FAILED if from == Pending => Some(Failed),
         types::SESSION_EXPIRED if from == Pending => Some(Expired),
-        types::CHARGE_REFUNDED if o.fully_refunded && from == Paid => Some(Refunded),
         _ => None,
     };
     let pays = to == Some(Paid);
@@ -82,6 +86,8 @@ pub fn decide(event: &StripeEvent, order: &OrderRow, expect_livemode: Option<boo
     Decision {
         to,
         paid_at: pays.then_some(event.created),
+        paid_amount: o.amount_total.filter(|_| pays),
+        paid_currency: o.currency.clone().filter(|_| pays),
         payment_intent,
         replaces_payment_intent,
         ..Decision::default()
@@ -279,6 +285,7 @@ mod tests {
             amount_total: None,
             currency: None,
             payment_intent: None,
+            amount_refunded: 0,
         }
     }
 
@@ -304,8 +311,16 @@ mod tests {
             (types::SESSION_ASYNC_FAILED, None, Paid, None),
             (types::SESSION_EXPIRED, None, Pending, Some(Expired)),
             (types::SESSION_EXPIRED, None, Paid, None),
-            (types::CHARGE_REFUNDED, None, Paid, Some(Refunded)),
-            (types::CHARGE_REFUNDED, None, Pending, None),
+            // Refunds and disputes move the order through `ledger::money`, never here.
+            (types::CHARGE_REFUNDED, None, Paid, None),
+            (types::REFUND_UPDATED, None, Paid, None),
+            (types::DISPUTE_CREATED, None, Paid, None),
+            (
+                types::SESSION_COMPLETED,
+                Some("paid"),
+                PartiallyRefunded,
+                None,
+            ),
             ("customer.created", None, Pending, None),
         ];
         for (kind, ps, from, want) in cases {
@@ -313,13 +328,6 @@ mod tests {
             assert_eq!(d.to, *want, "{kind} {ps:?} from {from}");
             assert_eq!(d.paid_at.is_some(), *want == Some(Paid));
         }
-    }
-
-    #[test]
-    fn partial_refund_does_not_refund_the_order() {
-        let mut e = event(types::CHARGE_REFUNDED, None);
-        e.object.fully_refunded = false;
-        assert_eq!(decide(&e, &order(Paid), None).to, None);
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! - `connection`: the connection guard that never reuses a half-written transaction, and the two
 //!   stages of a batch on it.
 //! - [`orphans`]: linking events stored before their order existed.
+//! - [`money`]: refunds, disputes and refunded charges: the snapshots an event carries, applied
+//!   by the database function `ledger_apply_money`.
 //! - [`outbox`]: order notifications: which one each transition is, the channel that wakes the
 //!   deliverers.
 //! - [`lookup`]: the read-only queries callers share (known event ids, an event's order).
@@ -29,6 +31,7 @@ use crate::stripe::event::StripeEvent;
 mod connection;
 pub mod decide;
 pub mod lookup;
+pub mod money;
 pub mod orphans;
 pub mod outbox;
 mod plan;
@@ -67,15 +70,17 @@ pub enum OrderStatus {
     Paid,
     Failed,
     Expired,
+    PartiallyRefunded,
     Refunded,
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 5] = [
+    pub const ALL: [OrderStatus; 6] = [
         Self::Pending,
         Self::Paid,
         Self::Failed,
         Self::Expired,
+        Self::PartiallyRefunded,
         Self::Refunded,
     ];
 
@@ -85,6 +90,7 @@ impl OrderStatus {
             Self::Paid => "paid",
             Self::Failed => "failed",
             Self::Expired => "expired",
+            Self::PartiallyRefunded => "partially_refunded",
             Self::Refunded => "refunded",
         }
     }
@@ -95,7 +101,7 @@ impl OrderStatus {
 
     /// The order was paid: `paid`, or moved on from it by a refund.
     pub fn is_paid(self) -> bool {
-        matches!(self, Self::Paid | Self::Refunded)
+        matches!(self, Self::Paid | Self::PartiallyRefunded | Self::Refunded)
     }
 
     /// No event moves the order back to pending, failed or expired any more: a success page
@@ -117,14 +123,20 @@ impl fmt::Display for OrderStatus {
     }
 }
 
-/// Every transition the state machine can make (metric labels are registered from this).
-pub const TRANSITIONS: [(OrderStatus, OrderStatus); 6] = [
+/// Every transition the state machine can make (metric labels are registered from this): the
+/// payment's, then the refunds' (which can also take an order back towards `paid`).
+pub const TRANSITIONS: [(OrderStatus, OrderStatus); 11] = [
     (OrderStatus::Pending, OrderStatus::Paid),
     (OrderStatus::Failed, OrderStatus::Paid),
     (OrderStatus::Expired, OrderStatus::Paid),
     (OrderStatus::Pending, OrderStatus::Failed),
     (OrderStatus::Pending, OrderStatus::Expired),
+    (OrderStatus::Paid, OrderStatus::PartiallyRefunded),
     (OrderStatus::Paid, OrderStatus::Refunded),
+    (OrderStatus::PartiallyRefunded, OrderStatus::Refunded),
+    (OrderStatus::PartiallyRefunded, OrderStatus::Paid),
+    (OrderStatus::Refunded, OrderStatus::PartiallyRefunded),
+    (OrderStatus::Refunded, OrderStatus::Paid),
 ];
 
 crate::label! {
@@ -190,11 +202,13 @@ pub struct OrderRow {
     pub amount_total: Option<i64>,
     pub currency: Option<String>,
     pub payment_intent: Option<String>,
+    /// The sum of its succeeded refunds (`orders.amount_refunded`).
+    pub amount_refunded: i64,
 }
 
 impl OrderRow {
-    /// The order columns (id, status, amount_total, currency, payment intent) of a row, from
-    /// column `at` on; `None` when the id is NULL (the event has no order).
+    /// The order columns (id, status, amount_total, currency, payment intent, amount refunded) of
+    /// a row, from column `at` on; `None` when the id is NULL (the event has no order).
     pub fn read(row: &tokio_postgres::Row, at: usize) -> Option<Self> {
         Some(Self {
             id: row.get::<_, Option<Uuid>>(at)?,
@@ -202,6 +216,7 @@ impl OrderRow {
             amount_total: row.get(at + 2),
             currency: row.get(at + 3),
             payment_intent: row.get(at + 4),
+            amount_refunded: row.get::<_, Option<i64>>(at + 5).unwrap_or(0),
         })
     }
 }

@@ -81,12 +81,13 @@ pub async fn adopt_orphans<C: GenericClient>(
             found
         })
         .collect();
-    let plan = Plan::fold(&entries, &columns, &found, expect_livemode);
+    let mut plan = Plan::fold(&entries, &columns, &found, expect_livemode);
     let writes = plan.writes();
-    Statements::prepare(client, &writes)
+    let changes = Statements::prepare(client, &writes)
         .await?
         .send(client, writes)
         .await?;
+    plan.absorb_money(&changes);
     let applied = plan.applied.iter().flatten();
     Ok(Adopted {
         linked: applied.clone().filter(|a| a.order_id.is_some()).count() as u64,

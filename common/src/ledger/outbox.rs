@@ -29,6 +29,7 @@ impl NotificationKind {
             OrderStatus::Paid => Some(Self::Paid),
             OrderStatus::Failed => Some(Self::PaymentFailed),
             OrderStatus::Expired => Some(Self::Expired),
+            OrderStatus::PartiallyRefunded => Some(Self::PartiallyRefunded),
             OrderStatus::Refunded => Some(Self::Refunded),
             OrderStatus::Pending => None,
         }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::decide::{Target, judge, keys};
+use super::money::{self, MoneyChange, MoneyColumns};
 use super::outbox::NotificationKind;
 use super::{Applied, BatchEntry, Decision, OrderBusy, OrderRow, OrderStatus, Source};
 
@@ -150,18 +151,25 @@ struct Tracked {
     row: OrderRow,
     changed: bool,
     paid_at: Option<DateTime<Utc>>,
+    paid_amount: Option<i64>,
+    paid_currency: Option<String>,
     payment_intent: Option<String>,
     /// `payment_intent` replaces the order's (a paying event's), not only fills a gap.
     replaces_payment_intent: bool,
     anomaly: Option<String>,
+    /// The batch applied money snapshots to it (its refunded amount may have changed).
+    money: bool,
 }
 
 impl Tracked {
     fn new(row: OrderRow) -> Self {
         Self {
             row,
+            money: false,
             changed: false,
             paid_at: None,
+            paid_amount: None,
+            paid_currency: None,
             payment_intent: None,
             replaces_payment_intent: false,
             anomaly: None,
@@ -178,6 +186,14 @@ impl Tracked {
         }
         if decision.paid_at.is_some() {
             self.paid_at = decision.paid_at;
+            if self.row.amount_total.is_none() && decision.paid_amount.is_some() {
+                self.row.amount_total = decision.paid_amount;
+                self.paid_amount = decision.paid_amount;
+            }
+            if self.row.currency.is_none() && decision.paid_currency.is_some() {
+                self.row.currency.clone_from(&decision.paid_currency);
+                self.paid_currency = decision.paid_currency;
+            }
         }
         if let Some(pi) = decision.payment_intent {
             self.row.payment_intent = Some(pi.clone());
@@ -199,6 +215,9 @@ struct Transition {
     event_id: String,
     occurred_at: DateTime<Utc>,
     livemode: bool,
+    /// The order's amount and currency at that point of the batch.
+    amount_total: Option<i64>,
+    currency: Option<String>,
 }
 
 /// What a batch does: one answer per entry, the orders to write, the events to link and the
@@ -209,6 +228,9 @@ pub(super) struct Plan {
     orders: Vec<Tracked>,
     links: Vec<(String, Uuid)>,
     transitions: Vec<Transition>,
+    money: MoneyColumns,
+    /// Each entry's event id, for the money changes' answers.
+    pub event_ids: Vec<String>,
 }
 
 impl Plan {
@@ -227,6 +249,7 @@ impl Plan {
         let mut recorded_intents: HashMap<String, usize> = HashMap::new();
         let mut links = Vec::new();
         let mut transitions = Vec::new();
+        let mut money = MoneyColumns::default();
         let mut applied = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
             let event = entry.event;
@@ -287,6 +310,26 @@ impl Plan {
                 }
                 tracked.absorb(decision);
             }
+            if result.anomaly.is_none() {
+                let snapshots = money::snapshots(event);
+                if !snapshots.is_empty() {
+                    money.push(
+                        tracked.row.id,
+                        event,
+                        snapshots,
+                        tracked.row.status.is_paid(),
+                    );
+                    tracked.money = true;
+                }
+            }
+            if result
+                .transition
+                .is_some_and(|(_, to)| to == OrderStatus::Paid)
+                && (tracked.row.amount_refunded > 0 || tracked.money)
+            {
+                // Refunds were known before the payment: the paying event settles them.
+                money.settle(tracked.row.id, event);
+            }
             if let Some((from, to)) = result.transition
                 && let Some(kind) = NotificationKind::of_status(to)
             {
@@ -298,6 +341,8 @@ impl Plan {
                     event_id: event.id.clone(),
                     occurred_at: event.created,
                     livemode: event.livemode,
+                    amount_total: tracked.row.amount_total,
+                    currency: tracked.row.currency.clone(),
                 });
             }
             applied.push(Ok(result));
@@ -308,7 +353,14 @@ impl Plan {
             orders,
             links,
             transitions,
+            money,
+            event_ids: entries.iter().map(|e| e.event.id.clone()).collect(),
         }
+    }
+
+    /// Puts the status changes the money snapshots made into their events' answers.
+    pub(super) fn absorb_money(&mut self, changes: &[MoneyChange]) {
+        money::merge(&mut self.applied, &self.event_ids, changes);
     }
 
     /// The parameters of the writes, owned, so that the statements can be sent and awaited
@@ -318,6 +370,12 @@ impl Plan {
             ids: self.orders.iter().map(|o| o.row.id).collect(),
             status: self.orders.iter().map(|o| o.row.status.as_str()).collect(),
             paid_at: self.orders.iter().map(|o| o.paid_at).collect(),
+            paid_amount: self.orders.iter().map(|o| o.paid_amount).collect(),
+            paid_currency: self
+                .orders
+                .iter()
+                .map(|o| o.paid_currency.clone())
+                .collect(),
             payment_intent: self
                 .orders
                 .iter()
@@ -332,6 +390,7 @@ impl Plan {
             link_events: self.links.iter().map(|(e, _)| e.clone()).collect(),
             link_orders: self.links.iter().map(|(_, o)| *o).collect(),
             transitions: TransitionColumns::new(&self.transitions),
+            money: self.money.clone(),
         }
     }
 }
@@ -345,6 +404,8 @@ struct TransitionColumns {
     event_id: Vec<String>,
     occurred_at: Vec<DateTime<Utc>>,
     livemode: Vec<bool>,
+    amount_total: Vec<Option<i64>>,
+    currency: Vec<Option<String>>,
 }
 
 impl TransitionColumns {
@@ -357,6 +418,8 @@ impl TransitionColumns {
             event_id: transitions.iter().map(|t| t.event_id.clone()).collect(),
             occurred_at: transitions.iter().map(|t| t.occurred_at).collect(),
             livemode: transitions.iter().map(|t| t.livemode).collect(),
+            amount_total: transitions.iter().map(|t| t.amount_total).collect(),
+            currency: transitions.iter().map(|t| t.currency.clone()).collect(),
         }
     }
 }
@@ -366,12 +429,15 @@ pub(super) struct Writes {
     ids: Vec<Uuid>,
     status: Vec<&'static str>,
     paid_at: Vec<Option<DateTime<Utc>>>,
+    paid_amount: Vec<Option<i64>>,
+    paid_currency: Vec<Option<String>>,
     payment_intent: Vec<Option<String>>,
     replaces_payment_intent: Vec<bool>,
     anomaly: Vec<Option<String>>,
     link_events: Vec<String>,
     link_orders: Vec<Uuid>,
     transitions: TransitionColumns,
+    money: MoneyColumns,
 }
 
 impl Writes {
@@ -383,11 +449,19 @@ impl Writes {
         !self.link_events.is_empty()
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        !self.updates_orders() && !self.links_events()
+    pub(super) fn applies_money(&self) -> bool {
+        !self.money.is_empty()
     }
 
-    pub(super) fn update_params(&self) -> [Param<'_>; 13] {
+    pub(super) fn is_empty(&self) -> bool {
+        !self.updates_orders() && !self.links_events() && !self.applies_money()
+    }
+
+    pub(super) fn money_params(&self) -> [Param<'_>; 15] {
+        self.money.params()
+    }
+
+    pub(super) fn update_params(&self) -> [Param<'_>; 17] {
         let t = &self.transitions;
         [
             &self.ids,
@@ -403,6 +477,10 @@ impl Writes {
             &t.event_id,
             &t.occurred_at,
             &t.livemode,
+            &self.paid_amount,
+            &self.paid_currency,
+            &t.amount_total,
+            &t.currency,
         ]
     }
 

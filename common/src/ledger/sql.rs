@@ -61,7 +61,7 @@ macro_rules! match_and_lock {
             WITH ORDINALITY AS i (session_id, client_ref, metadata_ref, payment_intent, event_id, n)
     ) AS k
 ), locked AS MATERIALIZED (
-    SELECT o.id, o.status, o.amount_total, o.currency, o.stripe_payment_intent_id
+    SELECT o.id, o.status, o.amount_total, o.currency, o.stripe_payment_intent_id, o.amount_refunded
     FROM orders AS o
     WHERE o.id = ANY (ARRAY(SELECT coalesce(m.order_id, m.mismatch_id) FROM matched AS m))
     ORDER BY o.id
@@ -80,7 +80,7 @@ macro_rules! lock_columns {
     () => {
         "coalesce(m.order_id, m.mismatch_id) IS NOT NULL AND l.id IS NULL AS busy,
        m.order_id IS NULL AND m.mismatch_id IS NOT NULL AS mismatch,
-       l.id, l.status, l.amount_total, l.currency, l.stripe_payment_intent_id
+       l.id, l.status, l.amount_total, l.currency, l.stripe_payment_intent_id, l.amount_refunded
 FROM matched AS m LEFT JOIN locked AS l ON l.id = coalesce(m.order_id, m.mismatch_id)
 ORDER BY m.n"
     };
@@ -136,12 +136,13 @@ SELECT ",
     lock_columns!()
 );
 
-/// Writes each changed order's final state (parameters 1–6): the status, the last `paid_at` and
-/// anomaly, and the payment intent: the paying event's ($6), else only where the order has none.
-/// In the same statement, the batch's status changes go to the outbox (parameters 7–13: order,
-/// kind, from, to, event, when, livemode; in the order the batch made them, which the identity
-/// keeps), each carrying its order as the batch left it, and the deliverers are woken at `COMMIT`
-/// when there was any.
+/// Writes each changed order's final state (parameters 1–6, 14–15): the status, the last `paid_at`
+/// and anomaly, the payment intent: the paying event's ($6), else only where the order has none,
+/// and the paid amount and currency where the order expected none.
+/// In the same statement, the batch's status changes go to the outbox (parameters 7–13, 16–17:
+/// order, kind, from, to, event, when, livemode, the order's amount and currency at that point;
+/// in the order the batch made them, which the identity keeps), each carrying its order; the
+/// deliverers are woken at `COMMIT` when there was any.
 pub(super) const UPDATE_ORDERS: &str = "\
 WITH updated AS (
     UPDATE orders AS o
@@ -150,25 +151,40 @@ WITH updated AS (
         stripe_payment_intent_id = CASE WHEN u.replaces_pi THEN u.payment_intent
             ELSE COALESCE(o.stripe_payment_intent_id, u.payment_intent) END,
         anomaly = COALESCE(u.anomaly, o.anomaly),
+        amount_total = COALESCE(o.amount_total, u.paid_amount),
+        currency = COALESCE(o.currency, u.paid_currency),
         updated_at = now()
-    FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::bool[])
-        AS u (id, status, paid_at, payment_intent, anomaly, replaces_pi)
+    FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::bool[],
+            $14::bigint[], $15::text[])
+        AS u (id, status, paid_at, payment_intent, anomaly, replaces_pi, paid_amount, paid_currency)
     WHERE o.id = u.id
-    RETURNING o.id, o.stripe_session_id, o.amount_total, o.currency
+    RETURNING o.id, o.stripe_session_id, o.amount_total, o.currency, o.amount_refunded,
+        o.dispute_status
 ), transitions AS (
     INSERT INTO order_transitions (order_id, kind, from_status, to_status, stripe_event_id,
-        occurred_at, livemode, stripe_session_id, amount_total, currency)
+        occurred_at, livemode, stripe_session_id, amount_total, currency, amount_refunded,
+        dispute_status)
     SELECT t.order_id, t.kind, t.from_status, t.to_status, t.event_id, t.occurred_at, t.livemode,
-        u.stripe_session_id, u.amount_total, u.currency
+        u.stripe_session_id, t.amount_total, t.currency, u.amount_refunded, u.dispute_status
     FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[],
-            $12::timestamptz[], $13::bool[])
+            $12::timestamptz[], $13::bool[], $16::bigint[], $17::text[])
         WITH ORDINALITY AS t (order_id, kind, from_status, to_status, event_id, occurred_at,
-            livemode, n)
+            livemode, amount_total, currency, n)
     JOIN updated AS u ON u.id = t.order_id
     ORDER BY t.n
     RETURNING 1
 )
 SELECT CASE WHEN count(*) > 0 THEN pg_notify('order_transitions', '') END FROM transitions";
+
+/// Applies a batch's refund, dispute and charge snapshots to their orders, in order, and settles
+/// the orders it paid that already had refunds (`ledger_apply_money`, migration V7): the refund and
+/// dispute rows (an older snapshot never overwrites a newer one), the orders' money columns and
+/// status, and their outbox rows. Parameters 1–15: one element per snapshot (see [`super::money`]).
+/// One row per status change: the event, from, to.
+pub(super) const APPLY_MONEY: &str = "\
+SELECT changed_event, changed_from, changed_to FROM ledger_apply_money($1::uuid[], $2::text[],
+    $3::timestamptz[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[],
+    $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::bigint[], $15::bool[])";
 
 /// Links events to the order found for them after they were stored (a refund whose payment
 /// intent an earlier event of the same batch recorded; an orphan whose order now exists).
@@ -209,6 +225,6 @@ pub(super) const KNOWN_EVENT_IDS: &str =
 
 /// The order that an event with these keys ($1–$4) belongs to.
 pub(super) const FIND_ORDER: &str = concat!(
-    "SELECT id, status, amount_total, currency, stripe_payment_intent_id FROM orders WHERE id = ",
+    "SELECT id, status, amount_total, currency, stripe_payment_intent_id, amount_refunded FROM orders WHERE id = ",
     order_lookup!("$1::text", "$2::uuid", "$3::uuid", "$4::text")
 );

@@ -149,7 +149,9 @@ async fn snapshot(db: &Client, seed: u64) -> (Vec<String>, Vec<String>) {
     let orders = db
         .query(
             "SELECT id::text || ' ' || status || ' ' || coalesce(paid_at::text, '-') || ' '
-                || coalesce(stripe_payment_intent_id, '-') || ' ' || coalesce(anomaly, '-')
+                || coalesce(stripe_payment_intent_id, '-') || ' ' || coalesce(anomaly, '-') || ' '
+                || amount_refunded || ' ' || coalesce(dispute_status, '-') || ' '
+                || coalesce(amount_total::text, '-')
              FROM orders WHERE stripe_session_id LIKE 'cs_test_eq\\_' || $1 || '\\_%' ORDER BY id",
             &[&seed.to_string()],
         )
@@ -181,7 +183,7 @@ async fn snapshot(db: &Client, seed: u64) -> (Vec<String>, Vec<String>) {
                 || ' ' || coalesce(t.currency, '-')
              FROM order_transitions AS t
              WHERE t.stripe_event_id LIKE 'evt_eq\\_' || $1 || '\\_%'
-             ORDER BY t.id",
+             ORDER BY t.order_id, t.id",
             &[&seed.to_string()],
         )
         .await

@@ -114,8 +114,8 @@ async fn completed_records_the_payment_intent_and_a_full_refund_refunds() {
     assert_eq!(edge.webhook_json(&partial).await.status, 200);
     assert_eq!(
         order(&db, id).await.status,
-        "paid",
-        "a partial refund keeps the order paid"
+        "partially_refunded",
+        "a partial refund leaves the order partially refunded"
     );
     let full = charge_refunded(&pi, 2000, 2000);
     assert_eq!(edge.webhook_json(&full).await.status, 200);

@@ -27,14 +27,47 @@ pub mod types {
     pub const SESSION_ASYNC_FAILED: &str = "checkout.session.async_payment_failed";
     pub const SESSION_EXPIRED: &str = "checkout.session.expired";
     pub const CHARGE_REFUNDED: &str = "charge.refunded";
+    pub const CHARGE_REFUND_UPDATED: &str = "charge.refund.updated";
+    pub const REFUND_CREATED: &str = "refund.created";
+    pub const REFUND_UPDATED: &str = "refund.updated";
+    pub const REFUND_FAILED: &str = "refund.failed";
+    pub const DISPUTE_CREATED: &str = "charge.dispute.created";
+    pub const DISPUTE_UPDATED: &str = "charge.dispute.updated";
+    pub const DISPUTE_CLOSED: &str = "charge.dispute.closed";
+    pub const DISPUTE_FUNDS_WITHDRAWN: &str = "charge.dispute.funds_withdrawn";
+    pub const DISPUTE_FUNDS_REINSTATED: &str = "charge.dispute.funds_reinstated";
 
-    /// Every type the reconciler asks Stripe for (`types[]`).
-    pub const ORDER_TYPES: [&str; 5] = [
+    /// Every type the reconciler asks Stripe for (`types[]`): the checkout types that move an
+    /// order's payment, then those of the money after it (refunds and disputes).
+    pub const ORDER_TYPES: [&str; 14] = [
         SESSION_COMPLETED,
         SESSION_ASYNC_SUCCEEDED,
         SESSION_ASYNC_FAILED,
         SESSION_EXPIRED,
         CHARGE_REFUNDED,
+        CHARGE_REFUND_UPDATED,
+        REFUND_CREATED,
+        REFUND_UPDATED,
+        REFUND_FAILED,
+        DISPUTE_CREATED,
+        DISPUTE_UPDATED,
+        DISPUTE_CLOSED,
+        DISPUTE_FUNDS_WITHDRAWN,
+        DISPUTE_FUNDS_REINSTATED,
+    ];
+
+    /// The types whose object is a refund, a dispute or a refunded charge.
+    pub const MONEY_TYPES: [&str; 10] = [
+        CHARGE_REFUNDED,
+        CHARGE_REFUND_UPDATED,
+        REFUND_CREATED,
+        REFUND_UPDATED,
+        REFUND_FAILED,
+        DISPUTE_CREATED,
+        DISPUTE_UPDATED,
+        DISPUTE_CLOSED,
+        DISPUTE_FUNDS_WITHDRAWN,
+        DISPUTE_FUNDS_REINSTATED,
     ];
 }
 
@@ -78,6 +111,29 @@ pub struct EventObject {
     pub payment_intent: Option<String>,
     /// For charges: `refunded` is true, or `amount_refunded` ≥ `amount`.
     pub fully_refunded: bool,
+    /// Refunds and disputes: their `status`.
+    pub status: Option<String>,
+    /// Charges, refunds and disputes: their `amount`.
+    pub amount: Option<i64>,
+    /// Charges: `amount_refunded`.
+    pub amount_refunded: Option<i64>,
+    /// Refunds and disputes: their charge's id (whether the field holds an id or an object).
+    pub charge: Option<String>,
+    /// Disputes: `reason`.
+    pub reason: Option<String>,
+    /// Disputes: `evidence_details.due_by` (Unix seconds).
+    pub evidence_due_by: Option<i64>,
+    /// Charges of older API versions: the refunds embedded in `refunds.data`.
+    pub refunds: Vec<EmbeddedRefund>,
+}
+
+/// A refund as a charge of an older API version embeds it (`refunds.data[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmbeddedRefund {
+    pub id: String,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub status: Option<String>,
 }
 
 /// The envelope: its identity parsed, everything else kept as raw text. `D` is how `data` is read:
@@ -136,6 +192,41 @@ struct RawObject<'a> {
     amount_refunded: Option<&'a RawValue>,
     #[serde(default, borrow)]
     amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    status: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    charge: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    reason: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    evidence_details: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    refunds: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct EvidenceDetails<'a> {
+    #[serde(default, borrow)]
+    due_by: Option<&'a RawValue>,
+}
+
+/// A charge's `refunds` list (older API versions).
+#[derive(Deserialize)]
+struct RefundList<'a> {
+    #[serde(default, borrow)]
+    data: Option<Vec<RawRefund<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct RawRefund<'a> {
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    currency: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    status: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -254,6 +345,12 @@ impl StripeEvent {
         types::ORDER_TYPES.contains(&self.event_type.as_str())
     }
 
+    /// Whether this event is about the money after the payment (a refund, a dispute, a refunded
+    /// charge).
+    pub fn is_money(&self) -> bool {
+        types::MONEY_TYPES.contains(&self.event_type.as_str())
+    }
+
     /// Why an order-moving event cannot be applied: a field the state machine needs could not be
     /// read. `None` for readable events and for types that move no order.
     pub fn unreadable_reason(&self) -> Option<&str> {
@@ -274,17 +371,50 @@ fn read_object(raw: &RawObject<'_>, r: &mut Reader) -> EventObject {
         }
         _ => None,
     };
-    let payment_intent = match raw.payment_intent {
-        Some(pi) if pi.get().starts_with('{') => {
-            match serde_json::from_str::<Expanded<'_>>(pi.get()) {
-                Ok(pi) => r.text(pi.id, "data.object.payment_intent.id"),
+    let payment_intent = id_or_expanded(
+        raw.payment_intent,
+        r,
+        "data.object.payment_intent",
+        "data.object.payment_intent.id",
+    );
+    let charge = id_or_expanded(raw.charge, r, "data.object.charge", "data.object.charge.id");
+    let evidence_due_by = match raw.evidence_details {
+        Some(e) if e.get().starts_with('{') => {
+            match serde_json::from_str::<EvidenceDetails<'_>>(e.get()) {
+                Ok(e) => r.int(e.due_by, "data.object.evidence_details.due_by"),
                 Err(_) => {
-                    r.unreadable.get_or_insert("data.object.payment_intent");
+                    r.unreadable.get_or_insert("data.object.evidence_details");
                     None
                 }
             }
         }
-        other => r.text(other, "data.object.payment_intent"),
+        _ => None,
+    };
+    let refunds = match raw.refunds {
+        Some(list) if list.get().starts_with('{') => {
+            match serde_json::from_str::<RefundList<'_>>(list.get()) {
+                Ok(list) => list
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|item| {
+                        Some(EmbeddedRefund {
+                            id: r.text(item.id, "data.object.refunds.data.id")?,
+                            amount: r.int(item.amount, "data.object.refunds.data.amount"),
+                            currency: r
+                                .text(item.currency, "data.object.refunds.data.currency")
+                                .map(|c| c.to_ascii_lowercase()),
+                            status: r.text(item.status, "data.object.refunds.data.status"),
+                        })
+                    })
+                    .collect(),
+                Err(_) => {
+                    r.unreadable.get_or_insert("data.object.refunds");
+                    Vec::new()
+                }
+            }
+        }
+        _ => Vec::new(),
     };
     let refunded = boolean(raw.refunded) == Some(true);
     let amount_refunded = r.int(raw.amount_refunded, "data.object.amount_refunded");
@@ -302,6 +432,34 @@ fn read_object(raw: &RawObject<'_>, r: &mut Reader) -> EventObject {
         payment_intent,
         fully_refunded: refunded
             || matches!((amount_refunded, amount), (Some(r), Some(a)) if a > 0 && r >= a),
+        status: r.text(raw.status, "data.object.status"),
+        amount,
+        amount_refunded,
+        charge,
+        reason: r.text(raw.reason, "data.object.reason"),
+        evidence_due_by,
+        refunds,
+    }
+}
+
+/// A field holding an object's id, or the object itself expanded (its `id` is read).
+fn id_or_expanded(
+    raw: Option<&RawValue>,
+    r: &mut Reader,
+    field: &'static str,
+    id_field: &'static str,
+) -> Option<String> {
+    match raw {
+        Some(v) if v.get().starts_with('{') => {
+            match serde_json::from_str::<Expanded<'_>>(v.get()) {
+                Ok(v) => r.text(v.id, id_field),
+                Err(_) => {
+                    r.unreadable.get_or_insert(field);
+                    None
+                }
+            }
+        }
+        other => r.text(other, field),
     }
 }
 
