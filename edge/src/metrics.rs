@@ -4,6 +4,7 @@
 
 use crate::config::MAX_WEBHOOK_SECRETS;
 use common::build::BuildInfo;
+use common::ledger::money::{DisputeStatus, RefundStatus};
 use common::ledger::{AnomalyKind, OrderStatus, TRANSITIONS};
 use common::metrics::{Label, LabelSet, StatusClass};
 use common::stripe::signature::SignatureError;
@@ -180,6 +181,10 @@ common::declare_metrics! {
         secrets_active: Gauges<()> = "edge_webhook_secrets_active", Count;
         /// Order status changes made by webhooks.
         transitions: Counters<Transition> = "edge_order_transitions_total", Count;
+        /// Refund events applied to their order, by the refund's status.
+        refunds: Counters<RefundStatus> = "edge_refunds_total", Count;
+        /// Dispute events applied to their order, by the dispute's status.
+        disputes: Counters<DisputeStatus> = "edge_disputes_total", Count;
         /// Order events stored with no matching order.
         orphans: Counters<()> = "edge_orphan_events_total", Count;
         /// Events kept but not applied: amount/currency mismatch or the wrong livemode.

@@ -2,6 +2,7 @@
 //! may only use these names. Known label values start at zero.
 
 use common::build::BuildInfo;
+use common::ledger::money::{DisputeStatus, MoneySeen, RefundStatus};
 use common::metrics::StatusClass;
 
 use crate::runs::{RunStatus, Trigger};
@@ -12,6 +13,9 @@ common::label! {
         EventsList = "events.list",
         EventsRetrieve = "events.retrieve",
         SessionsRetrieve = "checkout.sessions.retrieve",
+        SessionsList = "checkout.sessions.list",
+        RefundsList = "refunds.list",
+        DisputesList = "disputes.list",
     }
 }
 
@@ -39,6 +43,10 @@ common::declare_metrics! {
         events_missing: Counters<()> = "reconciler_events_missing_total", Count;
         /// Missing events recorded by the reconciler.
         events_backfilled: Counters<()> = "reconciler_events_backfilled_total", Count;
+        /// Refund events backfilled to their order, by the refund's status.
+        refunds: Counters<RefundStatus> = "reconciler_refunds_total", Count;
+        /// Dispute events backfilled to their order, by the dispute's status.
+        disputes: Counters<DisputeStatus> = "reconciler_disputes_total", Count;
         /// Seconds of Stripe's event history in windows not scanned yet, as of the last pass: 0
         /// when caught up; a backlog larger than one pass drains across passes.
         backlog: Gauges<()> = "reconciler_backlog_seconds", Seconds;
@@ -81,6 +89,17 @@ mod tests {
     fn names_carry_the_reconciler_prefix() {
         for n in super::ReconcilerMetrics::NAMES {
             assert!(n.starts_with("reconciler_"), "{n}");
+        }
+    }
+}
+
+impl ReconcilerMetrics {
+    /// Counts the refund or dispute an applied event carried.
+    pub fn money(&self, seen: Option<MoneySeen>) {
+        match seen {
+            Some(MoneySeen::Refund(status)) => self.refunds.inc(status),
+            Some(MoneySeen::Dispute(status)) => self.disputes.inc(status),
+            None => {}
         }
     }
 }

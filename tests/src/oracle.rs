@@ -171,6 +171,7 @@ pub async fn record(
     {
         let mut columns = MoneyColumns::default();
         let snapshots = money::snapshots(event);
+        applied.money = money::MoneySeen::of(&snapshots);
         let had_money = !snapshots.is_empty();
         if had_money {
             columns.push(order.id, event, snapshots, order.status.is_paid());

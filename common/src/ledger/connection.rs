@@ -87,6 +87,9 @@ impl LedgerConnection {
             );
             begin?;
             let plan = plan?;
+            if plan.interleaved && entries.len() > 1 {
+                return Err(LedgerError::Interleaved);
+            }
             let writes = plan.writes();
             let statements = Statements::prepare(client, &writes).await?;
             Ok::<_, LedgerError>(((plan.applied, plan.event_ids), writes, statements))

@@ -165,6 +165,8 @@ pub struct Applied {
     /// An order-moving event with no matching order (kept with `order_id` NULL).
     pub orphan: bool,
     pub anomaly: Option<AnomalyKind>,
+    /// The refund or dispute the event carried, when it was applied to its order.
+    pub money: Option<money::MoneySeen>,
 }
 
 /// An order transition as logged: `pending->paid`.
@@ -190,6 +192,7 @@ impl Applied {
             transition: None,
             orphan: false,
             anomaly: None,
+            money: None,
         }
     }
 }
@@ -256,6 +259,10 @@ pub enum LedgerError {
     Write(#[source] Arc<tokio_postgres::Error>),
     #[error("the order is locked by another transaction; nothing was written")]
     OrderBusy,
+    /// A batch changed an order's status after applying money snapshots to it; nothing was
+    /// written, and its events are written one per transaction.
+    #[error("the batch mixes an order's refunds or disputes with later status changes")]
+    Interleaved,
     #[error("{0}")]
     Stopped(&'static str),
 }
@@ -265,6 +272,7 @@ impl LedgerError {
     /// statement timeout): the same events in smaller transactions may succeed.
     pub fn is_statement_failure(&self) -> bool {
         matches!(self, Self::Write(e) if e.as_db_error().is_some())
+            || matches!(self, Self::Interleaved)
     }
 
     /// The statement waited too long for a row lock (`lock_timeout`) or ran too long

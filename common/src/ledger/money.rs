@@ -132,6 +132,75 @@ pub fn snapshots(event: &StripeEvent) -> Vec<Snapshot> {
     }
 }
 
+crate::label! {
+    /// A refund's `status`, as counted (`edge_refunds_total{status}`).
+    pub enum RefundStatus: "status" {
+        Pending = "pending",
+        RequiresAction = "requires_action",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Canceled = "canceled",
+        /// A status Stripe added after this build.
+        Other = "other",
+    }
+}
+
+crate::label! {
+    /// A dispute's `status`, as counted (`edge_disputes_total{status}`).
+    pub enum DisputeStatus: "status" {
+        WarningNeedsResponse = "warning_needs_response",
+        WarningUnderReview = "warning_under_review",
+        WarningClosed = "warning_closed",
+        NeedsResponse = "needs_response",
+        UnderReview = "under_review",
+        Won = "won",
+        Lost = "lost",
+        Prevented = "prevented",
+        /// A status Stripe added after this build.
+        Other = "other",
+    }
+}
+
+impl RefundStatus {
+    pub fn of(status: &str) -> Self {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|s| s.as_str() == status)
+            .unwrap_or(Self::Other)
+    }
+}
+
+impl DisputeStatus {
+    pub fn of(status: &str) -> Self {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|s| s.as_str() == status)
+            .unwrap_or(Self::Other)
+    }
+}
+
+/// What an applied event said about money: the status of the refund or dispute it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoneySeen {
+    Refund(RefundStatus),
+    Dispute(DisputeStatus),
+}
+
+impl MoneySeen {
+    /// The refund or dispute an event's own object is, if it is one.
+    pub fn of(snapshots: &[Snapshot]) -> Option<Self> {
+        snapshots
+            .iter()
+            .find_map(|s| match (s.kind, s.status.as_deref()) {
+                (SnapshotKind::Refund, Some(st)) => Some(Self::Refund(RefundStatus::of(st))),
+                (SnapshotKind::Dispute, Some(st)) => Some(Self::Dispute(DisputeStatus::of(st))),
+                _ => None,
+            })
+    }
+}
+
 /// How far along a refund's status is (`ledger_refund_rank`): between two snapshots of the same
 /// `created`, the further one wins.
 pub fn refund_rank(status: &str) -> u8 {

@@ -231,6 +231,10 @@ pub(super) struct Plan {
     money: MoneyColumns,
     /// Each entry's event id, for the money changes' answers.
     pub event_ids: Vec<String>,
+    /// An order's status changed after the batch applied money snapshots to it: the money is
+    /// applied after the statuses, so this batch must be written one event per transaction to
+    /// keep the order's notifications in the order of its events.
+    pub interleaved: bool,
 }
 
 impl Plan {
@@ -250,6 +254,7 @@ impl Plan {
         let mut links = Vec::new();
         let mut transitions = Vec::new();
         let mut money = MoneyColumns::default();
+        let mut interleaved = false;
         let mut applied = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
             let event = entry.event;
@@ -310,8 +315,11 @@ impl Plan {
                 }
                 tracked.absorb(decision);
             }
+            let mut result = result;
+            interleaved |= tracked.money && result.transition.is_some();
             if result.anomaly.is_none() {
                 let snapshots = money::snapshots(event);
+                result.money = money::MoneySeen::of(&snapshots);
                 if !snapshots.is_empty() {
                     money.push(
                         tracked.row.id,
@@ -355,6 +363,7 @@ impl Plan {
             transitions,
             money,
             event_ids: entries.iter().map(|e| e.event.id.clone()).collect(),
+            interleaved,
         }
     }
 

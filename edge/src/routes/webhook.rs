@@ -11,6 +11,7 @@ use crate::metrics::{EdgeMetrics, SecretIndex, Transition, WebhookOutcome};
 use bytes::Bytes;
 use bytes::BytesMut;
 use common::ledger::Applied;
+use common::ledger::money::MoneySeen;
 use common::stripe::event::StripeEvent;
 use common::stripe::signature::{self, SignatureError};
 use common::telemetry::RequestId;
@@ -229,6 +230,11 @@ fn unix_now() -> i64 {
 fn observe(metrics: &EdgeMetrics, applied: &Applied) {
     if let Some((from, to)) = applied.transition {
         metrics.transitions.inc(Transition(from, to));
+    }
+    match applied.money {
+        Some(MoneySeen::Refund(status)) => metrics.refunds.inc(status),
+        Some(MoneySeen::Dispute(status)) => metrics.disputes.inc(status),
+        None => {}
     }
     if applied.orphan {
         metrics.orphans.increment(1);

@@ -241,6 +241,7 @@ async fn backfill(
         }
         backfilled += 1;
         updated += u64::from(applied.transition.is_some());
+        r.metrics.money(applied.money);
         let age = (now - event.created).num_milliseconds().max(0) as f64 / 1000.0;
         r.metrics.missing_event_age.record_value(age);
         tracing::info!(

@@ -5,7 +5,9 @@
 use common::ledger::{self, Applied, BatchEntry, BatchMeta, LedgerConnection, Source};
 use common::stripe::event::StripeEvent;
 use serde_json::{Value, json};
-use sim::objects::{Session, charge_refunded, envelope, session_event};
+use sim::objects::{
+    Dispute, Refund, Session, charge_refunded, dispute_event, envelope, refund_event, session_event,
+};
 use tests::ledger::{
     NewOrder, event_rows, insert_order, one_backend_waits_for_a_lock, order, pending_order,
     writing_transactions,
@@ -104,6 +106,31 @@ fn random_event(rng: &mut Rng, orders: &[ScenarioOrder], seed: u64, n: usize) ->
     if kind == 0 {
         // A refund, full or partial, found by payment intent.
         let mut v = charge_refunded(&o.payment_intent, 2000, [2000, 500][rng.below(2)]);
+        v["id"] = json!(id);
+        return v;
+    }
+    if kind == 1 {
+        // One of two refunds of the order, in some state, at some time.
+        let mut refund = Refund::new(&o.payment_intent, [500, 1500][rng.below(2)]);
+        refund.id = format!("re_eq_{seed}_{}_{}", o.session_id, rng.below(2));
+        refund.status = ["pending", "succeeded", "failed", "canceled"][rng.below(4)];
+        let mut v = refund_event(
+            ["refund.created", "refund.updated", "refund.failed"][rng.below(3)],
+            &refund,
+            1_760_000_000 + rng.below(20) as i64,
+        );
+        v["id"] = json!(id);
+        return v;
+    }
+    if kind == 2 {
+        let mut dispute = Dispute::new(&o.payment_intent, 2000);
+        dispute.id = format!("du_eq_{seed}_{}", o.session_id);
+        dispute.status = ["needs_response", "under_review", "won", "lost"][rng.below(4)];
+        let mut v = dispute_event(
+            "charge.dispute.updated",
+            &dispute,
+            1_760_000_000 + rng.below(20) as i64,
+        );
         v["id"] = json!(id);
         return v;
     }

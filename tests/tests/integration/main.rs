@@ -18,6 +18,7 @@ mod https;
 mod inspect;
 mod ledger;
 mod messages;
+mod money;
 mod notify;
 mod notify_faults;
 mod orders;
