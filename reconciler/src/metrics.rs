@@ -83,16 +83,6 @@ impl ReconcilerMetrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn names_carry_the_reconciler_prefix() {
-        for n in super::ReconcilerMetrics::NAMES {
-            assert!(n.starts_with("reconciler_"), "{n}");
-        }
-    }
-}
-
 impl ReconcilerMetrics {
     /// Counts the refund or dispute an applied event carried.
     pub fn money(&self, seen: Option<MoneySeen>) {
@@ -100,6 +90,16 @@ impl ReconcilerMetrics {
             Some(MoneySeen::Refund(status)) => self.refunds.inc(status),
             Some(MoneySeen::Dispute(status)) => self.disputes.inc(status),
             None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_carry_the_reconciler_prefix() {
+        for n in super::ReconcilerMetrics::NAMES {
+            assert!(n.starts_with("reconciler_"), "{n}");
         }
     }
 }
