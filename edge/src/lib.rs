@@ -233,7 +233,7 @@ const RECONCILE_STATUS_EVERY: Duration = Duration::from_secs(15);
 
 /// Exports the end of the last successful reconcile window pass, read from `reconcile_runs`, so
 /// that its age is known however the reconciler runs (a daemon, or `reconciler once` under cron,
-/// which has no `/metrics`).
+/// which has no `/metrics`), and the open disputes by evidence deadline.
 async fn reconcile_status(state: Arc<State>) {
     let mut tick = tokio::time::interval(RECONCILE_STATUS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -245,6 +245,11 @@ async fn reconcile_status(state: Arc<State>) {
         if let Ok(Some(at)) = common::ledger::status::last_reconcile_success(&client).await {
             let seconds = at.timestamp_micros() as f64 / 1e6;
             state.metrics.reconcile_last_success.set_value(seconds);
+        }
+        if let Ok(open) = common::ledger::status::open_disputes(&client).await {
+            for (due, n) in open {
+                state.metrics.disputes_open.set(due, n as f64);
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 use crate::config::MAX_WEBHOOK_SECRETS;
 use common::build::BuildInfo;
 use common::ledger::money::{DisputeStatus, RefundStatus};
+use common::ledger::status::DisputeDue;
 use common::ledger::{AnomalyKind, OrderStatus, TRANSITIONS};
 use common::metrics::{Label, LabelSet, StatusClass};
 use common::stripe::signature::SignatureError;
@@ -232,6 +233,9 @@ common::declare_metrics! {
         /// Unix time of the end of the last successful reconcile window pass, read from
         /// reconcile_runs (so it is known however the reconciler runs: daemon or cron).
         reconcile_last_success: Gauges<()> = "edge_reconcile_last_success_timestamp_seconds", Seconds;
+        /// Open disputes (needing a response or under review) by when their evidence is due,
+        /// read from the database every 15 s.
+        disputes_open: Gauges<DisputeDue> = "edge_disputes_open", Count;
     }
 }
 

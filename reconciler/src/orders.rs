@@ -21,6 +21,10 @@ pub struct OrderView {
     pub paid_at: Option<DateTime<Utc>>,
     pub anomaly: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The sum of its succeeded refunds.
+    pub amount_refunded: i64,
+    /// The status of its newest dispute, if it has one.
+    pub dispute_status: Option<String>,
 }
 
 /// The order an event with these keys belongs to, as the ledger would find it.
@@ -60,7 +64,7 @@ pub async fn by_session<C: GenericClient>(
 }
 
 const SELECT_VIEW: &str = "SELECT id, status, stripe_session_id, amount_total, currency, \
-    paid_at, anomaly, created_at FROM orders";
+    paid_at, anomaly, created_at, amount_refunded, dispute_status FROM orders";
 
 fn read(r: tokio_postgres::Row) -> OrderView {
     OrderView {
@@ -72,6 +76,8 @@ fn read(r: tokio_postgres::Row) -> OrderView {
         paid_at: r.get(5),
         anomaly: r.get(6),
         created_at: r.get(7),
+        amount_refunded: r.get(8),
+        dispute_status: r.get(9),
     }
 }
 

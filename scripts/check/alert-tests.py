@@ -141,6 +141,15 @@ CASES = [
     ("no dead notification, no ticket", [
         s(f'reconciler_app_notify_dead{{{R}}}', "0x25"),
     ], "20m", "AppNotificationsDead", []),
+    # Disputes: a ticket naming the deadline's bucket as soon as one is open.
+    ("a dispute due within 72 hours opens a ticket naming it", [
+        s(f'edge_disputes_open{{{E},due="within_72h"}}', "0x5 1x10"),
+        s(f'edge_disputes_open{{{E},due="later"}}', "0x15"),
+    ], "10m", "DisputeNeedsResponse", [{"due": "within_72h"}]),
+    ("no open dispute, no ticket", [
+        s(f'edge_disputes_open{{{E},due="within_72h"}}', "0x15"),
+        s(f'edge_disputes_open{{{E},due="later"}}', "0x15"),
+    ], "10m", "DisputeNeedsResponse", []),
     # The reconciler's last success, read from the database by the edge: works under cron too.
     ("no successful pass for 30 minutes pages", [
         s(f'edge_reconcile_last_success_timestamp_seconds{{{E}}}', "600x60"),

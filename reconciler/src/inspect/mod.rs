@@ -85,6 +85,24 @@ pub struct MissingEvent {
     pub order_id: Option<String>,
 }
 
+/// A refund or dispute of the order, at its newest snapshot.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MoneyView {
+    /// `refund` or `dispute`.
+    pub kind: String,
+    pub id: String,
+    pub status: String,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    /// Disputes: why the customer disputed.
+    pub reason: Option<String>,
+    /// Disputes: when the evidence is due.
+    pub evidence_due_by: Option<DateTime<Utc>>,
+    /// The `created` of the event that last changed it.
+    pub as_of: DateTime<Utc>,
+}
+
 /// The whole timeline.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -97,6 +115,8 @@ pub struct Timeline {
     pub events: Vec<EventView>,
     /// The order's notifications to the app, with their delivery state.
     pub notifications: Vec<Delivery>,
+    /// The order's refunds and disputes, each at its newest snapshot.
+    pub money: Vec<MoneyView>,
     pub runs: Vec<RunView>,
     /// Stripe was asked (a key is set and there was something to ask about).
     pub stripe_asked: bool,
@@ -151,6 +171,10 @@ pub async fn local(pool: &Pool, target: &Target) -> Result<Timeline, Error> {
         Some(o) => crate::notify::store::of_order(&**client, o.id).await?,
         None => Vec::new(),
     };
+    let money = match &order {
+        Some(o) => query::money(&client, o.id).await?,
+        None => Vec::new(),
+    };
     Ok(Timeline {
         target: target.describe(),
         session_id,
@@ -158,6 +182,7 @@ pub async fn local(pool: &Pool, target: &Target) -> Result<Timeline, Error> {
         orders,
         events,
         notifications,
+        money,
         runs,
         stripe_asked: false,
         stripe: None,

@@ -163,3 +163,36 @@ pub(super) async fn runs<C: GenericClient>(
         })
         .collect())
 }
+
+/// The order's refunds and disputes, oldest first.
+pub(super) async fn money<C: GenericClient>(
+    client: &C,
+    order_id: Uuid,
+) -> Result<Vec<super::MoneyView>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT 'refund', id, status, amount, currency, NULL::text, NULL::timestamptz,
+                 stripe_created_at
+             FROM refunds WHERE order_id = $1
+             UNION ALL
+             SELECT 'dispute', id, status, amount, currency, reason, evidence_due_by,
+                 stripe_created_at
+             FROM disputes WHERE order_id = $1
+             ORDER BY 8, 2",
+            &[&order_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| super::MoneyView {
+            kind: r.get(0),
+            id: r.get(1),
+            status: r.get(2),
+            amount: r.get(3),
+            currency: r.get(4),
+            reason: r.get(5),
+            evidence_due_by: r.get(6),
+            as_of: r.get(7),
+        })
+        .collect())
+}

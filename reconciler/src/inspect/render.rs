@@ -47,6 +47,15 @@ pub fn render_local(t: &Timeline) -> String {
             if let Some(a) = &o.anomaly {
                 let _ = writeln!(out, "anomaly  {a}");
             }
+            if o.amount_refunded > 0 || o.dispute_status.is_some() {
+                let _ = writeln!(
+                    out,
+                    "money    refunded {} {}  dispute {}",
+                    o.amount_refunded,
+                    o.currency.as_deref().unwrap_or("-"),
+                    o.dispute_status.as_deref().unwrap_or("none"),
+                );
+            }
         }
         None => {
             let _ = writeln!(out, "order    none");
@@ -79,6 +88,24 @@ pub fn render_local(t: &Timeline) -> String {
             n.state,
             n.attempts,
             notification_detail(n),
+        );
+    }
+    for m in &t.money {
+        let _ = writeln!(
+            out,
+            "  {:<7}  {}  {:<22} {} {}{}{}  as of {}",
+            m.kind,
+            m.id,
+            m.status,
+            m.amount.map_or("-".into(), |a| a.to_string()),
+            m.currency.as_deref().unwrap_or("-"),
+            m.reason
+                .as_deref()
+                .map_or(String::new(), |r| format!("  reason {r}")),
+            m.evidence_due_by
+                .as_ref()
+                .map_or(String::new(), |d| format!("  evidence due {}", time(d))),
+            time(&m.as_of),
         );
     }
     for r in &t.runs {

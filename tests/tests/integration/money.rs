@@ -307,6 +307,17 @@ async fn disputes_open_and_close_without_touching_paid() {
             "order.dispute_closed paid->paid 0 lost",
         ]
     );
+    // Support sees it: the order's money line and the dispute with its reason and deadline.
+    let pool = common::db::pool(&edge.db.db_config()).expect("pool");
+    let timeline =
+        reconciler::inspect::inspect(&pool, None, &reconciler::inspect::Target::Order(id))
+            .await
+            .expect("timeline");
+    let text = reconciler::inspect::render_text(&timeline);
+    assert!(text.contains("dispute lost"), "{text}");
+    assert!(text.contains(&dispute.id), "{text}");
+    assert!(text.contains("reason fraudulent"), "{text}");
+    assert!(text.contains("evidence due"), "{text}");
     let metrics = tests::http::get(edge.admin, "/metrics").await.text();
     assert!(metrics.contains("edge_disputes_total{status=\"lost\"}"));
     assert!(metrics.contains("edge_refunds_total{status=\"succeeded\"}"));
