@@ -40,6 +40,8 @@ pub mod var {
     pub const RECONCILE_OVERLAP: &str = "RECONCILE_OVERLAP";
     pub const RECONCILE_SETTLE: &str = "RECONCILE_SETTLE";
     pub const RECONCILE_PASS_TIMEOUT: &str = "RECONCILE_PASS_TIMEOUT";
+    pub const SWEEP_SCHEDULE: &str = "SWEEP_SCHEDULE";
+    pub const SWEEP_LOOKBACK: &str = "SWEEP_LOOKBACK";
     pub const STRIPE_MAX_RESPONSE_BYTES: &str = "STRIPE_MAX_RESPONSE_BYTES";
     pub const STRIPE_MAX_RPS: &str = "STRIPE_MAX_RPS";
     pub const RECONCILER_ADMIN_LISTEN: &str = "RECONCILER_ADMIN_LISTEN";

@@ -28,6 +28,11 @@ pub enum Command {
     Inspect { target: Target, json: bool },
     /// Queue order notifications again.
     Redeliver(Redeliver),
+    /// Sweep the objects created in a window.
+    Sweep {
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// Runs `command` on a built reconciler; returns the exit status.
@@ -38,6 +43,12 @@ pub async fn execute(mut reconciler: Reconciler, command: Command) -> i32 {
             let summary = reconciler.pass(Trigger::Cli, &stopped).await;
             print_json(&summary);
             i32::from(summary.status == RunStatus::Failed)
+        }
+        Command::Sweep { from, to } => {
+            let (_stop, stopped) = watch::channel(false);
+            let summary = reconciler.sweep(Trigger::Cli, from, to, &stopped).await;
+            print_json(&summary);
+            i32::from(summary.status != RunStatus::Ok)
         }
         Command::Session(session_id) => {
             match reconciler

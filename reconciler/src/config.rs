@@ -79,6 +79,10 @@ pub struct ReconcilerConfig {
     /// Order notifications to the app (`APP_NOTIFY_*`); `None` when `APP_NOTIFY_URL` is unset:
     /// the rows are written but not delivered.
     pub notify: Option<NotifyConfig>,
+    /// When the daemon sweeps the objects (`SWEEP_SCHEDULE`); `None`: never on its own.
+    pub sweep_schedule: Option<Schedule>,
+    /// The window of a scheduled sweep (`SWEEP_LOOKBACK`).
+    pub sweep_lookback: Duration,
 }
 
 /// Where and how order notifications are delivered.
@@ -200,6 +204,18 @@ impl ReconcilerConfig {
         let expect_livemode = p.expect_livemode();
         let shutdown_grace = p.grace();
         let notify = NotifyConfig::parse(&mut p);
+        let sweep_schedule = p.with(var::SWEEP_SCHEDULE, None, |v| Schedule::parse(v).map(Some));
+        let sweep_lookback = p.with(
+            var::SWEEP_LOOKBACK,
+            Duration::from_secs(35 * 24 * 3600),
+            |v| {
+                let d = parse_duration(v)?;
+                match d.is_zero() {
+                    true => Err("must be more than 0".into()),
+                    false => Ok(d),
+                }
+            },
+        );
         p.finish(ReconcilerConfig {
             db,
             log_format,
@@ -218,6 +234,8 @@ impl ReconcilerConfig {
             expect_livemode,
             shutdown_grace,
             notify,
+            sweep_schedule,
+            sweep_lookback,
         })
     }
 }

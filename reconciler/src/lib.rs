@@ -36,6 +36,7 @@ pub mod session;
 pub mod slot;
 pub mod startup;
 pub mod stripe_api;
+pub mod sweep;
 pub mod verdict;
 
 use chrono::{DateTime, Utc};
@@ -91,6 +92,17 @@ impl Reconciler {
         stop: &watch::Receiver<bool>,
     ) -> PassSummary {
         pass::run(self, trigger, tick, stop).await
+    }
+
+    /// Sweeps the objects created in `[from, to]` (`reconciler sweep`).
+    pub async fn sweep(
+        &self,
+        trigger: Trigger,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        stop: &watch::Receiver<bool>,
+    ) -> sweep::SweepSummary {
+        sweep::run(self, trigger, from, to, stop).await
     }
 
     /// Queues order notifications for delivery again; returns how many.

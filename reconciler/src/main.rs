@@ -10,6 +10,7 @@ use reconciler::inspect::Target;
 use reconciler::notify::payload::parse_public_id;
 use reconciler::notify::store::Redeliver;
 use reconciler::startup::{self, CommandKind};
+use reconciler::sweep;
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +48,16 @@ enum Args {
         #[arg(long)]
         json: bool,
     },
+    /// Sweep the Checkout Sessions, refunds and disputes created in a window (no 30-day limit) and
+    /// apply what the orders lack; print a JSON summary. Resumes an unfinished sweep.
+    Sweep {
+        /// Start of the window: 2026-10-01T00:00:00Z, 2026-10-01, or a duration back (35d).
+        #[arg(long)]
+        since: String,
+        /// End of the window (default: now), in the same forms.
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Queue order notifications for delivery again (the app dedups them by id).
     Redeliver {
         /// One notification, by id (otr_…).
@@ -81,6 +92,29 @@ impl Args {
                     .or(request_id.map(Target::RequestId))?;
                 (CommandKind::Inspect, Command::Inspect { target, json })
             }
+            Self::Sweep { since, until } => {
+                let now = chrono::Utc::now();
+                let from = match sweep::parse_instant(&since, now) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("reconciler: --since {e}");
+                        return None;
+                    }
+                };
+                let to = match until.as_deref().map(|u| sweep::parse_instant(u, now)) {
+                    None => now,
+                    Some(Ok(t)) => t,
+                    Some(Err(e)) => {
+                        eprintln!("reconciler: --until {e}");
+                        return None;
+                    }
+                };
+                if from >= to {
+                    eprintln!("reconciler: --since must be before --until");
+                    return None;
+                }
+                (CommandKind::Sweep, Command::Sweep { from, to })
+            }
             Self::Redeliver {
                 transition,
                 order,
@@ -104,7 +138,7 @@ async fn main() -> ExitCode {
     let Some((kind, command)) = args.command() else {
         eprintln!(
             "reconciler: inspect needs one of --event, --session, --order, --request-id; \
-             redeliver one of --transition otr_…, --order, --dead"
+             redeliver one of --transition otr_…, --order, --dead; sweep --since before --until"
         );
         return code(common::EXIT_CONFIG);
     };

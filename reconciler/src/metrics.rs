@@ -20,6 +20,26 @@ common::label! {
 }
 
 common::label! {
+    /// The object list a sweep read (`list` of the sweep counters).
+    pub enum SweepList: "list" {
+        CheckoutSessions = "checkout_sessions",
+        Refunds = "refunds",
+        Disputes = "disputes",
+    }
+}
+
+impl From<crate::stripe_api::ObjectList> for SweepList {
+    fn from(list: crate::stripe_api::ObjectList) -> Self {
+        use crate::stripe_api::ObjectList;
+        match list {
+            ObjectList::CheckoutSessions => Self::CheckoutSessions,
+            ObjectList::Refunds => Self::Refunds,
+            ObjectList::Disputes => Self::Disputes,
+        }
+    }
+}
+
+common::label! {
     /// How a delivery attempt of an order notification ended.
     pub enum NotifyOutcome: "outcome" {
         Delivered = "delivered",
@@ -43,7 +63,17 @@ common::declare_metrics! {
         events_missing: Counters<()> = "reconciler_events_missing_total", Count;
         /// Missing events recorded by the reconciler.
         events_backfilled: Counters<()> = "reconciler_events_backfilled_total", Count;
-        /// Refund events backfilled to their order, by the refund's status.
+        /// Object-level sweeps by trigger and outcome.
+        sweep_runs: Counters<(Trigger, RunStatus)> = "reconciler_sweep_runs_total", Count, for RunStatus::outcomes();
+        /// Duration of sweeps.
+        sweep_duration: Histograms<()> = "reconciler_sweep_duration_seconds", Seconds;
+        /// Unix time of the end of the last successful sweep.
+        sweep_last_success: Gauges<()> = "reconciler_sweep_last_success_timestamp_seconds", Seconds;
+        /// Pages of objects a sweep listed, by list (one Stripe request each).
+        sweep_pages: Counters<SweepList> = "reconciler_sweep_pages_total", Count;
+        /// Objects whose state their order lacked, applied by a sweep, by list.
+        sweep_objects_applied: Counters<SweepList> = "reconciler_sweep_objects_applied_total", Count;
+        /// Refund events backfilled (or swept) to their order, by the refund's status.
         refunds: Counters<RefundStatus> = "reconciler_refunds_total", Count;
         /// Dispute events backfilled to their order, by the dispute's status.
         disputes: Counters<DisputeStatus> = "reconciler_disputes_total", Count;

@@ -80,6 +80,8 @@ impl Serialize for Trigger {
 pub enum Scope {
     Window,
     Session,
+    /// The object-level sweep.
+    Sweep,
 }
 
 impl Scope {
@@ -87,6 +89,7 @@ impl Scope {
         match self {
             Self::Window => "window",
             Self::Session => "session",
+            Self::Sweep => "sweep",
         }
     }
 }
@@ -121,11 +124,22 @@ pub async fn skipped<C: GenericClient>(
     tick: Option<DateTime<Utc>>,
     reason: &str,
 ) -> Result<i64, tokio_postgres::Error> {
+    skipped_scope(client, trigger, Scope::Window, tick, reason).await
+}
+
+/// Records a run of `scope` that did not run, and why.
+pub async fn skipped_scope<C: GenericClient>(
+    client: &C,
+    trigger: Trigger,
+    scope: Scope,
+    tick: Option<DateTime<Utc>>,
+    reason: &str,
+) -> Result<i64, tokio_postgres::Error> {
     let row = client
         .query_one(
             "INSERT INTO reconcile_runs (trigger, scope, status, finished_at, tick_at, error)
-             VALUES ($1, 'window', 'skipped', now(), $2, $3) RETURNING id",
-            &[&trigger.as_str(), &tick, &reason],
+             VALUES ($1, $2, 'skipped', now(), $3, $4) RETURNING id",
+            &[&trigger.as_str(), &scope.as_str(), &tick, &reason],
         )
         .await?;
     Ok(row.get(0))
@@ -152,8 +166,8 @@ pub async fn fail_interrupted<C: GenericClient>(client: &C) -> Result<u64, tokio
     client
         .execute(
             "UPDATE reconcile_runs SET status = 'failed', finished_at = now(),
-               error = coalesce(error, 'interrupted: the pass ended without recording its outcome')
-             WHERE status = 'running' AND scope = 'window'",
+               error = coalesce(error, 'interrupted: the run ended without recording its outcome')
+             WHERE status = 'running' AND scope IN ('window', 'sweep')",
             &[],
         )
         .await

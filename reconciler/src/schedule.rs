@@ -1,7 +1,7 @@
 //! The daemon (`reconciler run`): a pass at start-up and then on `RECONCILE_SCHEDULE`
-//! (tokio-cron-scheduler, UTC, seconds field), never two at once in one process, the order
-//! notifications' deliverers and the admin listener alongside, and a shutdown that stops between
-//! pages and lets the deliveries in flight end.
+//! (tokio-cron-scheduler, UTC, seconds field), sweeps on `SWEEP_SCHEDULE` when set, never two at
+//! once in one process, the order notifications' deliverers and the admin listener alongside, and
+//! a shutdown that stops between pages and lets the deliveries in flight end.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -99,7 +99,8 @@ impl Daemon {
     }
 }
 
-/// The scheduler, started: a pass on every tick of `RECONCILE_SCHEDULE`.
+/// The scheduler, started: a pass on every tick of `RECONCILE_SCHEDULE`, a sweep on every tick
+/// of `SWEEP_SCHEDULE`.
 async fn schedule(
     reconciler: &Arc<Reconciler>,
     slot: &PassSlot,
@@ -115,8 +116,30 @@ async fn schedule(
         })?
     };
     scheduler.add(job).await?;
+    if let Some(sweeps) = &reconciler.config.sweep_schedule {
+        let (reconciler, slot, stop) = (reconciler.clone(), slot.clone(), stop.clone());
+        let job = Job::new_async(sweeps.as_str(), move |_, _| {
+            let (reconciler, slot, stop) = (reconciler.clone(), slot.clone(), stop.clone());
+            Box::pin(async move { scheduled_sweep(&reconciler, &slot, &stop).await })
+        })?;
+        scheduler.add(job).await?;
+    }
     scheduler.start().await?;
     Ok(scheduler)
+}
+
+/// Runs a sweep of `SWEEP_LOOKBACK` unless a pass or a sweep is running in this process (across
+/// replicas, the pass lock makes one run at a time; the others record `skipped`).
+async fn scheduled_sweep(reconciler: &Reconciler, slot: &PassSlot, stop: &watch::Receiver<bool>) {
+    if *stop.borrow() {
+        return;
+    }
+    let Some(_taken) = slot.try_take() else {
+        tracing::warn!("a pass or a sweep is still running; this sweep is skipped");
+        return;
+    };
+    let (from, to) = crate::sweep::scheduled_window(reconciler, Utc::now());
+    reconciler.sweep(Trigger::Schedule, from, to, stop).await;
 }
 
 /// Runs the pass of the current tick unless one is already running in this process (a slow pass

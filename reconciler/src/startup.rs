@@ -14,6 +14,7 @@ pub enum CommandKind {
     Session,
     Inspect,
     Redeliver,
+    Sweep,
 }
 
 impl CommandKind {

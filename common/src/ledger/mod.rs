@@ -41,7 +41,7 @@ pub mod write;
 
 pub use connection::LedgerConnection;
 pub use decide::{Decision, decide};
-pub use lookup::{find_order, known_event_ids};
+pub use lookup::{find_order, known_event_ids, lacking};
 pub use orphans::{Adopted, Claimants, adopt_orphans};
 pub use write::{Recorded, Sent, record};
 
@@ -51,6 +51,8 @@ pub enum Source {
     Webhook,
     Reconciler,
     Manual,
+    /// The object-level sweep: a synthetic event made from an object Stripe listed.
+    Sweep,
 }
 
 impl Source {
@@ -59,6 +61,7 @@ impl Source {
             Self::Webhook => "webhook",
             Self::Reconciler => "reconciler",
             Self::Manual => "manual",
+            Self::Sweep => "sweep",
         }
     }
 }

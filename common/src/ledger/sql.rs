@@ -228,3 +228,31 @@ pub(super) const FIND_ORDER: &str = concat!(
     "SELECT id, status, amount_total, currency, stripe_payment_intent_id, amount_refunded FROM orders WHERE id = ",
     order_lookup!("$1::text", "$2::uuid", "$3::uuid", "$4::text")
 );
+
+/// Of the events a sweep would make (parameters 1–4: the lookup keys; 5: the event's type; 6: for
+/// refunds and disputes, the object id and 7: its status), the positions (1-based) whose order
+/// exists and lacks what they say: a session's order that the event would move, a refund or
+/// dispute the order does not hold in that status.
+pub(super) const SWEEP_LACKING: &str = concat!(
+    "SELECT i.n FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+        $6::text[], $7::text[])
+    WITH ORDINALITY AS i (session_id, client_ref, metadata_ref, payment_intent, event_type,
+        object_id, status, n)
+JOIN orders AS o ON o.id = ",
+    order_lookup!(
+        "i.session_id",
+        "i.client_ref",
+        "i.metadata_ref",
+        "i.payment_intent"
+    ),
+    "
+WHERE CASE
+    WHEN i.event_type = 'checkout.session.completed' THEN o.status IN ('pending', 'failed', 'expired')
+    WHEN i.event_type = 'checkout.session.expired' THEN o.status = 'pending'
+    WHEN i.event_type LIKE 'refund.%' THEN NOT EXISTS (
+        SELECT 1 FROM refunds AS r WHERE r.id = i.object_id AND r.status = i.status)
+    WHEN i.event_type LIKE 'charge.dispute.%' THEN NOT EXISTS (
+        SELECT 1 FROM disputes AS d WHERE d.id = i.object_id AND d.status = i.status)
+    ELSE false END
+ORDER BY i.n"
+);

@@ -12,13 +12,13 @@ use crate::error::Error;
 const PASS_LOCK_KEY: i64 = 0x5354_5249_5045_0002;
 
 /// The pass lock, held.
-pub(super) struct PassLock {
+pub(crate) struct PassLock {
     session: Client,
 }
 
 impl PassLock {
     /// The lock, or `None` when another session holds it.
-    pub(super) async fn try_acquire(db: &DbConfig) -> Result<Option<Self>, Error> {
+    pub(crate) async fn try_acquire(db: &DbConfig) -> Result<Option<Self>, Error> {
         let session = db::connect(db).await?;
         let acquired: bool = session
             .query_one("SELECT pg_try_advisory_lock($1)", &[&PASS_LOCK_KEY])
@@ -29,7 +29,7 @@ impl PassLock {
 
     /// Releases the lock now, so that the next pass (here or in another replica) can start at
     /// once. Dropping the guard releases it too, when the server sees the session end.
-    pub(super) async fn release(self) {
+    pub(crate) async fn release(self) {
         let _ = self
             .session
             .execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK_KEY])

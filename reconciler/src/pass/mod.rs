@@ -7,7 +7,7 @@
 //! high-water mark (only `ok` runs do).
 
 mod backfill;
-mod lock;
+pub(crate) mod lock;
 mod scans;
 
 use std::time::Instant;

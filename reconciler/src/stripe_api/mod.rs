@@ -2,11 +2,14 @@
 //! retries with exponential backoff and jitter on 429, 409, 5xx and connection errors (honouring
 //! `Stripe-Should-Retry`), per-request metrics, bodies read up to `STRIPE_MAX_RESPONSE_BYTES`,
 //! redirects never followed, and an API key that never leaves the `Authorization` header of a
-//! request to `STRIPE_API_BASE`. The events endpoints and their pager are in [`events`].
+//! request to `STRIPE_API_BASE`. The events endpoints and their pager are in [`events`], the
+//! object lists the sweep reads in [`objects`].
 
 pub mod events;
+pub mod objects;
 
 pub use events::{EventHead, EventPager, EventQuery, ListedEvent};
+pub use objects::{ListedObject, ObjectList, ObjectPager};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -164,6 +167,13 @@ impl StripeClient {
     }
 
     /// HTTP requests sent so far, retries included.
+    /// The API key is a live-mode one (`sk_live_…`, `rk_live_…`).
+    pub fn is_live(&self) -> bool {
+        self.key
+            .as_ref()
+            .is_some_and(|k| k.expose().contains("_live_"))
+    }
+
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }

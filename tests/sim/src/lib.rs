@@ -3,7 +3,8 @@
 //! speaks Stripe's wire format as the fixtures show it.
 //!
 //! # Layout
-//! - [`server`]: the simulator (events, Checkout Sessions, auth, faults, a hostile Stripe).
+//! - [`server`]: the simulator (events, Checkout Sessions, refunds, disputes, auth, faults, a
+//!   hostile Stripe); `lists`: the lists of the objects themselves.
 //! - [`objects`]: Stripe payloads built from the real fixtures (sessions, events, charges).
 //! - [`scenario`]: checkouts played as Stripe would: events created, webhooks delivered signed,
 //!   some dropped, duplicated or reordered.
@@ -14,6 +15,7 @@
 pub mod app;
 pub mod client;
 mod events;
+mod lists;
 pub mod objects;
 pub mod scenario;
 pub mod server;

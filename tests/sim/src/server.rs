@@ -3,14 +3,19 @@
 //! - `GET /v1/events`: newest first, `created[gt|gte|lt|lte]`, `type` (with `*` wildcards) or
 //!   `types[]` (never both), `limit` 1–100 (default 10), `starting_after` / `ending_before`;
 //!   a list object `{object, url, has_more, data}`;
-//! - `GET /v1/events/{id}`, `GET /v1/checkout/sessions/{id}`;
+//! - `GET /v1/events/{id}`, `GET /v1/checkout/sessions/{id}`, `/v1/refunds/{id}`,
+//!   `/v1/disputes/{id}`;
+//! - `GET /v1/checkout/sessions` (also by `status` and `payment_intent`), `/v1/refunds` and
+//!   `/v1/disputes`: the same lists by `created`, not limited to 30 days;
 //! - secret-key auth (Bearer or Basic), Stripe's error shape, a `Request-Id` on every answer;
 //! - faults switchable at run time: 429 with `Stripe-Rate-Limited-Reason` and `Stripe-Should-Retry`,
 //!   500s, latency and malformed bodies; and a hostile Stripe: a cursor that never advances or goes
 //!   backwards, a huge page, a body dripped a byte a second, a redirect elsewhere;
 //! - not Stripe's, the drill's control routes (same key): `POST /_sim/events` records the event in
 //!   the body, and its Checkout Session when the event carries one, as Stripe would on a checkout;
-//!   `POST /_sim/latency?ms=N` delays every later API answer by N ms.
+//!   `POST /_sim/objects` stores a session, refund or dispute without any event (one Stripe never
+//!   generated, or one whose events are older than 30 days); `POST /_sim/latency?ms=N` delays every
+//!   later API answer by N ms.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,6 +31,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::events;
+use crate::lists as objects;
 use crate::store::Collection;
 pub use crate::wire::SimBody;
 use crate::wire::{authorized, error, missing, query_pairs, reply};
@@ -69,6 +75,8 @@ pub enum ListMode {
 struct State {
     events: Collection,
     sessions: Collection,
+    refunds: Collection,
+    disputes: Collection,
     faults: Faults,
     /// API requests answered, faults included.
     requests: u64,
@@ -86,17 +94,34 @@ impl State {
             event.to_string(),
         );
         let object = &event["data"]["object"];
-        if object["object"] == "checkout.session" {
-            self.put_session(object);
+        self.put_object(object);
+        // A charge of an older API version embeds its refunds.
+        if let Some(refunds) = object["refunds"]["data"].as_array() {
+            for refund in refunds {
+                self.put_object(refund);
+            }
         }
     }
 
     fn put_session(&mut self, session: &Value) {
-        if let Some(id) = session["id"].as_str() {
-            let created = session["created"].as_i64().unwrap_or(0);
-            self.sessions
-                .put(id, "checkout.session", created, session.to_string());
-        }
+        self.put_object(session);
+    }
+
+    /// Stores a session, refund or dispute in its latest state; other objects are ignored.
+    fn put_object(&mut self, object: &Value) -> bool {
+        let kind = object["object"].as_str().unwrap_or_default();
+        let collection = match kind {
+            "checkout.session" => &mut self.sessions,
+            "refund" => &mut self.refunds,
+            "dispute" => &mut self.disputes,
+            _ => return false,
+        };
+        let Some(id) = object["id"].as_str() else {
+            return false;
+        };
+        let created = object["created"].as_i64().unwrap_or(0);
+        collection.put(id, kind, created, object.to_string());
+        true
     }
 
     /// The fault the next answer gets, counted down; and the persistent ones.
@@ -196,6 +221,11 @@ impl StripeSim {
     }
 
     /// Stores (or replaces) a Checkout Session object.
+    /// Stores a session, refund or dispute without its event.
+    pub fn put_object(&self, object: Value) {
+        self.with_state(|s| s.put_object(&object));
+    }
+
     pub fn put_session(&self, session: Value) {
         self.with_state(|s| s.put_session(&session));
     }
@@ -324,6 +354,26 @@ fn api(s: &State, path: &str, params: &[(String, String)], faults: &Faults) -> R
             None => missing("checkout.session", id),
         };
     }
+    let lists: [(&str, &Collection, &str); 3] = [
+        ("/v1/checkout/sessions", &s.sessions, "checkout.session"),
+        ("/v1/refunds", &s.refunds, "refund"),
+        ("/v1/disputes", &s.disputes, "dispute"),
+    ];
+    for (url, collection, kind) in lists {
+        if path == url {
+            return objects::list(collection, url, kind, params);
+        }
+        if let Some(id) = path
+            .strip_prefix(url)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|_| kind != "checkout.session")
+        {
+            return match collection.get(id) {
+                Some(o) => reply(StatusCode::OK, o.json.clone()),
+                None => missing(kind, id),
+            };
+        }
+    }
     error(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
@@ -360,6 +410,19 @@ async fn control(req: Request<Incoming>, state: &Mutex<State>) -> Response<SimBo
                     s.add_event(&event);
                     reply(StatusCode::OK, json!({"recorded": event["id"]}).to_string())
                 }
+                Err(_) => poisoned(),
+            }
+        }
+        "/_sim/objects" => {
+            let Ok(body) = req.into_body().collect().await else {
+                return bad("unreadable body");
+            };
+            let Ok(object) = serde_json::from_slice::<Value>(&body.to_bytes()) else {
+                return bad("not JSON");
+            };
+            match state.lock().map(|mut s| s.put_object(&object)) {
+                Ok(true) => reply(StatusCode::OK, json!({"stored": object["id"]}).to_string()),
+                Ok(false) => bad("a checkout.session, refund or dispute with an id"),
                 Err(_) => poisoned(),
             }
         }

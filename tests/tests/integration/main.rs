@@ -32,4 +32,5 @@ mod slow_peers;
 mod startup;
 mod stripe_sim;
 mod success_page;
+mod sweep;
 mod webhook;

@@ -322,6 +322,26 @@ impl StripeEvent {
         })
     }
 
+    /// A synthetic event for an object seen through a list rather than an event (the sweep):
+    /// `object` (its exact JSON text) as `data.object` of an event of this type, time and mode,
+    /// read as every event is, with the sweep's own id (`sweep:<object id>:<state>`, which no
+    /// Stripe event id can be).
+    pub fn synthetic(
+        id: &str,
+        event_type: &str,
+        created: i64,
+        livemode: bool,
+        object: &str,
+    ) -> Result<Self, EventError> {
+        let envelope = format!(
+            "{{\"id\":\"evt_synthetic\",\"object\":\"event\",\"type\":{},\"created\":{created},\"livemode\":{livemode},\"data\":{{\"object\":{object}}}}}",
+            serde_json::Value::from(event_type),
+        );
+        let mut event = Self::parse_str(&envelope)?;
+        event.id = id.to_owned();
+        Ok(event)
+    }
+
     /// The Checkout Session id when `data.object` is a session.
     pub fn session_id(&self) -> Option<&str> {
         match self.object.kind.as_deref() {
