@@ -146,6 +146,15 @@ CASES = [
         s(f'edge_disputes_open{{{E},due="within_72h"}}', "0x5 1x10"),
         s(f'edge_disputes_open{{{E},due="later"}}', "0x15"),
     ], "10m", "DisputeNeedsResponse", [{"due": "within_72h"}]),
+    # Sweeps: failing for 12 hours with no success opens a ticket; one success keeps it quiet.
+    ("sweeps that only fail open a ticket", [
+        s(f'reconciler_sweep_runs_total{{{R},trigger="schedule",outcome="failed"}}', "0+1x30"),
+        s(f'reconciler_sweep_runs_total{{{R},trigger="schedule",outcome="ok"}}', "0x30"),
+    ], "25m", "ReconcilerSweepsFailing", [{}]),
+    ("a sweep that succeeded keeps it quiet", [
+        s(f'reconciler_sweep_runs_total{{{R},trigger="schedule",outcome="failed"}}', "0+1x30"),
+        s(f'reconciler_sweep_runs_total{{{R},trigger="schedule",outcome="ok"}}', "0x10 1x20"),
+    ], "25m", "ReconcilerSweepsFailing", []),
     ("no open dispute, no ticket", [
         s(f'edge_disputes_open{{{E},due="within_72h"}}', "0x15"),
         s(f'edge_disputes_open{{{E},due="later"}}', "0x15"),

@@ -75,7 +75,7 @@ scratch_pids+=($!)
 for _ in $(seq 1 600); do grep -q '"scenario":"done"' "$work/scenario.json" 2>/dev/null && break; sleep 0.1; done
 cat "$work/scenario.json"
 STRIPE_API_KEY=$key STRIPE_API_BASE=http://127.0.0.1:$sim_port RECONCILER_ADMIN_LISTEN=127.0.0.1:$rec_admin \
-  RECONCILE_SCHEDULE="*/5 * * * * *" ADMIN_TOKEN=$token ./target/debug/reconciler run >"$work/reconciler.log" 2>&1 &
+  RECONCILE_SCHEDULE="*/5 * * * * *" SWEEP_SCHEDULE="2/5 * * * * *" ADMIN_TOKEN=$token ./target/debug/reconciler run >"$work/reconciler.log" 2>&1 &
 scratch_pids+=($!)
 wait_for_url "http://127.0.0.1:$rec_admin/ready"
 
