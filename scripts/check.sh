@@ -8,14 +8,16 @@
 #                  clear refusal in transaction mode
 #   notify-sdk     order notifications verified by the official Stripe SDKs (Node, Python) in the
 #                  example receivers of tests/apps/
+#   sim-sdk        the simulator's session, refund and dispute lists auto-paginated by the official
+#                  Stripe clients (Node, Python)
 #
 #   scripts/check.sh [NAME...]     (default: every check)
 . "$(dirname "$0")/lib.sh"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(observability deploy pgbouncer notify-sdk)
+[ ${#names[@]} -gt 0 ] || names=(observability deploy pgbouncer notify-sdk sim-sdk)
 for name in "${names[@]}"; do
   case $name in
-    observability | deploy | pgbouncer | notify-sdk) echo "######## check $name"; "scripts/check/$name.sh" ;;
-    *) echo "unknown check: $name (observability, deploy, pgbouncer, notify-sdk)" >&2; exit 2 ;;
+    observability | deploy | pgbouncer | notify-sdk | sim-sdk) echo "######## check $name"; "scripts/check/$name.sh" ;;
+    *) echo "unknown check: $name (observability, deploy, pgbouncer, notify-sdk, sim-sdk)" >&2; exit 2 ;;
   esac
 done
