@@ -42,7 +42,10 @@ for n in ${BENCH_SIZES:-10000 100000}; do
   ./target/release/stripe-sim --listen 127.0.0.1:$port --api-key $key --synthetic "$n" 2>"$work/sim.log" &
   sim_pid=$!
   scratch_pids+=("$sim_pid")
-  for _ in $(seq 1 600); do grep -q listening "$work/sim.log" 2>/dev/null && break; sleep 0.1; done
+  # It prints "listening" once every synthetic event exists (1M take about a minute): a pass that
+  # started earlier would list a window still being filled.
+  for _ in $(seq 1 6000); do grep -q listening "$work/sim.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q listening "$work/sim.log" || { echo "the simulator did not finish creating its events" >&2; exit 1; }
   started=$(date +%s%N)
   # The synthetic events are one a second, ending now: the window must reach back over all of them.
   DATABASE_URL="host=$work user=postgres dbname=bench" STRIPE_API_KEY=$key RECONCILE_LOOKBACK="$((n / 3600 + 2))h" \
@@ -64,6 +67,8 @@ print(f"    {n} events in {ms / 1000:.2f} s = {r['events_per_s']:,.0f} events/s;
       f"(ceil(n/100) = {r['expected_requests']}); peak RSS {rss / 1024:.1f} MB; "
       f"{s['eventsBackfilled']} backfilled; every order paid: {paid == n}; {'ok' if ok else 'MISMATCH'}")
 json.dump(r, open(sys.argv[6], "w"))
+if not ok:
+    print("    the pass's summary: " + json.dumps(s))
 sys.exit(0 if ok else 1)
 PY
   results+=("$work/result_$n.json")
