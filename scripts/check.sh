@@ -10,14 +10,16 @@
 #                  example receivers of tests/apps/
 #   sim-sdk        the simulator's session, refund and dispute lists auto-paginated by the official
 #                  Stripe clients (Node, Python)
+#   support-browser  the support page driven in headless Chromium (login, search, reconcile,
+#                  redeliver, keyboard, 400 % zoom)
 #
 #   scripts/check.sh [NAME...]     (default: every check)
 . "$(dirname "$0")/lib.sh"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(observability deploy pgbouncer notify-sdk sim-sdk)
+[ ${#names[@]} -gt 0 ] || names=(observability deploy pgbouncer notify-sdk sim-sdk support-browser)
 for name in "${names[@]}"; do
   case $name in
-    observability | deploy | pgbouncer | notify-sdk | sim-sdk) echo "######## check $name"; "scripts/check/$name.sh" ;;
-    *) echo "unknown check: $name (observability, deploy, pgbouncer, notify-sdk, sim-sdk)" >&2; exit 2 ;;
+    observability | deploy | pgbouncer | notify-sdk | sim-sdk | support-browser) echo "######## check $name"; "scripts/check/$name.sh" ;;
+    *) echo "unknown check: $name (observability, deploy, pgbouncer, notify-sdk, sim-sdk, support-browser)" >&2; exit 2 ;;
   esac
 done

@@ -36,6 +36,7 @@ pub mod session;
 pub mod slot;
 pub mod startup;
 pub mod stripe_api;
+pub mod support;
 pub mod sweep;
 pub mod verdict;
 

@@ -20,6 +20,14 @@ common::label! {
 }
 
 common::label! {
+    /// What support did from the support page (`action` of `reconciler_support_actions_total`).
+    pub enum SupportAction: "action" {
+        Reconcile = "reconcile",
+        Redeliver = "redeliver",
+    }
+}
+
+common::label! {
     /// The object list a sweep read (`list` of the sweep counters).
     pub enum SweepList: "list" {
         CheckoutSessions = "checkout_sessions",
@@ -73,6 +81,8 @@ common::declare_metrics! {
         sweep_pages: Counters<SweepList> = "reconciler_sweep_pages_total", Count;
         /// Objects whose state their order lacked, applied by a sweep, by list.
         sweep_objects_applied: Counters<SweepList> = "reconciler_sweep_objects_applied_total", Count;
+        /// Actions taken from the support page, by action.
+        support_actions: Counters<SupportAction> = "reconciler_support_actions_total", Count;
         /// Refund events backfilled (or swept) to their order, by the refund's status.
         refunds: Counters<RefundStatus> = "reconciler_refunds_total", Count;
         /// Dispute events backfilled to their order, by the dispute's status.

@@ -196,7 +196,8 @@ impl AdminServer {
         };
         let serve = tokio::spawn(crate::http::serve(
             listening,
-            move |req, _peer| {
+            move |mut req: Request<Incoming>, peer| {
+                req.extensions_mut().insert(crate::http::Peer(peer));
                 let admin = admin.clone();
                 async move {
                     let rid = request_id(&req);

@@ -20,6 +20,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every response.
 pub type Body = BoxBody<Bytes, BoxError>;
 
+/// The client address a listener accepted a request from, kept in the request's extensions by
+/// the admin listener (for limits per client, such as the support login's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
+
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A body that holds `guard` until it is finished or dropped: what must last as long as a response

@@ -1,7 +1,8 @@
 //! What the reconciler adds to the shared admin listener (`common::admin`, which answers
 //! `/metrics`, `/live` and `/ready`): for support and the app, `POST /reconcile/run`,
 //! `POST /reconcile/sessions/{cs_id}` and `GET /sessions/{cs_id}` (the success page's, see
-//! [`sessions`]) and `POST /notifications/redeliver`. Each needs
+//! [`sessions`]), `POST /notifications/redeliver`, and the support pages under `/support`
+//! (`crate::support`, with their own login). Each needs
 //! `Authorization: Bearer $ADMIN_TOKEN` (compared in constant time; disabled when the token is
 //! unset).
 
@@ -33,6 +34,8 @@ pub struct AdminRoutes {
     pub stop: watch::Receiver<bool>,
     /// Session reconciles in flight (one per session, shared by concurrent callers).
     pub flights: Arc<Flights>,
+    /// The support pages (`/support`).
+    pub support: Arc<crate::support::Support>,
 }
 
 /// The reconciler's own routes of the admin listener.
@@ -81,6 +84,9 @@ impl Routes for AdminRoutes {
     }
 
     async fn handle(&self, req: Request<Incoming>, rid: &RequestId) -> Response<Body> {
+        if crate::support::Support::serves(req.uri().path()) {
+            return self.support.handle(req, rid).await;
+        }
         let route = Route::of(req.method(), req.uri().path());
         match route {
             Route::MethodNotAllowed(allow) => admin::method_not_allowed(allow, rid),

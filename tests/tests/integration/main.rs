@@ -32,5 +32,6 @@ mod slow_peers;
 mod startup;
 mod stripe_sim;
 mod success_page;
+mod support;
 mod sweep;
 mod webhook;

@@ -1,0 +1,424 @@
+//! The support pages' bodies: login, overview, a timeline with its actions, and the result of an
+//! action. Every value goes through [`esc`]; times are RFC 3339, UTC, as in every CLI output.
+
+use chrono::{DateTime, Utc};
+
+use super::html::{csrf_field, esc, opt, page, table, timeline_link};
+use super::query::RunRow;
+use crate::inspect::Timeline;
+use crate::orders::OrderView;
+use crate::session::Verdict;
+
+/// The most ledger rows a timeline page shows (the newest are named by count past it).
+pub const MAX_TIMELINE_ROWS: usize = 200;
+
+fn time(t: &DateTime<Utc>) -> String {
+    esc(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+fn opt_time(t: Option<&DateTime<Utc>>) -> String {
+    t.map_or_else(|| "–".to_owned(), time)
+}
+
+pub fn disabled() -> String {
+    page(
+        "Support is disabled",
+        None,
+        "<p>The support pages need <code>ADMIN_TOKEN</code> to be set on the reconciler.</p>",
+    )
+}
+
+pub fn login(problem: Option<&str>) -> String {
+    let problem = problem.map_or_else(String::new, |p| {
+        format!("<p class=\"verdict warn\" role=\"alert\">{}</p>", esc(p))
+    });
+    page(
+        "Log in",
+        None,
+        &format!(
+            "{problem}<form method=\"post\" action=\"/support/login\">\
+             <label class=\"field\" for=\"token\">Admin token (<code>ADMIN_TOKEN</code>)</label>\
+             <input id=\"token\" name=\"token\" type=\"password\" required autocomplete=\"current-password\" autofocus>\
+             <button type=\"submit\">Log in</button></form>"
+        ),
+    )
+}
+
+pub fn message(title: &str, csrf: &str, text: &str) -> String {
+    page(
+        title,
+        Some(csrf),
+        &format!("<p class=\"verdict\">{}</p>", esc(text)),
+    )
+}
+
+/// What the overview shows.
+pub struct Overview {
+    pub runs: Vec<RunRow>,
+    pub orphan_count: i64,
+    pub orphans: Vec<(String, String, Option<String>, DateTime<Utc>)>,
+    pub anomalies: Vec<(uuid::Uuid, String, String, DateTime<Utc>)>,
+    pub undelivered: Vec<(i64, uuid::Uuid, String, i32, bool, Option<String>)>,
+    #[allow(clippy::type_complexity)]
+    pub disputes: Vec<(
+        String,
+        uuid::Uuid,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        Option<DateTime<Utc>>,
+    )>,
+}
+
+pub fn overview(o: &Overview, csrf: &str) -> String {
+    let runs: Vec<Vec<String>> = o
+        .runs
+        .iter()
+        .map(|r| {
+            vec![
+                timeline_link(&crate::runs::request_id(r.id)),
+                esc(&r.scope),
+                esc(&r.trigger),
+                esc(&r.status),
+                time(&r.started_at),
+                format!(
+                    "{} → {}",
+                    opt_time(r.window_from.as_ref()),
+                    opt_time(r.window_to.as_ref())
+                ),
+                format!("{} / {}", r.missing, r.backfilled),
+                opt(r.error.as_deref()),
+            ]
+        })
+        .collect();
+    let orphans: Vec<Vec<String>> = o
+        .orphans
+        .iter()
+        .map(|(id, kind, session, received)| {
+            vec![
+                timeline_link(id),
+                esc(kind),
+                session.as_deref().map_or("–".into(), timeline_link),
+                time(received),
+            ]
+        })
+        .collect();
+    let anomalies: Vec<Vec<String>> = o
+        .anomalies
+        .iter()
+        .map(|(id, status, anomaly, at)| {
+            vec![
+                timeline_link(&id.to_string()),
+                esc(status),
+                esc(anomaly),
+                time(at),
+            ]
+        })
+        .collect();
+    let undelivered: Vec<Vec<String>> = o
+        .undelivered
+        .iter()
+        .map(|(id, order, kind, attempts, dead, error)| {
+            vec![
+                esc(&crate::notify::payload::public_id(*id)),
+                timeline_link(&order.to_string()),
+                esc(kind),
+                attempts.to_string(),
+                if *dead { "dead" } else { "waiting" }.to_owned(),
+                opt(error.as_deref()),
+            ]
+        })
+        .collect();
+    let disputes: Vec<Vec<String>> = o
+        .disputes
+        .iter()
+        .map(|(id, order, status, reason, amount, currency, due)| {
+            vec![
+                timeline_link(id),
+                timeline_link(&order.to_string()),
+                esc(status),
+                opt(reason.as_deref()),
+                format!(
+                    "{} {}",
+                    amount.map_or("–".into(), |a| a.to_string()),
+                    opt(currency.as_deref())
+                ),
+                opt_time(due.as_ref()),
+            ]
+        })
+        .collect();
+    let body = [
+        table(
+            "Open disputes (nearest evidence deadline first)",
+            &[
+                "dispute",
+                "order",
+                "status",
+                "reason",
+                "amount",
+                "evidence due",
+            ],
+            &disputes,
+        ),
+        table(
+            "Recent passes and sweeps (each links to the orders it touched)",
+            &[
+                "run",
+                "scope",
+                "trigger",
+                "status",
+                "started",
+                "window",
+                "missing / backfilled",
+                "error",
+            ],
+            &runs,
+        ),
+        table(
+            &format!("Open orphans ({} events with no order yet)", o.orphan_count),
+            &["event", "type", "session", "received"],
+            &orphans,
+        ),
+        table(
+            "Orders with an anomaly",
+            &["order", "status", "anomaly", "updated"],
+            &anomalies,
+        ),
+        table(
+            "Notifications not delivered",
+            &[
+                "notification",
+                "order",
+                "type",
+                "attempts",
+                "state",
+                "last error",
+            ],
+            &undelivered,
+        ),
+    ]
+    .concat();
+    page("Overview", Some(csrf), &body)
+}
+
+fn order_rows(order: &OrderView) -> Vec<Vec<String>> {
+    vec![vec![
+        timeline_link(&order.id.to_string()),
+        esc(order.status.as_str()),
+        format!(
+            "{} {}",
+            order.amount_total.map_or("–".into(), |a| a.to_string()),
+            opt(order.currency.as_deref())
+        ),
+        order.amount_refunded.to_string(),
+        opt(order.dispute_status.as_deref()),
+        order
+            .stripe_session_id
+            .as_deref()
+            .map_or("–".into(), timeline_link),
+        opt_time(order.paid_at.as_ref()),
+        opt(order.anomaly.as_deref()),
+    ]]
+}
+
+const ORDER_HEAD: [&str; 8] = [
+    "order", "status", "amount", "refunded", "dispute", "session", "paid at", "anomaly",
+];
+
+/// A timeline (as `reconciler inspect` builds it) with its actions.
+pub fn timeline(t: &Timeline, csrf: &str) -> String {
+    let mut body = String::new();
+    let class = match (&t.stripe_unreachable, t.order.as_ref().map(|o| o.status)) {
+        (Some(_), _) => "verdict warn",
+        (None, Some(s)) if s.is_paid() => "verdict ok",
+        _ => "verdict",
+    };
+    body.push_str(&format!(
+        "<p class=\"{class}\"><strong>Verdict:</strong> {}</p>",
+        esc(&t.verdict)
+    ));
+    if let Some(why) = &t.stripe_unreachable {
+        body.push_str(&format!(
+            "<p class=\"verdict warn\" role=\"alert\">Stripe unreachable: {}. What the database knows is below.</p>",
+            esc(why)
+        ));
+    }
+    if let Some(s) = &t.stripe {
+        body.push_str(&format!(
+            "<p>Stripe says the session is <strong>{}</strong>, payment <strong>{}</strong>.</p>",
+            opt(s.status.as_deref()),
+            opt(s.payment_status.as_deref())
+        ));
+    }
+    if let Some(order) = &t.order {
+        body.push_str(&table("Order", &ORDER_HEAD, &order_rows(order)));
+    }
+    if !t.orders.is_empty() {
+        let rows: Vec<Vec<String>> = t.orders.iter().flat_map(order_rows).collect();
+        body.push_str(&table("Orders this run touched", &ORDER_HEAD, &rows));
+    }
+    if let Some(session) = &t.session_id {
+        body.push_str(&format!(
+            "<form class=\"action\" method=\"post\" action=\"/support/reconcile\">{}\
+             <input type=\"hidden\" name=\"session\" value=\"{}\">\
+             <button type=\"submit\">Reconcile this session</button></form>",
+            csrf_field(csrf),
+            esc(session)
+        ));
+    }
+    let shown = t.events.len().min(MAX_TIMELINE_ROWS);
+    let events: Vec<Vec<String>> = t.events[..shown]
+        .iter()
+        .map(|e| {
+            vec![
+                time(&e.stripe_created_at),
+                esc(&e.event_type),
+                timeline_link(&e.stripe_event_id),
+                esc(&e.source),
+                e.request_id.as_deref().map_or("–".into(), timeline_link),
+                time(&e.received_at),
+                if e.linked_to_order { "" } else { "orphan" }.to_owned(),
+            ]
+        })
+        .collect();
+    let caption = match t.events.len() > shown {
+        true => format!(
+            "Ledger: the first {shown} of {} events (narrow the search to see the others)",
+            t.events.len()
+        ),
+        false => format!("Ledger: {} events", t.events.len()),
+    };
+    body.push_str(&table(
+        &caption,
+        &[
+            "created",
+            "type",
+            "event",
+            "source",
+            "requestId",
+            "received",
+            "",
+        ],
+        &events,
+    ));
+    let money: Vec<Vec<String>> = t
+        .money
+        .iter()
+        .map(|m| {
+            vec![
+                esc(&m.kind),
+                timeline_link(&m.id),
+                esc(&m.status),
+                format!(
+                    "{} {}",
+                    m.amount.map_or("–".into(), |a| a.to_string()),
+                    opt(m.currency.as_deref())
+                ),
+                opt(m.reason.as_deref()),
+                opt_time(m.evidence_due_by.as_ref()),
+                time(&m.as_of),
+            ]
+        })
+        .collect();
+    if t.order.is_some() {
+        body.push_str(&table(
+            "Refunds and disputes",
+            &[
+                "kind",
+                "id",
+                "status",
+                "amount",
+                "reason",
+                "evidence due",
+                "as of",
+            ],
+            &money,
+        ));
+    }
+    let notifications: Vec<Vec<String>> = t
+        .notifications
+        .iter()
+        .map(|n| {
+            vec![
+                esc(&n.id),
+                esc(&n.kind),
+                format!("{} → {}", opt(n.from.as_deref()), esc(&n.to)),
+                esc(n.state),
+                n.attempts.to_string(),
+                opt_time(n.delivered_at.as_ref().or(n.dead_at.as_ref())),
+                opt(n.last_error.as_deref()),
+                format!(
+                    "<form class=\"action\" method=\"post\" action=\"/support/redeliver\">{}\
+                     <input type=\"hidden\" name=\"transition\" value=\"{}\">\
+                     <button type=\"submit\" aria-label=\"Redeliver notification {}\">Redeliver notification</button></form>",
+                    csrf_field(csrf),
+                    esc(&n.id),
+                    esc(&n.id)
+                ),
+            ]
+        })
+        .collect();
+    if t.order.is_some() {
+        body.push_str(&table(
+            "Notifications to the app",
+            &[
+                "id",
+                "type",
+                "move",
+                "state",
+                "attempts",
+                "delivered / dead",
+                "last error",
+                "",
+            ],
+            &notifications,
+        ));
+    }
+    let runs: Vec<Vec<String>> = t
+        .runs
+        .iter()
+        .map(|r| {
+            vec![
+                timeline_link(&crate::runs::request_id(r.id)),
+                esc(&r.trigger),
+                esc(&r.status),
+                time(&r.started_at),
+                r.events_backfilled.to_string(),
+            ]
+        })
+        .collect();
+    body.push_str(&table(
+        "Reconcile runs that touched it",
+        &["run", "trigger", "status", "started", "backfilled"],
+        &runs,
+    ));
+    page(&t.target, Some(csrf), &body)
+}
+
+/// The result of "Reconcile this session": the verdict, the order before and after.
+pub fn reconciled(v: &Verdict, csrf: &str) -> String {
+    let mut body = format!(
+        "<p class=\"verdict {}\"><strong>Verdict:</strong> {}</p>\
+         <p>Stripe: session {}, payment {}; {} event(s) found, {} applied.</p>",
+        if v.found_on_stripe { "ok" } else { "warn" },
+        esc(&v.verdict),
+        opt(v.stripe_status.as_deref()),
+        opt(v.stripe_payment_status.as_deref()),
+        v.events_found,
+        v.events_applied
+    );
+    let mut rows = Vec::new();
+    for (label, order) in [("before", &v.order_before), ("after", &v.order_after)] {
+        if let Some(o) = order {
+            let mut row = order_rows(o).remove(0);
+            row.insert(0, label.to_owned());
+            rows.push(row);
+        }
+    }
+    let mut head = vec![""];
+    head.extend(ORDER_HEAD);
+    body.push_str(&table("The order before and after", &head, &rows));
+    body.push_str(&format!("<p>{}</p>", timeline_link(&v.session_id)));
+    page(&format!("Reconciled {}", v.session_id), Some(csrf), &body)
+}
