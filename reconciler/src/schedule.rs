@@ -56,7 +56,7 @@ impl Daemon {
             slot: slot.clone(),
             stop: stop.clone(),
             flights: Arc::default(),
-            support: Arc::new(crate::support::Support::new(self.reconciler.clone())),
+            support: Arc::new(crate::support::Support::new(self.reconciler.clone())?),
         });
         let admin = AdminServer::start(
             self.listener,

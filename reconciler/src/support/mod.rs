@@ -33,6 +33,7 @@ use crate::metrics::SupportAction;
 use crate::notify::payload::parse_public_id;
 use crate::notify::store::Redeliver;
 use crate::runs::Trigger;
+use crate::stripe_api::{RetryPolicy, StripeClient};
 use auth::{Auth, COOKIE, Session};
 
 pub use html::esc;
@@ -44,14 +45,20 @@ const MAX_FORM_BYTES: usize = 8 * 1024;
 pub struct Support {
     reconciler: Arc<Reconciler>,
     auth: Auth,
+    /// Support is waiting: one quick retry, not a minute of backoff (a client of its own, with
+    /// its own small share of `STRIPE_MAX_RPS`: searches are rare).
+    stripe: StripeClient,
 }
 
 impl Support {
-    pub fn new(reconciler: Arc<Reconciler>) -> Self {
-        Self {
+    pub fn new(reconciler: Arc<Reconciler>) -> Result<Self, crate::error::Error> {
+        let stripe = StripeClient::new(&reconciler.config, reconciler.metrics.clone())?
+            .with_retry(RetryPolicy::interactive());
+        Ok(Self {
             reconciler,
             auth: Auth::default(),
-        }
+            stripe,
+        })
     }
 
     /// Whether `path` is one of the support pages.
@@ -225,8 +232,7 @@ impl Support {
             }
             Err(e) => return unavailable(s, &e),
         };
-        let stripe = &self.reconciler.stripe;
-        let stripe = stripe.has_key().then_some(stripe);
+        let stripe = self.stripe.has_key().then_some(&self.stripe);
         match inspect::inspect(&self.reconciler.pool, stripe, &target).await {
             Ok(t) => html_page(StatusCode::OK, pages::timeline(&t, &s.csrf)),
             Err(e) => unavailable(s, &e),

@@ -1,8 +1,9 @@
 //! The support pages over real HTTP against the reconciler daemon, Postgres and the simulator:
 //! login (cookie flags, wrong token, the failed-login limit, logout), a search that shows the
 //! timeline of a session whose webhook never came, "Reconcile this session" with its before and
-//! after, "Redeliver notification", CSRF refusals, the security headers, and an XSS corpus of
-//! customer-controlled values that never reaches the page unescaped.
+//! after, "Redeliver notification", CSRF refusals, the security headers, a Stripe outage that
+//! still shows what the database knows, and an XSS corpus of customer-controlled values that never
+//! reaches the page unescaped.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -299,6 +300,33 @@ async fn failed_logins_are_limited_and_https_cookies_are_secure() {
     assert_eq!(page.status, 403);
     assert!(page.text().contains("ADMIN_TOKEN"));
     off.stop().await;
+}
+
+#[tokio::test]
+async fn a_stripe_outage_still_shows_what_the_database_knows() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let sim = StripeSim::start(KEY).await;
+    let session = Session::new("cs_test_support_outage");
+    let id = insert_order(
+        &client,
+        NewOrder {
+            session_id: Some(session.id.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let desk = Desk::start(&db, &sim, true).await;
+    let cookie = desk.login().await;
+    drop(sim);
+    let page = desk
+        .get(&format!("/support/search?q={}", session.id), Some(&cookie))
+        .await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(text.contains("Stripe unreachable"), "{text}");
+    assert!(text.contains(&id.to_string()), "the order is still shown");
+    desk.stop().await;
 }
 
 #[tokio::test]
