@@ -154,6 +154,7 @@ cat <<EOT
   stripe sim   $STRIPE_API_BASE  (key $STRIPE_API_KEY)
   reconciler   every 30 s; admin http://$RECONCILER_ADMIN_LISTEN (/metrics, /ready)
   shop         $notify_url  (secret $notify_secret; "fulfilled order …" in .dev/shop.log)
+  support      http://$RECONCILER_ADMIN_LISTEN/support  (log in with $ADMIN_TOKEN; docs/support.md)
 
   To use the CLI against this stack from another shell, paste:
 
@@ -163,7 +164,7 @@ cat <<EOT
     export ADMIN_TOKEN=$ADMIN_TOKEN PATH=$root/target/debug:\$PATH
 
   then: reconciler inspect --session cs_…   |   reconciler session cs_…   |   edge migrate --status
-        reconciler redeliver --order <id>
+        reconciler redeliver --order <id>   |   reconciler sweep --since 35d
     curl -X POST -H "Authorization: Bearer \$ADMIN_TOKEN" http://$RECONCILER_ADMIN_LISTEN/reconcile/run
 
   Send a signed test event (creates an order, pays it, shows it before and after):
