@@ -355,7 +355,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranks_order_statuses_as_the_database_does() {
+    fn ranks_order_statuses_by_how_far_along_they_are() {
         assert!(refund_rank("succeeded") > refund_rank("pending"));
         assert!(refund_rank("failed") > refund_rank("succeeded"));
         assert_eq!(refund_rank("canceled"), refund_rank("failed"));

@@ -522,3 +522,50 @@ fn rewrite_ids(event: &mut Value, n: usize) {
         event["id"] = Value::String(format!("{id}{suffix}"));
     }
 }
+
+#[tokio::test]
+async fn the_database_ranks_statuses_as_the_code_does() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    for status in [
+        "pending",
+        "requires_action",
+        "succeeded",
+        "failed",
+        "canceled",
+        "new_status",
+    ] {
+        let rank: i32 = client
+            .query_one("SELECT ledger_refund_rank($1)", &[&status])
+            .await
+            .expect("rank")
+            .get(0);
+        assert_eq!(
+            rank,
+            i32::from(common::ledger::money::refund_rank(status)),
+            "{status}"
+        );
+    }
+    for status in [
+        "warning_needs_response",
+        "warning_under_review",
+        "warning_closed",
+        "needs_response",
+        "under_review",
+        "won",
+        "lost",
+        "prevented",
+        "new_status",
+    ] {
+        let rank: i32 = client
+            .query_one("SELECT ledger_dispute_rank($1)", &[&status])
+            .await
+            .expect("rank")
+            .get(0);
+        assert_eq!(
+            rank,
+            i32::from(common::ledger::money::dispute_rank(status)),
+            "{status}"
+        );
+    }
+}
