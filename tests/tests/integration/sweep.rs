@@ -1,8 +1,9 @@
 //! The object-level sweep against the simulator's object lists: orders whose events are gone
 //! (older than 30 days) or were never generated are paid, expired, refunded and disputed from
 //! the objects themselves, with synthetic ledger rows holding the objects' exact bytes; a second
-//! sweep changes nothing; a stopped sweep resumes from its stored cursor; and a sweep over 100,000
-//! sessions, 1 % of them never evented, costs one request per 100 objects.
+//! sweep changes nothing; a stopped sweep resumes from its stored cursor; a sweep over 100,000
+//! sessions, 1 % of them never evented, costs one request per 100 objects; and `reconciler sweep`
+//! as a process prints its summary with a peak memory that does not grow with the window.
 
 use std::time::Duration;
 
@@ -300,4 +301,70 @@ async fn a_stopped_sweep_resumes_from_its_cursor() {
         .expect("count")
         .get(0);
     assert_eq!(paid, n as i64);
+}
+
+/// `reconciler sweep` as support runs it: a process, its JSON summary, its exit status, and its
+/// peak memory over 2,000 then 22,000 sessions (one page at a time: it does not grow).
+#[tokio::test]
+async fn the_sweep_command_prints_its_summary_with_flat_memory() {
+    let sim = StripeSim::start(KEY).await;
+    let base = Utc::now().timestamp() - 45 * 24 * 3600;
+    let mut peaks = Vec::new();
+    let mut total = 0usize;
+    for n in [2_000usize, 20_000] {
+        let db = TestDb::new().await;
+        let client = db.client().await;
+        for i in total..total + n {
+            sim.put_object(small_session(i, base + i as i64, true));
+        }
+        total += n;
+        client
+            .execute(
+                "INSERT INTO orders (id, stripe_session_id, status)
+                 SELECT gen_random_uuid(), 'cs_test_bulk_' || i,
+                     CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'paid' END
+                 FROM generate_series(0, $1::int - 1) AS i",
+                &[&(total as i32)],
+            )
+            .await
+            .expect("orders");
+        let url = db.url();
+        let api = sim.url();
+        let env = [
+            ("DATABASE_URL", url.as_str()),
+            ("STRIPE_API_KEY", KEY),
+            ("STRIPE_API_BASE", api.as_str()),
+            ("STRIPE_MAX_RPS", "1000"),
+            ("STRIPE_EXPECT_LIVEMODE", "false"),
+        ];
+        let run = tests::process::run(
+            "reconciler",
+            &["sweep", "--since", "60d"],
+            &env,
+            Duration::from_secs(300),
+        )
+        .await;
+        assert!(run.status.success(), "{}\n{}", run.stdout, run.stderr);
+        let summary: Value = serde_json::from_str(&run.stdout).expect("a JSON summary");
+        assert_eq!(summary["status"], "ok");
+        assert_eq!(summary["objectsSeen"], total as u64);
+        assert_eq!(summary["objectsApplied"], (total / 100) as u64);
+        assert_eq!(summary["stripeRequests"], total.div_ceil(100) as u64 + 2);
+        peaks.push(run.peak_rss_mb);
+    }
+    println!("reconciler sweep, peak RSS for 2,000 and 22,000 sessions: {peaks:?} MB");
+    assert!(
+        peaks[1] < peaks[0] + 8.0,
+        "peak RSS grew with the number of sessions: {peaks:?} MB"
+    );
+
+    let refused = tests::process::run(
+        "reconciler",
+        &["sweep", "--since", "yesterday"],
+        &[],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(64), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--since"), "{}", refused.stderr);
 }
