@@ -109,8 +109,12 @@ impl Support {
             (_, _, None) => see_other("/support", None),
             (Method::GET, "/support", Some((_, s))) => self.overview(&s).await,
             (Method::GET, "/support/search", Some((_, s))) => {
-                let q = query_param(req.uri().query().unwrap_or(""), "q").unwrap_or_default();
-                self.search(q.trim(), &s).await
+                let query = req.uri().query().unwrap_or("");
+                let q = query_param(query, "q").unwrap_or_default();
+                let page = query_param(query, "page")
+                    .and_then(|p| p.parse::<usize>().ok())
+                    .unwrap_or(1);
+                self.search(q.trim(), page, &s).await
             }
             (Method::POST, "/support/logout", Some((id, s))) => {
                 match form(req).await.filter(|f| csrf(f, &s)) {
@@ -211,7 +215,7 @@ impl Support {
         Ok(Some(Target::RequestId(q.to_owned())))
     }
 
-    async fn search(&self, q: &str, s: &Session) -> Response<Body> {
+    async fn search(&self, q: &str, page: usize, s: &Session) -> Response<Body> {
         if q.is_empty() || q.len() > 255 {
             return html_page(
                 StatusCode::BAD_REQUEST,
@@ -234,7 +238,7 @@ impl Support {
         };
         let stripe = self.stripe.has_key().then_some(&self.stripe);
         match inspect::inspect(&self.reconciler.pool, stripe, &target).await {
-            Ok(t) => html_page(StatusCode::OK, pages::timeline(&t, &s.csrf)),
+            Ok(t) => html_page(StatusCode::OK, pages::timeline(&t, &s.csrf, q, page)),
             Err(e) => unavailable(s, &e),
         }
     }

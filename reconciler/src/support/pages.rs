@@ -227,7 +227,8 @@ const ORDER_HEAD: [&str; 8] = [
 ];
 
 /// A timeline (as `reconciler inspect` builds it) with its actions.
-pub fn timeline(t: &Timeline, csrf: &str) -> String {
+/// `page` (from 1) of the ledger rows, [`MAX_TIMELINE_ROWS`] a page.
+pub fn timeline(t: &Timeline, csrf: &str, query: &str, page_no: usize) -> String {
     let mut body = String::new();
     let class = match (&t.stripe_unreachable, t.order.as_ref().map(|o| o.status)) {
         (Some(_), _) => "verdict warn",
@@ -267,8 +268,11 @@ pub fn timeline(t: &Timeline, csrf: &str) -> String {
             esc(session)
         ));
     }
-    let shown = t.events.len().min(MAX_TIMELINE_ROWS);
-    let events: Vec<Vec<String>> = t.events[..shown]
+    let pages = t.events.len().div_ceil(MAX_TIMELINE_ROWS).max(1);
+    let page_no = page_no.clamp(1, pages);
+    let first = (page_no - 1) * MAX_TIMELINE_ROWS;
+    let last = (first + MAX_TIMELINE_ROWS).min(t.events.len());
+    let events: Vec<Vec<String>> = t.events[first..last]
         .iter()
         .map(|e| {
             vec![
@@ -282,9 +286,10 @@ pub fn timeline(t: &Timeline, csrf: &str) -> String {
             ]
         })
         .collect();
-    let caption = match t.events.len() > shown {
+    let caption = match pages > 1 {
         true => format!(
-            "Ledger: the first {shown} of {} events (narrow the search to see the others)",
+            "Ledger: events {} to {last} of {} (page {page_no} of {pages})",
+            first + 1,
             t.events.len()
         ),
         false => format!("Ledger: {} events", t.events.len()),
@@ -302,6 +307,24 @@ pub fn timeline(t: &Timeline, csrf: &str) -> String {
         ],
         &events,
     ));
+    if pages > 1 {
+        let link = |n: usize, label: &str| {
+            format!(
+                "<a href=\"/support/search?q={}&amp;page={n}\">{label}</a>",
+                super::html::query_value(query)
+            )
+        };
+        let mut nav = String::from("<p class=\"pages\">");
+        if page_no > 1 {
+            nav.push_str(&link(page_no - 1, "← earlier events"));
+            nav.push(' ');
+        }
+        if page_no < pages {
+            nav.push_str(&link(page_no + 1, "later events →"));
+        }
+        nav.push_str("</p>");
+        body.push_str(&nav);
+    }
     let money: Vec<Vec<String>> = t
         .money
         .iter()

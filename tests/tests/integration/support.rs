@@ -394,3 +394,56 @@ async fn customer_values_never_reach_the_page_unescaped() {
     assert_eq!(n, corpus.len() as i64, "nothing dropped");
     desk.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_timeline_is_shown_a_page_at_a_time() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let sim = StripeSim::start(KEY).await;
+    let session = Session::new("cs_test_support_long");
+    let id = insert_order(
+        &client,
+        NewOrder {
+            session_id: Some(session.id.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    client
+        .execute(
+            "INSERT INTO payment_events (stripe_event_id, event_type, stripe_object_id,
+                 stripe_session_id, order_id, livemode, stripe_created_at, payload, source)
+             SELECT 'evt_long_' || g, 'customer.updated', 'cus_1', $2, $1, false,
+                 now() - make_interval(secs => 500 - g), '{}', 'webhook'
+             FROM generate_series(1, 450) AS g",
+            &[&id, &session.id],
+        )
+        .await
+        .expect("events");
+    let desk = Desk::start(&db, &sim, true).await;
+    let cookie = desk.login().await;
+    let first = desk
+        .get(&format!("/support/search?q={id}"), Some(&cookie))
+        .await
+        .text();
+    assert!(
+        first.contains("events 1 to 200 of 450 (page 1 of 3)"),
+        "{first}"
+    );
+    assert!(first.contains(&format!("/support/search?q={id}&amp;page=2")));
+    assert_eq!(
+        first.matches("evt_long_").count() / 2,
+        200,
+        "200 rows, each id twice (text and link)"
+    );
+    let last = desk
+        .get(&format!("/support/search?q={id}&page=3"), Some(&cookie))
+        .await
+        .text();
+    assert!(
+        last.contains("events 401 to 450 of 450 (page 3 of 3)"),
+        "{last}"
+    );
+    assert!(last.contains("earlier events") && !last.contains("later events"));
+    desk.stop().await;
+}
