@@ -304,8 +304,10 @@ async fn disputes_open_and_close_without_touching_paid() {
         vec![
             "order.paid pending->paid 0 -",
             "order.dispute_opened paid->paid 0 needs_response",
+            "order.dispute_opened paid->paid 0 under_review",
             "order.dispute_closed paid->paid 0 lost",
-        ]
+        ],
+        "every change of the dispute's status is notified once"
     );
     // Support sees it: the order's money line and the dispute with its reason and deadline.
     let pool = common::db::pool(&edge.db.db_config()).expect("pool");
