@@ -6,8 +6,8 @@
 -- number of times. `orders.amount_refunded` is the sum of the order's succeeded refunds (or the
 -- charge's own `amount_refunded` when the newest snapshot is a charge's, for API versions that
 -- send `charge.refunded` without the refunds), and moves the order between `paid`,
--- `partially_refunded` and `refunded`; `orders.dispute_status` is the status of its newest dispute.
--- Both are written only by `ledger_apply_money` below, which the ledger calls in the same
+-- `partially_refunded` and `refunded`; `orders.dispute_status` is the status of its newest dispute,
+-- and every change of it is an order notification. Both are written only by `ledger_apply_money` below, which the ledger calls in the same
 -- transaction as the events, with the order row already locked.
 --
 -- Not additive for older builds: a build made for V6 would read `partially_refunded` as an unknown
@@ -105,7 +105,7 @@ $$;
 -- whether it may move the order's status (false when the order was not paid yet at that point of
 -- the batch: the paying event's 'settle' moves it then, as one transaction per event would). Writes
 -- the rows, the orders' money columns and status, and one outbox row per change of status or of
--- the dispute's open/closed state; returns each status change.
+-- dispute status; returns each status change.
 CREATE FUNCTION ledger_apply_money(
     p_order uuid[], p_event text[], p_occurred timestamptz[], p_livemode boolean[],
     p_kind text[], p_object text[], p_status text[], p_amount bigint[], p_currency text[],
@@ -210,18 +210,16 @@ BEGIN
             RETURN NEXT;
         END IF;
         IF dispute IS DISTINCT FROM o.dispute_status THEN
-            dispute_kind := CASE
-                WHEN ledger_dispute_rank(dispute) = 3 THEN 'order.dispute_closed'
-                WHEN o.dispute_status IS NULL OR ledger_dispute_rank(o.dispute_status) = 3
-                    THEN 'order.dispute_opened' END;
-            IF dispute_kind IS NOT NULL THEN
-                INSERT INTO order_transitions (order_id, kind, from_status, to_status,
-                    stripe_event_id, occurred_at, livemode, stripe_session_id, amount_total,
-                    amount_refunded, currency, dispute_status)
-                VALUES (o.id, dispute_kind, next_status, next_status, p_event[i], p_occurred[i],
-                    p_livemode[i], o.stripe_session_id, o.amount_total, refunded, o.currency, dispute);
-                notify := true;
-            END IF;
+            -- Every change of the dispute's status is one row: closed (won, lost, …), or open in
+            -- its new status (needs_response, then under_review, …).
+            dispute_kind := CASE WHEN ledger_dispute_rank(dispute) = 3 THEN 'order.dispute_closed'
+                                 ELSE 'order.dispute_opened' END;
+            INSERT INTO order_transitions (order_id, kind, from_status, to_status,
+                stripe_event_id, occurred_at, livemode, stripe_session_id, amount_total,
+                amount_refunded, currency, dispute_status)
+            VALUES (o.id, dispute_kind, next_status, next_status, p_event[i], p_occurred[i],
+                p_livemode[i], o.stripe_session_id, o.amount_total, refunded, o.currency, dispute);
+            notify := true;
         END IF;
     END LOOP;
     IF notify THEN
