@@ -229,7 +229,8 @@ pub(super) struct Plan {
     links: Vec<(String, Uuid)>,
     transitions: Vec<Transition>,
     money: MoneyColumns,
-    /// Each entry's event id, for the money changes' answers.
+    /// Each entry's event id, for the money changes' answers (empty without money snapshots: the
+    /// checkout batches of the hot path allocate nothing for it).
     pub event_ids: Vec<String>,
     /// An order's status changed after the batch applied money snapshots to it: the money is
     /// applied after the statuses, so this batch must be written one event per transaction to
@@ -361,9 +362,13 @@ impl Plan {
             orders,
             links,
             transitions,
-            money,
-            event_ids: entries.iter().map(|e| e.event.id.clone()).collect(),
+            // Only a batch with money snapshots can get status changes back from the database.
+            event_ids: match money.is_empty() {
+                true => Vec::new(),
+                false => entries.iter().map(|e| e.event.id.clone()).collect(),
+            },
             interleaved,
+            money,
         }
     }
 
