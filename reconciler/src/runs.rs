@@ -232,6 +232,27 @@ pub async fn start<C: GenericClient>(
     Ok(row.get(0))
 }
 
+/// Records how run `id` (`what`: a pass, a sweep) ended, on a connection of `pool`; a failure is
+/// logged (the row stays `running` until the next run, holding the lock, marks it interrupted).
+pub async fn record_end(
+    pool: &deadpool_postgres::Pool,
+    what: &str,
+    id: i64,
+    status: RunStatus,
+    counts: &Counts,
+    error: Option<&str>,
+) {
+    let ended = match pool.get().await {
+        Ok(client) => finish(&client, id, status, counts, error)
+            .await
+            .map_err(|e| common::error::postgres(&e)),
+        Err(e) => Err(common::error::chain(&e)),
+    };
+    if let Err(e) = ended {
+        tracing::error!(error = %e, runId = id, "cannot record the end of the {what}");
+    }
+}
+
 /// Records how a run ended (a `skipped` row is never rewritten).
 pub async fn finish<C: GenericClient>(
     client: &C,

@@ -6,7 +6,7 @@
 //! command to run. Times are RFC 3339, UTC.
 
 mod query;
-mod render;
+pub(crate) mod render;
 
 pub use render::{render_local, render_stripe, render_text};
 

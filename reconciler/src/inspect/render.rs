@@ -7,7 +7,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::Timeline;
 
-pub(super) fn time(t: &DateTime<Utc>) -> String {
+/// A time as every CLI and support output shows it: RFC 3339, UTC, milliseconds.
+pub(crate) fn time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

@@ -122,10 +122,17 @@ pub async fn run(
             tracing::error!(error = %e, runId = summary.run_id, "reconcile pass failed");
         }
     }
-    if let Some(id) = summary.run_id
-        && let Err(e) = record_end(r, id, &summary).await
-    {
-        tracing::error!(error = %e, runId = id, "cannot record the end of the pass");
+    if let Some(id) = summary.run_id {
+        let counts = summary.counts();
+        runs::record_end(
+            &r.pool,
+            "pass",
+            id,
+            summary.status,
+            &counts,
+            summary.error.as_deref(),
+        )
+        .await;
     }
     observe(r, &summary, started);
     summary
@@ -152,12 +159,6 @@ fn observe(r: &Reconciler, summary: &PassSummary, started: Instant) {
         stripeRequests = summary.stripe_requests,
         "reconcile pass finished"
     );
-}
-
-async fn record_end(r: &Reconciler, id: i64, s: &PassSummary) -> Result<(), Error> {
-    let client = r.pool.get().await?;
-    runs::finish(&client, id, s.status, &s.counts(), s.error.as_deref()).await?;
-    Ok(())
 }
 
 /// A pass being run: who asked for it, the tick it belongs to, and the shutdown signal.

@@ -13,7 +13,7 @@ use crate::session::Verdict;
 pub const MAX_TIMELINE_ROWS: usize = 200;
 
 fn time(t: &DateTime<Utc>) -> String {
-    esc(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    esc(&crate::inspect::render::time(t))
 }
 
 fn opt_time(t: Option<&DateTime<Utc>>) -> String {

@@ -120,24 +120,17 @@ pub async fn run(
             tracing::error!(error = %e, runId = summary.run_id, "sweep failed");
         }
     }
-    if let Some(id) = summary.run_id
-        && summary.status != RunStatus::Skipped
-    {
-        let ended = match r.pool.get().await {
-            Ok(client) => runs::finish(
-                &client,
-                id,
-                summary.status,
-                &summary.counts(),
-                summary.error.as_deref(),
-            )
-            .await
-            .map_err(Error::from),
-            Err(e) => Err(e.into()),
-        };
-        if let Err(e) = ended {
-            tracing::error!(error = %e, runId = id, "cannot record the end of the sweep");
-        }
+    if let Some(id) = summary.run_id {
+        let counts = summary.counts();
+        runs::record_end(
+            &r.pool,
+            "sweep",
+            id,
+            summary.status,
+            &counts,
+            summary.error.as_deref(),
+        )
+        .await;
     }
     r.metrics.sweep_runs.inc((trigger, summary.status));
     r.metrics
