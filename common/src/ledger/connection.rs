@@ -12,7 +12,8 @@ use deadpool_postgres::{GenericClient, Object, Pool};
 use tokio_postgres::Statement;
 
 use super::money::{self, MoneyChange};
-use super::plan::{Columns, Found, Plan, Writes};
+use super::params::{Columns, Writes};
+use super::plan::{Found, Plan};
 use super::{Applied, BatchEntry, BatchMeta, LedgerError, OrderBusy, sql};
 
 type Sending<'a, T> = Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send + 'a>>;

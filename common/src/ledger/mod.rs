@@ -7,7 +7,8 @@
 //! - this file: the types every caller sees (sources, statuses, answers, errors).
 //! - [`decide`]: the pure state machine and the lookup keys of an event, with their table tests.
 //! - `sql`: every statement the ledger runs, written once.
-//! - `plan`: folds the state machine over a batch, in order, into the writes to make.
+//! - `plan`: folds the state machine over a batch, in order, into the writes to make; `params`: the
+//!   array parameters of the batch statements.
 //! - [`write`]: the one write: a batch sent in its own transaction (two stages: sent, then
 //!   recorded, with the retries of a failed batch).
 //! - `connection`: the connection guard that never reuses a half-written transaction, and the two
@@ -34,6 +35,7 @@ pub mod lookup;
 pub mod money;
 pub mod orphans;
 pub mod outbox;
+mod params;
 mod plan;
 mod sql;
 pub mod status;

@@ -11,7 +11,8 @@ use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::connection::Statements;
-use super::plan::{Columns, Found, Plan};
+use super::params::Columns;
+use super::plan::{Found, Plan};
 use super::{BatchEntry, LedgerError, OrderStatus, Source, sql};
 use crate::stripe::event::StripeEvent;
 
