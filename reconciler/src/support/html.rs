@@ -5,6 +5,8 @@
 
 use std::fmt::Write;
 
+use chrono::{DateTime, Utc};
+
 /// A value made safe for HTML text and attribute values.
 pub fn esc(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 8);
@@ -109,6 +111,16 @@ pub fn table(caption: &str, head: &[&str], rows: &[Vec<String>]) -> String {
     }
     out.push_str("</tbody></table>");
     out
+}
+
+/// A time, as every CLI output shows it (RFC 3339, UTC), escaped.
+pub fn time(t: &DateTime<Utc>) -> String {
+    esc(&crate::inspect::render::time(t))
+}
+
+/// An optional time, or a dash.
+pub fn opt_time(t: Option<&DateTime<Utc>>) -> String {
+    t.map_or_else(|| "–".to_owned(), time)
 }
 
 /// An optional value, escaped, or a dash.

@@ -1,24 +1,13 @@
-//! The support pages' bodies: login, overview, a timeline with its actions, and the result of an
-//! action. Every value goes through [`esc`]; times are RFC 3339, UTC, as in every CLI output.
+//! The support pages' bodies: login, a timeline with its actions, the result of an action, a
+//! message (the overview is in `overview`). Every value goes through [`esc`]; times are RFC 3339, UTC, as in every CLI output.
 
-use chrono::{DateTime, Utc};
-
-use super::html::{csrf_field, esc, opt, page, table, timeline_link};
-use super::query::RunRow;
+use super::html::{csrf_field, esc, opt, opt_time, page, table, time, timeline_link};
 use crate::inspect::Timeline;
 use crate::orders::OrderView;
 use crate::session::Verdict;
 
 /// The most ledger rows a timeline page shows (the newest are named by count past it).
 pub const MAX_TIMELINE_ROWS: usize = 200;
-
-fn time(t: &DateTime<Utc>) -> String {
-    esc(&crate::inspect::render::time(t))
-}
-
-fn opt_time(t: Option<&DateTime<Utc>>) -> String {
-    t.map_or_else(|| "–".to_owned(), time)
-}
 
 pub fn disabled() -> String {
     page(
@@ -50,156 +39,6 @@ pub fn message(title: &str, csrf: &str, text: &str) -> String {
         Some(csrf),
         &format!("<p class=\"verdict\">{}</p>", esc(text)),
     )
-}
-
-/// What the overview shows.
-pub struct Overview {
-    pub runs: Vec<RunRow>,
-    pub orphan_count: i64,
-    pub orphans: Vec<(String, String, Option<String>, DateTime<Utc>)>,
-    pub anomalies: Vec<(uuid::Uuid, String, String, DateTime<Utc>)>,
-    pub undelivered: Vec<(i64, uuid::Uuid, String, i32, bool, Option<String>)>,
-    #[allow(clippy::type_complexity)]
-    pub disputes: Vec<(
-        String,
-        uuid::Uuid,
-        String,
-        Option<String>,
-        Option<i64>,
-        Option<String>,
-        Option<DateTime<Utc>>,
-    )>,
-}
-
-pub fn overview(o: &Overview, csrf: &str) -> String {
-    let runs: Vec<Vec<String>> = o
-        .runs
-        .iter()
-        .map(|r| {
-            vec![
-                timeline_link(&crate::runs::request_id(r.id)),
-                esc(&r.scope),
-                esc(&r.trigger),
-                esc(&r.status),
-                time(&r.started_at),
-                format!(
-                    "{} → {}",
-                    opt_time(r.window_from.as_ref()),
-                    opt_time(r.window_to.as_ref())
-                ),
-                format!("{} / {}", r.missing, r.backfilled),
-                opt(r.error.as_deref()),
-            ]
-        })
-        .collect();
-    let orphans: Vec<Vec<String>> = o
-        .orphans
-        .iter()
-        .map(|(id, kind, session, received)| {
-            vec![
-                timeline_link(id),
-                esc(kind),
-                session.as_deref().map_or("–".into(), timeline_link),
-                time(received),
-            ]
-        })
-        .collect();
-    let anomalies: Vec<Vec<String>> = o
-        .anomalies
-        .iter()
-        .map(|(id, status, anomaly, at)| {
-            vec![
-                timeline_link(&id.to_string()),
-                esc(status),
-                esc(anomaly),
-                time(at),
-            ]
-        })
-        .collect();
-    let undelivered: Vec<Vec<String>> = o
-        .undelivered
-        .iter()
-        .map(|(id, order, kind, attempts, dead, error)| {
-            vec![
-                esc(&crate::notify::payload::public_id(*id)),
-                timeline_link(&order.to_string()),
-                esc(kind),
-                attempts.to_string(),
-                if *dead { "dead" } else { "waiting" }.to_owned(),
-                opt(error.as_deref()),
-            ]
-        })
-        .collect();
-    let disputes: Vec<Vec<String>> = o
-        .disputes
-        .iter()
-        .map(|(id, order, status, reason, amount, currency, due)| {
-            vec![
-                timeline_link(id),
-                timeline_link(&order.to_string()),
-                esc(status),
-                opt(reason.as_deref()),
-                format!(
-                    "{} {}",
-                    amount.map_or("–".into(), |a| a.to_string()),
-                    opt(currency.as_deref())
-                ),
-                opt_time(due.as_ref()),
-            ]
-        })
-        .collect();
-    let body = [
-        table(
-            "Open disputes (nearest evidence deadline first)",
-            &[
-                "dispute",
-                "order",
-                "status",
-                "reason",
-                "amount",
-                "evidence due",
-            ],
-            &disputes,
-        ),
-        table(
-            "Recent passes and sweeps (each links to the orders it touched)",
-            &[
-                "run",
-                "scope",
-                "trigger",
-                "status",
-                "started",
-                "window",
-                "missing / backfilled",
-                "error",
-            ],
-            &runs,
-        ),
-        table(
-            &format!("Open orphans ({} events with no order yet)", o.orphan_count),
-            &["event", "type", "session", "received"],
-            &orphans,
-        ),
-        table(
-            "Orders with an anomaly",
-            &["order", "status", "anomaly", "updated"],
-            &anomalies,
-        ),
-        table(
-            "Notifications not delivered",
-            &[
-                "notification",
-                "order",
-                "type",
-                "attempts",
-                "state",
-                "last error",
-            ],
-            &undelivered,
-        ),
-    ]
-    .concat();
-    page("Overview", Some(csrf), &body)
 }
 
 fn order_rows(order: &OrderView) -> Vec<Vec<String>> {
