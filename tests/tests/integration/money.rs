@@ -12,7 +12,7 @@ use sim::objects::{
     Dispute, Refund, Session, charge_refunded_with, dispute_event, refund_event, session_event,
 };
 use tests::edge::TestEdge;
-use tests::ledger::{NewOrder, insert_order};
+use tests::ledger::{NewOrder, insert_order, pending_order};
 use tests::pg::TestDb;
 use tokio_postgres::Client;
 use uuid::Uuid;
@@ -68,14 +68,7 @@ async fn paid_order(edge: &TestEdge, name: &str) -> (Uuid, String) {
     let session = Session::new(format!("cs_test_money_{name}"));
     let pi = session.payment_intent.clone().expect("pi");
     let db = edge.db.client().await;
-    let id = insert_order(
-        &db,
-        NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let id = pending_order(&db, &session.id).await;
     send(edge, &session_event("checkout.session.completed", &session)).await;
     (id, pi)
 }

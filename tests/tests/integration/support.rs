@@ -15,7 +15,7 @@ use reconciler::schedule::Daemon;
 use sim::objects::{Session, session_event};
 use sim::server::StripeSim;
 use tests::http::{Reply, request, send};
-use tests::ledger::{NewOrder, insert_order, order};
+use tests::ledger::{order, pending_order};
 use tests::pg::TestDb;
 use tokio::sync::oneshot;
 
@@ -127,14 +127,7 @@ async fn login_search_reconcile_and_redeliver() {
     // the daemon's start-up pass (RECONCILE_LOOKBACK=1h), as an old ticket is.
     let mut session = Session::new("cs_test_support_paid");
     session.created -= 3 * 24 * 3600;
-    let id = insert_order(
-        &client,
-        NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let id = pending_order(&client, &session.id).await;
     sim.add_event(session_event("checkout.session.completed", &session));
     let desk = Desk::start(&db, &sim, true).await;
 
@@ -308,14 +301,7 @@ async fn a_stripe_outage_still_shows_what_the_database_knows() {
     let client = db.client().await;
     let sim = StripeSim::start(KEY).await;
     let session = Session::new("cs_test_support_outage");
-    let id = insert_order(
-        &client,
-        NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let id = pending_order(&client, &session.id).await;
     let desk = Desk::start(&db, &sim, true).await;
     let cookie = desk.login().await;
     drop(sim);
@@ -348,14 +334,7 @@ async fn customer_values_never_reach_the_page_unescaped() {
     for (n, evil) in corpus.iter().enumerate() {
         // An anomaly text, a session id and a request id are what customers and the app control.
         let session_id = format!("cs_test_xss_{n}");
-        let id = insert_order(
-            &client,
-            NewOrder {
-                session_id: Some(session_id.clone()),
-                ..Default::default()
-            },
-        )
-        .await;
+        let id = pending_order(&client, &session_id).await;
         client
             .execute(
                 "UPDATE orders SET anomaly = $2 WHERE id = $1",
@@ -401,14 +380,7 @@ async fn a_long_timeline_is_shown_a_page_at_a_time() {
     let client = db.client().await;
     let sim = StripeSim::start(KEY).await;
     let session = Session::new("cs_test_support_long");
-    let id = insert_order(
-        &client,
-        NewOrder {
-            session_id: Some(session.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let id = pending_order(&client, &session.id).await;
     client
         .execute(
             "INSERT INTO payment_events (stripe_event_id, event_type, stripe_object_id,
