@@ -30,6 +30,18 @@ pub async fn get(addr: SocketAddr, path: &str) -> Reply {
     send(addr, req).await.expect("GET")
 }
 
+/// `method path` with no body, and `Authorization: Bearer <token>` when a token is given (the
+/// admin routes).
+pub async fn bearer(addr: SocketAddr, method: Method, path: &str, token: Option<&str>) -> Reply {
+    let mut req = request(method, addr, path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    send(addr, req.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .expect("reply")
+}
+
 /// Reads from `stream` until the peer closes it or `within` passes; returns what arrived and
 /// whether the peer closed.
 pub async fn read_until_closed(

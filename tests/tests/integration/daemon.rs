@@ -3,14 +3,12 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Method;
-use http_body_util::Full;
 use reconciler::schedule::Daemon;
 use sim::scenario::{Ending, Rates};
 use sim::server::StripeSim;
 use tests::edge::TestEdge;
-use tests::http::{eventually, get, request, send};
+use tests::http::{eventually, get};
 use tests::ledger::order;
 use tokio::sync::oneshot;
 
@@ -18,13 +16,7 @@ const KEY: &str = "sk_test_daemon_suite";
 const TOKEN: &str = "admin-token-for-tests-0123456789";
 
 async fn post(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> tests::http::Reply {
-    let mut req = request(Method::POST, addr, path);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    send(addr, req.body(Full::new(Bytes::new())).expect("request"))
-        .await
-        .expect("reply")
+    tests::http::bearer(addr, Method::POST, path, token).await
 }
 
 #[tokio::test]

@@ -5,15 +5,13 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Method;
-use http_body_util::Full;
 use reconciler::schedule::Daemon;
 use sim::scenario::{Ending, Rates};
 use sim::server::StripeSim;
 use sim::shop::Shop;
 use tests::edge::TestEdge;
-use tests::http::{Reply, eventually, request, send};
+use tests::http::{Reply, eventually};
 use tokio::sync::oneshot;
 
 const KEY: &str = "sk_test_success_page";
@@ -21,13 +19,7 @@ const TOKEN: &str = "admin-token-for-tests-0123456789";
 const SECRET: &str = "notify_secret_for_tests_0123456789abcdef";
 
 async fn call(addr: std::net::SocketAddr, method: Method, path: &str, token: bool) -> Reply {
-    let mut req = request(method, addr, path);
-    if token {
-        req = req.header("authorization", format!("Bearer {TOKEN}"));
-    }
-    send(addr, req.body(Full::new(Bytes::new())).expect("request"))
-        .await
-        .expect("reply")
+    tests::http::bearer(addr, method, path, token.then_some(TOKEN)).await
 }
 
 #[tokio::test]
