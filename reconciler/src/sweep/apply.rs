@@ -84,17 +84,21 @@ pub(super) async fn page(
     summary.objects_seen += objects.len() as u64;
     r.metrics.sweep_pages.inc(list.into());
     let key_livemode = r.stripe.is_live();
-    let mut candidates: Vec<(StripeEvent, &str)> = Vec::new();
+    // The candidates: each synthetic event and its object's exact bytes.
+    let mut events: Vec<StripeEvent> = Vec::new();
+    let mut payloads: Vec<&str> = Vec::new();
     for object in objects {
         match synthetic(list, object, key_livemode) {
-            Some(Ok(event)) => candidates.push((event, object.raw.get())),
+            Some(Ok(event)) => {
+                events.push(event);
+                payloads.push(object.raw.get());
+            }
             Some(Err(e)) => {
                 tracing::warn!(object = %object.id, error = %e, "a listed object cannot be read")
             }
             None => {}
         }
     }
-    let events: Vec<StripeEvent> = candidates.iter().map(|(e, _)| e.clone()).collect();
     let lacking = ledger::lacking(&r.pool.get().await?, &events).await?;
     if lacking.is_empty() {
         return Ok(());
@@ -103,7 +107,7 @@ pub(super) async fn page(
     let request_id = crate::runs::request_id(run_id);
     let entries: Vec<BatchEntry<'_>> = lacking
         .iter()
-        .filter_map(|&i| candidates.get(i))
+        .filter_map(|&i| Some((events.get(i)?, *payloads.get(i)?)))
         .map(|(event, payload)| BatchEntry {
             event,
             payload,
