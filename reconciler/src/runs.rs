@@ -116,19 +116,9 @@ pub struct Counts {
     pub orders_updated: u64,
 }
 
-/// Records a pass that did not run: another replica held the lock, or had already done the
-/// pass of the same tick.
+/// Records a run of `scope` that did not run, and why (another replica held the lock, or had
+/// already done the pass of the same tick).
 pub async fn skipped<C: GenericClient>(
-    client: &C,
-    trigger: Trigger,
-    tick: Option<DateTime<Utc>>,
-    reason: &str,
-) -> Result<i64, tokio_postgres::Error> {
-    skipped_scope(client, trigger, Scope::Window, tick, reason).await
-}
-
-/// Records a run of `scope` that did not run, and why.
-pub async fn skipped_scope<C: GenericClient>(
     client: &C,
     trigger: Trigger,
     scope: Scope,

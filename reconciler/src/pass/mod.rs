@@ -173,7 +173,8 @@ impl Pass<'_> {
     /// Records the pass as not run, and why.
     async fn skipped(&self, why: &str, summary: &mut PassSummary) -> Result<RunStatus, Error> {
         let client = self.r.pool.get().await?;
-        summary.run_id = Some(runs::skipped(&client, self.trigger, self.tick, why).await?);
+        summary.run_id =
+            Some(runs::skipped(&client, self.trigger, Scope::Window, self.tick, why).await?);
         Ok(RunStatus::Skipped)
     }
 

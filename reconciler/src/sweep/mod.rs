@@ -164,7 +164,7 @@ async fn locked(
     let Some(lock) = PassLock::try_acquire(&r.config.db).await? else {
         let client = r.pool.get().await?;
         summary.run_id = Some(
-            runs::skipped_scope(
+            runs::skipped(
                 &client,
                 trigger,
                 Scope::Sweep,
