@@ -2,8 +2,8 @@
 //! order appears, they are linked to it and the state machine is applied, through the same fold
 //! and the same writes as a batch of new events.
 //!
-//! They are found from the orders' side: the orders created or changed since the last pass (or
-//! the orders given) are joined to the orphans through each key's index, so a pass costs the same
+//! They are found from the orders' side: the orders whose keys appeared or changed since the last
+//! pass (created, given a session id, paid through a payment intent; or the orders given) are joined to the orphans through each key's index, so a pass costs the same
 //! whether there are a hundred or a million orphans that no order will ever claim.
 
 use chrono::{DateTime, Utc};
@@ -19,7 +19,7 @@ use crate::stripe::event::StripeEvent;
 /// Which orders may claim orphans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimants {
-    /// Orders created or changed at or after this time.
+    /// Orders whose keys appeared or changed at or after this time.
     pub changed_since: DateTime<Utc>,
     /// And these orders, whenever they changed.
     pub orders: Vec<Uuid>,
@@ -32,6 +32,10 @@ pub struct Adopted {
     pub linked: u64,
     /// Order transitions those events made.
     pub transitions: Vec<(OrderStatus, OrderStatus)>,
+    /// Every orphan the claimants matched was looked at: none was left for a later call because
+    /// its order was locked elsewhere or the limit was reached. Until then, the next call must
+    /// ask with the same claimants (their orders may not change again).
+    pub complete: bool,
 }
 
 /// Links the orphans that `claimants` now match (at most `limit`, oldest first) to their order,
@@ -55,8 +59,12 @@ pub async fn adopt_orphans<C: GenericClient>(
         .iter()
         .filter_map(|p| StripeEvent::parse_str(p).ok())
         .collect();
+    let full = rows.len() as i64 >= limit;
     if events.is_empty() {
-        return Ok(Adopted::default());
+        return Ok(Adopted {
+            complete: !full,
+            ..Adopted::default()
+        });
     }
     let entries: Vec<BatchEntry<'_>> = events
         .iter()
@@ -82,6 +90,7 @@ pub async fn adopt_orphans<C: GenericClient>(
             found
         })
         .collect();
+    let busy = found.iter().any(|f| f.busy);
     let mut plan = Plan::fold(&entries, &columns, &found, expect_livemode);
     let writes = plan.writes();
     let changes = Statements::prepare(client, &writes)
@@ -93,5 +102,6 @@ pub async fn adopt_orphans<C: GenericClient>(
     Ok(Adopted {
         linked: applied.clone().filter(|a| a.order_id.is_some()).count() as u64,
         transitions: applied.filter_map(|a| a.transition).collect(),
+        complete: !busy && !full,
     })
 }

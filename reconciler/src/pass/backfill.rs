@@ -143,8 +143,8 @@ async fn scan_window(
     Ok(())
 }
 
-/// Adopts the orphans that the orders changed since the last adoption (less the overlap) claim;
-/// `from` when none ran yet. Runs every pass, whatever Stripe answered.
+/// Adopts the orphans that the orders whose keys changed since the last complete adoption (less
+/// the overlap) claim; `from` when none ran yet. Runs every pass, whatever Stripe answered.
 pub(super) async fn adopt(
     r: &Reconciler,
     run_id: i64,
@@ -161,7 +161,10 @@ pub(super) async fn adopt(
     let tx = client.transaction().await?;
     let adopted =
         ledger::adopt_orphans(&tx, &claimants, r.config.expect_livemode, ORPHANS_PER_PASS).await?;
-    runs::adopted(&tx, run_id).await?;
+    if adopted.complete {
+        // Else the next pass asks again from the same point.
+        runs::adopted(&tx, run_id).await?;
+    }
     tx.commit().await?;
     summary.orphans_linked = adopted.linked;
     summary.orders_updated += adopted.transitions.len() as u64;
