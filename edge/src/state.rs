@@ -78,7 +78,7 @@ impl State {
             webhook_secrets: RwLock::new(Arc::new(config.webhook_secrets.clone())),
             tolerance_secs: config.webhook_tolerance_secs,
             max_body_bytes: config.max_body_bytes,
-            proxy: config.upstream_url.clone().map(|base| {
+            proxy: config.upstream_url.as_deref().map(|base| {
                 Proxy::new(
                     base,
                     config.upstream_timeout,

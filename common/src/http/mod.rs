@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by every listener of both binaries: the response body type and helpers,
-//! the request id carried by every answer, and (in [`serve`]) the bounded accept loop.
+//! the request id carried by every answer, and (in [`serve`]) the bounded accept loop, run on one
+//! thread per core by [`threads`] for the edge's public listener.
 
 use std::convert::Infallible;
 
@@ -10,9 +11,12 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use crate::telemetry::RequestId;
 
 mod connections;
+mod kept;
 mod pace;
 pub mod serve;
+pub mod threads;
 
+pub use kept::Kept;
 pub use serve::{Limits, Listening, Scheme, ServeStats, serve};
 
 /// Errors a response body can fail with (proxied bodies can).

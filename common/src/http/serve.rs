@@ -39,9 +39,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::Body;
 use super::connections::{Activity, Expired, OpenConnections, Registered, Watched};
 use super::pace::Pacer;
+use super::{Body, Kept};
 
 /// Largest request head (request line + headers) accepted; larger gets 431.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -162,9 +162,41 @@ impl Scheme {
     }
 }
 
+/// The connection cap of a listener and its open connections, shared by the threads serving it
+/// (one is evicted to make room for another accepted on any of them).
+#[derive(Clone)]
+pub struct Capacity {
+    /// One permit per open connection (`Limits::max_connections`).
+    slots: Arc<Semaphore>,
+    open: Arc<OpenConnections>,
+}
+
+impl Capacity {
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            open: Arc::new(OpenConnections::default()),
+        }
+    }
+}
+
 /// Serves `listening` until `stop` turns true, then drains for at most its grace period.
 pub async fn serve<H, F>(listening: Listening, handler: H, stop: watch::Receiver<bool>)
 where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let capacity = Capacity::new(&listening.limits);
+    serve_within(listening, capacity, handler, stop).await;
+}
+
+/// [`serve`] within a connection cap shared with other listeners on the same address.
+pub async fn serve_within<H, F>(
+    listening: Listening,
+    capacity: Capacity,
+    handler: H,
+    stop: watch::Receiver<bool>,
+) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
@@ -182,8 +214,8 @@ where
         stop,
         limits,
         stats,
-        slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
-        open: Arc::new(OpenConnections::default()),
+        slots: capacity.slots,
+        open: capacity.open,
         failures: AcceptFailures::default(),
     };
     let builder = Arc::new(builder(limits));
@@ -397,9 +429,11 @@ impl Connection {
         let service = {
             let activity = activity.clone();
             let pacer = self.pacer.clone();
+            let kept = Kept::default();
             service_fn(move |mut req: Request<Incoming>| {
                 let guard = activity.request_started();
                 req.extensions_mut().insert(scheme);
+                req.extensions_mut().insert(kept.clone());
                 let answer = handler(req, peer);
                 let pacer = pacer.clone();
                 async move {

@@ -12,14 +12,15 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::upstream::Answer;
 use crate::metrics::EdgeMetrics;
 use crate::routes::BoxError;
 
 /// What a response being sent back holds: the upstream body and the in-flight slot.
-type Held = (Incoming, OwnedSemaphorePermit);
+type Held = (Answer, OwnedSemaphorePermit);
 
 /// One proxied response on its way back.
 struct Flight {
@@ -63,7 +64,7 @@ impl Flights {
     /// given up.
     pub(super) fn watch(
         self: &Arc<Self>,
-        upstream: Incoming,
+        upstream: Answer,
         slot: OwnedSemaphorePermit,
     ) -> Returning {
         let flight = Arc::new(Flight {

@@ -6,10 +6,12 @@
 //! time-out is given up ([`flights`]), so that no slow peer can pin an upstream connection.
 
 mod flights;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -20,21 +22,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use common::metrics::{StatusClass, status_class};
 
 use crate::metrics::EdgeMetrics;
-use common::http::{Limits, Scheme};
+use common::http::{Kept, Limits, Scheme};
 use common::telemetry::RequestId;
 use flights::Flights;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use upstream::{Answer, Home, Upstream};
 
 use crate::error::Error;
 use crate::routes::{Body, BoxError, X_REQUEST_ID};
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 9] = [
@@ -49,41 +48,49 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// The pooled HTTP/1.1 client toward the app.
+/// The proxy toward the app: HTTP/1.1 connections driven by the client connections that use them
+/// ([`upstream`]).
 #[derive(Debug, Clone)]
 pub struct Proxy {
-    client: Client<HttpConnector, Stalling>,
+    /// `host:port` to connect to.
+    address: Arc<str>,
+    /// The app's authority, sent as `Host`.
+    host: Option<HeaderValue>,
+    /// Idle upstream connections now, over every client connection.
+    idle: Arc<AtomicUsize>,
     inflight: Arc<Semaphore>,
     max_inflight: usize,
     /// The responses on their way back, watched for clients that stop reading.
     flights: Arc<Flights>,
     body_timeout: Duration,
-    /// `http://host:port`
-    base: String,
     timeout: Duration,
     metrics: EdgeMetrics,
 }
 
 impl Proxy {
+    /// A proxy to `base` (`http://host[:port]`, as the config checked it).
     pub fn new(
-        base: String,
+        base: &str,
         timeout: Duration,
         max_inflight: usize,
         limits: &Limits,
         metrics: EdgeMetrics,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let authority = base.strip_prefix("http://").unwrap_or(base);
+        let address = match authority
+            .parse::<Authority>()
+            .ok()
+            .and_then(|a| a.port_u16())
+        {
+            Some(_) => authority.to_owned(),
+            None => format!("{authority}:80"),
+        };
         let max_inflight = max_inflight.max(1);
         metrics.proxy_in_flight_limit.set_value(max_inflight as f64);
         Self {
-            client,
-            base,
+            address: address.into(),
+            host: HeaderValue::from_str(authority).ok(),
+            idle: Arc::new(AtomicUsize::new(0)),
             timeout,
             inflight: Arc::new(Semaphore::new(max_inflight)),
             max_inflight,
@@ -138,20 +145,49 @@ impl Proxy {
     ) -> Result<Response<Body>, Error> {
         let (mut parts, body) = req.into_parts();
         let body = Stalling::new(body, self.body_timeout);
+        let home = parts
+            .extensions
+            .get::<Kept>()
+            .map(|kept| Home::new(kept.clone(), self.idle.clone()));
+        self.rewrite(&mut parts, peer, rid)?;
+        let req = Request::from_parts(parts, body);
+        let (resp, upstream) =
+            tokio::time::timeout(self.timeout, self.exchange(req, home.as_ref()))
+                .await
+                .map_err(|_| Error::UpstreamTimeout(self.timeout.as_secs()))??;
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        // The slot is held until the answer has streamed back (its upstream connection is busy),
+        // or the client has stopped reading it.
+        let body = Answer::new(body, upstream, home);
+        let body = self.flights.watch(body, slot).boxed();
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// The request as the app gets it: origin-form target, the app's `Host`, no hop-by-hop
+    /// headers, `X-Forwarded-*` and the request id added.
+    fn rewrite(
+        &self,
+        parts: &mut http::request::Parts,
+        peer: SocketAddr,
+        rid: &RequestId,
+    ) -> Result<(), Error> {
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = format!("{}{}", self.base, path)
-            .parse::<Uri>()
-            .map_err(Error::BadTarget)?;
+        if parts.uri.scheme().is_some() || parts.uri.path_and_query().is_none() {
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            parts.uri = path.parse::<Uri>().map_err(Error::BadTarget)?;
+        }
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
-        // The client sets Host to the app's authority; the caller's Host travels in X-Forwarded-Host.
-        parts.headers.remove(header::HOST);
+        match &self.host {
+            Some(host) => parts.headers.insert(header::HOST, host.clone()),
+            None => parts.headers.remove(header::HOST),
+        };
         append(
             &mut parts.headers,
             "x-forwarded-for",
@@ -169,18 +205,37 @@ impl Proxy {
         if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
             parts.headers.insert(X_REQUEST_ID, v);
         }
-        let call = self.client.request(Request::from_parts(parts, body));
-        let resp = match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => return Err(Error::UpstreamTimeout(self.timeout.as_secs())),
-            Ok(Err(e)) => return Err(Error::UpstreamConnect(Box::new(e))),
-            Ok(Ok(resp)) => resp,
-        };
-        let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        // The slot is held until the answer has streamed back (its upstream connection is busy),
-        // or the client has stopped reading it.
-        let body = self.flights.watch(body, slot).boxed();
-        Ok(Response::from_parts(parts, body))
+        Ok(())
+    }
+
+    /// Sends the request on this client connection's idle upstream connection, else on a new one,
+    /// and waits for the answer's head. A kept connection that the app has closed meanwhile is
+    /// dropped, and the request, which never left, goes on the next.
+    async fn exchange(
+        &self,
+        mut req: Request<Stalling>,
+        home: Option<&Home>,
+    ) -> Result<(Response<Incoming>, Upstream), Error> {
+        while let Some(mut upstream) = home.and_then(Home::take) {
+            if !upstream.ready().await {
+                continue;
+            }
+            match upstream.send(req).await {
+                Ok(resp) => return Ok((resp, upstream)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(Error::UpstreamConnect(Box::new(e.into_error()))),
+                },
+            }
+        }
+        let mut upstream = Upstream::connect(&self.address)
+            .await
+            .map_err(Error::UpstreamConnect)?;
+        upstream.ready().await;
+        match upstream.send(req).await {
+            Ok(resp) => Ok((resp, upstream)),
+            Err(e) => Err(Error::UpstreamConnect(Box::new(e.into_error()))),
+        }
     }
 }
 
