@@ -44,7 +44,7 @@ use tokio::sync::watch;
 use crate::group_commit::GroupCommit;
 use crate::state::State;
 pub use common::http::Limits;
-use common::http::Listening;
+use common::http::threads::{self, Serving, Sockets};
 
 /// A writer that holds work longer than the lock time-out plus this is stalled (`/ready` 503).
 const WRITER_STALL_MARGIN: Duration = Duration::from_secs(3);
@@ -77,7 +77,8 @@ impl StartError {
 /// A built edge: listeners bound, database checked, ready to run.
 pub struct App {
     state: Arc<State>,
-    public: TcpListener,
+    /// The public listener's sockets, one per serving thread.
+    public: Sockets,
     admin: TcpListener,
     grace: Duration,
 }
@@ -119,7 +120,12 @@ impl App {
                 .await
                 .map_err(|source| StartError::Bind { addr, source })
         };
-        let public = bind(config.listen).await?;
+        let public = Sockets::bind(config.listen, threads::per_core()).map_err(|source| {
+            StartError::Bind {
+                addr: config.listen,
+                source,
+            }
+        })?;
         let admin = bind(config.admin_listen).await?;
         let grace = config.shutdown_grace;
         let writer = GroupCommit::start(
@@ -178,16 +184,17 @@ impl App {
         let (stop_public, public_stopped) = watch::channel(false);
         let reconcile_status = tokio::spawn(reconcile_status(state.clone()));
         let watch = state.tls.clone().map(|tls| tokio::spawn(tls.watch()));
-        let listening = Listening {
+        let serving = Serving {
             name: "public",
-            listener: self.public,
             tls: state.tls.as_ref().map(|tls| tls.acceptor()),
             grace: self.grace,
             limits: state.limits,
             stats: state.public_stats.clone(),
         };
-        let public = tokio::spawn(common::http::serve(
-            listening,
+        let threads = self.public.threads();
+        let public = tokio::spawn(threads::serve_threads(
+            self.public,
+            serving,
             {
                 let state = state.clone();
                 move |req, peer| routes::public(req, state.clone(), peer)
@@ -196,6 +203,7 @@ impl App {
         ));
         tracing::info!(
             public = %public_addr,
+            threads,
             admin = %admin.addr(),
             version = common::build::VERSION,
             revision = common::build::REVISION,
