@@ -17,6 +17,8 @@
 #      the peer is skipped when node or npm is missing), BENCH_PERF=1 (profile the edge with
 #      `perf record -e cpu-clock` during the first 32-connection run; report in
 #      target/bench/edge-perf.txt).
+# Also reports how many of the edge's order updates were HOT (pg_stat_user_tables) and Postgres's
+# CPU per event.
 . "$(dirname "$0")/../lib.sh"
 # The load generator's events are test-mode events.
 export STRIPE_EXPECT_LIVEMODE=false
@@ -182,6 +184,29 @@ json.dump(r, open(sys.argv[1], "w"))
 PY
 }
 
+# The order updates Postgres has counted (all, HOT), once its backends have published their
+# counters (they do within a second of going idle): "upd hot".
+order_updates() {
+  local now last=
+  for _ in $(seq 1 30); do
+    now=$(psql -d bench -c "SELECT n_tup_upd || ' ' || n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'orders'")
+    [ "$now" = "$last" ] && break
+    last=$now
+    sleep 0.5
+  done
+  echo "$now"
+}
+# HOT order updates during the edge's runs (the edge's own updates only: pgbench runs between).
+hot_upd=0 all_upd=0
+edge_round() {
+  local before after
+  before=$(order_updates)
+  load_round edge "$edge_pid" "$1" "$2"
+  after=$(order_updates)
+  set -- $before $after
+  all_upd=$((all_upd + $3 - $1)); hot_upd=$((hot_upd + $4 - $2))
+}
+
 # One pgbench run first, not counted (a warm-up, as the edge and the peer get from their start-up
 # probes): in the three runs of 2026-12-01 the first pgbench run on the new database ran at half
 # the speed of the next ones (1.8–2.1k tx/s against 3.4–4.4k, its Postgres CPU per transaction
@@ -195,7 +220,7 @@ for r in $(seq 1 "$rounds"); do
   echo "    pgbench ${result%%:*} tx/s, Postgres CPU ${result##*:} us/tx"
   pgbench_runs+=("$result")
   echo "==> round $r: edge, 32 connections"
-  load_round edge "$edge_pid" 32 edge_r${r}_c32
+  edge_round 32 edge_r${r}_c32
   if [ -n "$peer_pid" ]; then
     echo "==> round $r: Node peer, 32 connections"
     load_round peer "$peer_pid" 32 peer_r${r}_c32
@@ -203,7 +228,7 @@ for r in $(seq 1 "$rounds"); do
 done
 for c in 8 64; do
   echo "==> edge, $c connections"
-  load_round edge "$edge_pid" $c edge_c$c
+  edge_round $c edge_c$c
   if [ -n "$peer_pid" ]; then
     echo "==> Node peer, $c connections"
     load_round peer "$peer_pid" $c peer_c$c
@@ -214,7 +239,7 @@ peer_rss_kb=0
 [ -n "$peer_pid" ] && peer_rss_kb=$(sed -n 's/^VmHWM:\s*\([0-9]*\) kB/\1/p' /proc/$peer_pid/status)
 batches=$(curl -fsS "http://127.0.0.1:$admin/metrics" | sed -n 's/^edge_ledger_batch_events_\(sum\|count\) \(.*\)/\1=\2/p' | tr '\n' ' ')
 
-python3 - "$rss_kb" "$peer_rss_kb" "$out/edge.json" "${pgbench_runs[*]}" "$work" "$batches" "$rounds" <<'PY'
+python3 - "$rss_kb" "$peer_rss_kb" "$out/edge.json" "${pgbench_runs[*]}" "$work" "$batches" "$rounds" "$all_upd" "$hot_upd" <<'PY'
 import json, os, statistics, sys
 rss_kb, peer_rss_kb, dest, pgb, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4].split(), sys.argv[5]
 batches = dict(kv.split("=") for kv in sys.argv[6].split())
@@ -270,6 +295,11 @@ print(f"edge CPU per event at 32 connections: {edge_cpu:.0f} us (median of round
 print(f"edge p99 at 32 connections: {edge_p99:.2f} ms (median of rounds)")
 print(f"edge peak RSS: {rss_kb / 1024:.1f} MB (target < 50 MB); Node peer peak RSS: {peer_rss_kb / 1024:.1f} MB")
 print(f"edge events per commit (all runs): {mean_batch:.1f} on average")
+all_upd, hot_upd = int(sys.argv[8]), int(sys.argv[9])
+result["orders_updates"] = {"all": all_upd, "hot": hot_upd}
+print(f"order updates during the edge's runs: {all_upd}, HOT {hot_upd} ({100 * hot_upd / max(all_upd, 1):.0f} %)")
+result["pg_cpu_us_per_event_32"] = statistics.median(e["pg_cpu_us_per_req"] for e in edge_rounds)
+print(f"Postgres CPU per event at 32 connections: {result['pg_cpu_us_per_event_32']:.0f} us (median of rounds)")
 json.dump(result, open(dest, "w"), indent=2)
 print(f"written: {dest}")
 PY
