@@ -1,14 +1,17 @@
 //! A fake upstream app: a real HTTP/1.1 server on port 0 that records every request it receives
-//! (over a channel) and answers by path:
+//! (over a channel), counts the connections it accepted, and answers by path:
 //! - `/status/<code>`: that status with a small body;
 //! - `/stall`: never answers;
 //! - `/download?bytes=N`: streams N pattern bytes;
 //! - `/upload`: reads the body as a stream and answers `{"bytes":n,"sum":s}`;
+//! - `/close`: 200, then closes the connection (`Connection: close`);
 //! - anything else: 200 `hello from upstream`, with hop-by-hop headers the edge must remove.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -32,6 +35,7 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: mpsc::UnboundedReceiver<Seen>,
+    accepted: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,8 +51,11 @@ impl Upstream {
             .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream address");
         let (tx, seen) = mpsc::unbounded_channel();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| answer(req, tx.clone()));
@@ -58,7 +65,17 @@ impl Upstream {
                 });
             }
         });
-        Self { addr, seen, task }
+        Self {
+            addr,
+            seen,
+            accepted,
+            task,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// The next request the upstream received.
@@ -116,6 +133,12 @@ async fn answer(
     }
     match path.as_str() {
         "/stall" => std::future::pending().await,
+        "/close" => {
+            let mut r = full(StatusCode::OK, "closing");
+            r.headers_mut()
+                .insert("connection", "close".parse().expect("header"));
+            Ok(r)
+        }
         "/download" => {
             let bytes = query
                 .strip_prefix("bytes=")

@@ -87,3 +87,59 @@ async fn record(
     let mut applied = ledger::record(pool, &[entry], meta).await.applied()?;
     applied.pop().ok_or(LedgerError::OrderBusy)
 }
+
+/// Schema V8: no column the ledger's order updates change is indexed, so paying an order and
+/// refunding it are HOT updates (no new index entry); the refund still finds its order by payment
+/// intent, through `order_payment_intents`.
+#[tokio::test]
+async fn order_updates_are_hot_and_refunds_find_their_order_by_payment_intent() {
+    let db = TestDb::new().await;
+    let pool = common::db::pool(&db.db_config()).expect("pool");
+    let admin = db.client().await;
+    let mut paid = Vec::new();
+    for n in 0..10 {
+        let session = Session::new(format!("cs_test_hot_{n}"));
+        let id = pending_order(&admin, &session.id).await;
+        let body = session_event("checkout.session.completed", &session).to_string();
+        let event = StripeEvent::parse(body.as_bytes()).expect("event");
+        record(&pool, &event, &body, "hot").await.expect("paid");
+        paid.push((id, session));
+    }
+    let (first, session) = &paid[0];
+    let payment_intent = session.payment_intent.as_deref().expect("payment intent");
+    let mapped: i64 = admin
+        .query_one("SELECT count(*) FROM order_payment_intents", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(mapped, 10, "each paying event recorded its payment intent");
+    let body = sim::objects::charge_refunded(payment_intent, 2000, 500).to_string();
+    let event = StripeEvent::parse(body.as_bytes()).expect("event");
+    let refund = record(&pool, &event, &body, "hot-refund")
+        .await
+        .expect("refund");
+    assert_eq!(refund.order_id, Some(*first));
+    assert_eq!(order(&admin, *first).await.status, "partially_refunded");
+
+    // Each backend publishes its counters within a second of going idle.
+    let counted = std::cell::Cell::new((0_i64, 0_i64));
+    let published = tests::http::eventually(Duration::from_secs(15), || async {
+        let row = admin
+            .query_one(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+                 WHERE relname = 'orders'",
+                &[],
+            )
+            .await
+            .expect("stats");
+        counted.set((row.get(0), row.get(1)));
+        counted.get().0 >= 11
+    })
+    .await;
+    let counted = counted.get();
+    assert!(published, "the updates were counted: {counted:?}");
+    assert_eq!(
+        counted.1, counted.0,
+        "every order update was HOT: {counted:?}"
+    );
+}

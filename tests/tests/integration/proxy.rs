@@ -270,3 +270,56 @@ async fn proxied_requests_are_counted() {
     assert!(value(r#"edge_proxy_requests_total{status_class="2xx"}"#) >= 1.0);
     assert!(metrics.contains("edge_proxy_request_duration_seconds_bucket"));
 }
+
+/// The proxy keeps the upstream connection of a client connection for its next request: one app
+/// connection serves a keep-alive client's requests; one the app closes is replaced, and the next
+/// request goes through on a new one.
+#[tokio::test]
+async fn a_client_connection_reuses_its_upstream_connection_and_survives_the_app_closing_it() {
+    let mut upstream = Upstream::start().await;
+    let edge = edge_in_front_of(&upstream).await;
+    let stream = TcpStream::connect(edge.public).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut get = async |path: &str| {
+        let req = Request::get(path)
+            .header("host", "shop.example")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let resp = sender.send_request(req).await.expect("response");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, body)
+    };
+    for n in 0..20 {
+        let (status, body) = get(&format!("/page/{n}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, "hello from upstream");
+        upstream.next().await;
+    }
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "one app connection for 20 requests"
+    );
+
+    let (status, _) = get("/close").await;
+    assert_eq!(status, 200);
+    upstream.next().await;
+    for n in 0..5 {
+        let (status, body) = get(&format!("/after/{n}")).await;
+        assert_eq!(
+            status, 200,
+            "request {n} after the app closed its connection"
+        );
+        assert_eq!(body, "hello from upstream");
+        upstream.next().await;
+    }
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "the closed connection was replaced once"
+    );
+}
