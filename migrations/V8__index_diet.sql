@@ -65,10 +65,12 @@ END $$;
 CREATE INDEX orders_anomaly_idx ON orders (anomaly) WHERE anomaly IS NOT NULL;
 
 -- Each payment intent an order has been paid through. A payment intent that moves to another
--- order (it cannot on Stripe; a hand edit can) follows it.
+-- order (it cannot on Stripe; a hand edit can) follows it. No foreign key: its check would cost
+-- a query per paying event, and the look-ups join `orders` (and check that the order still has
+-- this payment intent), so a row whose order was deleted by hand is never used.
 CREATE TABLE order_payment_intents (
     stripe_payment_intent_id text PRIMARY KEY,
-    order_id                 uuid NOT NULL REFERENCES orders (id),
+    order_id                 uuid NOT NULL,
     recorded_at              timestamptz NOT NULL DEFAULT now()
 );
 -- Rows only arrive, in time order: a block-range index costs next to nothing to keep.

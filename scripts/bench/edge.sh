@@ -95,7 +95,8 @@ params = {1: sid, 2: "NULL::uuid", 3: "NULL::uuid", 4: "NULL::text",
           11: ":payload", 12: "'webhook'", 13: "NULL::text"}
 lock_and_insert = re.sub(r"\$(\d+)", lambda m: params[int(m.group(1))], sql["lock_and_insert"])
 update = re.sub(r"\$(\d+)", lambda m: {1: ":id",
-                                        2: "'paid'", 3: "now()", 4: "('pi_pgb_' || :r || '_' || :client_id || '_' || :i)", 5: "NULL::text"}[int(m.group(1))],
+                                        2: "'paid'", 3: "now()", 4: "('pi_pgb_' || :r || '_' || :client_id || '_' || :i)", 5: "NULL::text",
+                                        6: "true", 7: "NULL::bigint", 8: "NULL::text"}[int(m.group(1))],
                 sql["update_order"])
 # The payload is a variable (bound per execution, like the edge's), not a literal that the
 # planner would parse into jsonb once.

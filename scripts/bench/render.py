@@ -28,6 +28,8 @@ GOAL_EDGE_OVER_PGBENCH = 2.0
 GOAL_EDGE_OVER_PEER = 6.0
 GOAL_EDGE_CPU_US = 40.0
 GOAL_P99_MS, GOAL_P999_MS = 10.0, 25.0
+# With a WAL flush that costs nothing (Postgres on tmpfs): the edge's own tail.
+GOAL_TMPFS_P99_MS, GOAL_TMPFS_P999_MS = 5.0, 15.0
 
 
 def machine():
@@ -96,15 +98,21 @@ def render_edge(d):
                  f"{d['peer_peak_rss_mb']:.0f} MB) | |")
     split = (f"Per event at 32 connections (medians of the rounds): the edge {cpu:.0f} µs of CPU, "
              f"Postgres {pg:.0f} µs, the load generator {lg:.0f} µs. Mean events per commit: "
-             f"{d['edge_mean_events_per_commit']:.1f}.\n")
+             f"{d['edge_mean_events_per_commit']:.1f}.")
+    upd = d.get("orders_updates")
+    if upd:
+        share = 100 * upd["hot"] / max(upd["all"], 1)
+        split += (f" Order updates during the edge's runs: {n(upd['all'])}, of which HOT "
+                  f"{n(upd['hot'])} ({share:.0f} %, `pg_stat_user_tables`).")
+    split += "\n"
     return "\n".join(rows) + "\n\n" + "\n".join(goals) + "\n\n" + split
 
 
 def render_latency_tmpfs(d):
-    return render_latency(d, "latency-tmpfs.svg")
+    return render_latency(d, "latency-tmpfs.svg", (GOAL_TMPFS_P99_MS, GOAL_TMPFS_P999_MS))
 
 
-def render_latency(d, svg="latency.svg"):
+def render_latency(d, svg="latency.svg", goal=(GOAL_P99_MS, GOAL_P999_MS)):
     rows = [f"| share of the maximum ({n(d['max_rps'])} req/s) | offered req/s | achieved | p50 ms "
             "| p99 ms | p99.9 ms | max ms | commits over 25 ms | webhooks over 25 ms (edge) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -114,9 +122,9 @@ def render_latency(d, svg="latency.svg"):
         rows.append(f"| {p['percent']} % | {n(p['rate'])} | {n(p['achieved'])} | {p['p50_ms']:.2f} | "
                     f"{p['p99_ms']:.1f} | {p['p999_ms']:.1f} | {p['max_ms']:.1f} | {commits} | {hooks} |")
     half = next(p for p in d["points"] if p["percent"] == 50)
-    ok = half["p99_ms"] < GOAL_P99_MS and half["p999_ms"] < GOAL_P999_MS
-    return ("\n".join(rows) + f"\n\nGoal at 50 %: p99 < {GOAL_P99_MS:.0f} ms and p99.9 < "
-            f"{GOAL_P999_MS:.0f} ms: {met(ok)} (p99 {half['p99_ms']:.1f} ms, p99.9 "
+    ok = half["p99_ms"] < goal[0] and half["p999_ms"] < goal[1]
+    return ("\n".join(rows) + f"\n\nGoal at 50 %: p99 < {goal[0]:.0f} ms and p99.9 < "
+            f"{goal[1]:.0f} ms: {met(ok)} (p99 {half['p99_ms']:.1f} ms, p99.9 "
             f"{half['p999_ms']:.1f} ms).\n\n![Webhook latency against the offered rate]({svg})\n")
 
 
