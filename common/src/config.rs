@@ -29,6 +29,7 @@ pub mod var {
     pub const EDGE_MAX_CONNECTIONS: &str = "EDGE_MAX_CONNECTIONS";
     pub const EDGE_BODY_BUDGET_BYTES: &str = "EDGE_BODY_BUDGET_BYTES";
     pub const EDGE_PROXY_MAX_INFLIGHT: &str = "EDGE_PROXY_MAX_INFLIGHT";
+    pub const EDGE_SERVE_THREADS: &str = "EDGE_SERVE_THREADS";
     pub const UPSTREAM_URL: &str = "UPSTREAM_URL";
     pub const UPSTREAM_TIMEOUT_SECS: &str = "UPSTREAM_TIMEOUT_SECS";
     pub const SHUTDOWN_GRACE_SECS: &str = "SHUTDOWN_GRACE_SECS";

@@ -37,8 +37,11 @@ pub struct EdgeConfig {
     pub max_connections: Option<usize>,
     /// Webhook body bytes in flight across all connections.
     pub body_budget_bytes: usize,
-    /// Proxied requests in flight (and so upstream connections) at most.
+    /// Proxied requests in flight (each on its own upstream connection) at most.
     pub proxy_max_inflight: usize,
+    /// Threads serving the public listener, each with its own runtime and `SO_REUSEPORT`
+    /// socket; 0: it shares the main multi-threaded runtime (one socket).
+    pub serve_threads: usize,
     /// `EDGE_TLS_CERT_FILE` and `EDGE_TLS_KEY_FILE`: the public listener speaks HTTPS.
     pub tls: Option<TlsFiles>,
 }
@@ -90,6 +93,7 @@ impl EdgeConfig {
         let proxy_max_inflight = p.with(var::EDGE_PROXY_MAX_INFLIGHT, 1024, |v| {
             range(v, 1, 1_000_000)
         });
+        let serve_threads = p.with(var::EDGE_SERVE_THREADS, 0, |v| range(v, 0, 256));
         if body_budget_bytes < max_body_bytes {
             p.problem(
                 var::EDGE_BODY_BUDGET_BYTES,
@@ -144,6 +148,7 @@ impl EdgeConfig {
             max_connections,
             body_budget_bytes,
             proxy_max_inflight,
+            serve_threads,
             tls,
         })
     }
@@ -246,6 +251,10 @@ mod tests {
         assert_eq!(c.db.lock_timeout, Duration::from_millis(2000));
         assert_eq!(c.db.statement_timeout(), Duration::from_secs(10));
         assert_eq!(c.upstream_url, None);
+        assert_eq!(
+            c.serve_threads, 0,
+            "the public listener shares the main runtime"
+        );
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
     }
 

@@ -120,7 +120,7 @@ impl App {
                 .await
                 .map_err(|source| StartError::Bind { addr, source })
         };
-        let public = Sockets::bind(config.listen, threads::per_core()).map_err(|source| {
+        let public = Sockets::bind(config.listen, config.serve_threads).map_err(|source| {
             StartError::Bind {
                 addr: config.listen,
                 source,
@@ -192,7 +192,7 @@ impl App {
             stats: state.public_stats.clone(),
         };
         let threads = self.public.threads();
-        let public = tokio::spawn(threads::serve_threads(
+        let public = tokio::spawn(threads::serve_sockets(
             self.public,
             serving,
             {

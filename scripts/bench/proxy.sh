@@ -8,7 +8,11 @@
 # down and up through the edge while its peak RSS is read (tests/tools/src/bin/proxybench.rs). Installs
 # wrk and nginx-light when missing (HAProxy too). Writes target/bench/proxy.json.
 #
+# The edge runs as a front door that mostly proxies would: its public listener on threads of its
+# own, one per core (EDGE_SERVE_THREADS).
+#
 # Env: BENCH_ROUNDS (3), BENCH_SECONDS (each wrk run, 10), BENCH_STREAM_MB (100),
+#      BENCH_SERVE_THREADS (the edge's EDGE_SERVE_THREADS; default: the cores; 0: the shared runtime),
 #      BENCH_PERF=1 (profile the edge with `perf record -e cpu-clock` during its first round;
 #      report in target/bench/proxy-perf.txt).
 . "$(dirname "$0")/../lib.sh"
@@ -31,7 +35,7 @@ app=$(free_port); port=$(free_port); admin=$(free_port); nginx_port=$(free_port)
 ./target/release/fake-app --port "$app" 2>"$work/app.log" &
 app_pid=$!
 scratch_pids+=("$app_pid")
-RUST_LOG=warn EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin UPSTREAM_URL=http://127.0.0.1:$app \
+RUST_LOG=warn EDGE_SERVE_THREADS=${BENCH_SERVE_THREADS:-$(nproc)} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin UPSTREAM_URL=http://127.0.0.1:$app \
   STRIPE_WEBHOOK_SECRET=whsec_proxy_bench ./target/release/edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!
 scratch_pids+=("$edge_pid")

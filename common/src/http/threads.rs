@@ -1,8 +1,9 @@
-//! A listener served by one thread per core: each thread runs a single-threaded runtime and accepts
-//! on its own socket bound to the same address (`SO_REUSEPORT`, the kernel spreads connections
-//! across them). A connection, its handlers and what they drive (the proxy's upstream
-//! connections) stay on the thread that accepted it: no work-stealing, no wake-up crossing
-//! threads. The connection cap and eviction stay one for the listener ([`Capacity`]).
+//! A listener served on the caller's runtime (one socket), or by threads of its own: each thread
+//! runs a single-threaded runtime and accepts on its own socket bound to the same address
+//! (`SO_REUSEPORT`, the kernel spreads connections across them). There, a connection, its
+//! handlers and what they drive (the proxy's upstream connections) stay on the thread that
+//! accepted it: no work-stealing, no wake-up crossing threads. The connection cap and eviction
+//! stay one for the listener ([`Capacity`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,31 +26,47 @@ const BACKLOG: i32 = 1024;
 
 /// The sockets of one listener, all bound to the same address.
 #[derive(Debug)]
-pub struct Sockets(Vec<std::net::TcpListener>);
+pub struct Sockets {
+    sockets: Vec<std::net::TcpListener>,
+    /// Each socket has a thread of its own (else: one socket, served on the caller's runtime).
+    threaded: bool,
+}
 
 impl Sockets {
-    /// Binds `threads` (at least one) sockets to `addr`; when its port is 0, the first picks one
-    /// and the others take the same.
+    /// `threads` sockets bound to `addr`, one per serving thread (when its port is 0, the first
+    /// picks one and the others take the same); 0 threads: one socket that no other may share,
+    /// served on the caller's runtime.
     pub fn bind(addr: SocketAddr, threads: usize) -> io::Result<Self> {
+        if threads == 0 {
+            let socket = std::net::TcpListener::bind(addr)?;
+            socket.set_nonblocking(true)?;
+            return Ok(Self {
+                sockets: vec![socket],
+                threaded: false,
+            });
+        }
         let first = reusable(addr)?;
         let addr = first.local_addr()?;
         let mut sockets = vec![first];
-        for _ in 1..threads.max(1) {
+        for _ in 1..threads {
             sockets.push(reusable(addr)?);
         }
-        Ok(Self(sockets))
+        Ok(Self {
+            sockets,
+            threaded: true,
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        match self.0.first() {
+        match self.sockets.first() {
             Some(socket) => socket.local_addr(),
             None => Err(io::Error::new(io::ErrorKind::NotFound, "no socket")),
         }
     }
 
-    /// The threads that will serve them.
+    /// The threads of their own that will serve them (0: the caller's runtime).
     pub fn threads(&self) -> usize {
-        self.0.len()
+        if self.threaded { self.sockets.len() } else { 0 }
     }
 }
 
@@ -65,6 +82,7 @@ fn reusable(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// How every thread of a listener serves (see [`Listening`]).
+#[derive(Clone)]
 pub struct Serving {
     pub name: &'static str,
     pub tls: Option<TlsAcceptor>,
@@ -73,14 +91,22 @@ pub struct Serving {
     pub stats: Arc<ServeStats>,
 }
 
-/// The number of threads to serve a listener with: one per core the process may use.
-pub fn per_core() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+impl Serving {
+    fn listening(self, listener: tokio::net::TcpListener) -> Listening {
+        Listening {
+            name: self.name,
+            listener,
+            tls: self.tls,
+            grace: self.grace,
+            limits: self.limits,
+            stats: self.stats,
+        }
+    }
 }
 
-/// Serves `sockets`, one thread each, until `stop` turns true; resolves once every thread has
-/// drained (each for at most the grace period) and ended.
-pub async fn serve_threads<H, F>(
+/// Serves `sockets` until `stop` turns true (one thread each, or on the caller's runtime);
+/// resolves once every thread has drained (each for at most the grace period) and ended.
+pub async fn serve_sockets<H, F>(
     sockets: Sockets,
     serving: Serving,
     handler: H,
@@ -90,21 +116,27 @@ pub async fn serve_threads<H, F>(
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     let capacity = Capacity::new(&serving.limits);
+    if !sockets.threaded {
+        for socket in sockets.sockets {
+            match tokio::net::TcpListener::from_std(socket) {
+                Ok(listener) => {
+                    let listening = serving.clone().listening(listener);
+                    serve_within(listening, capacity.clone(), handler.clone(), stop.clone()).await;
+                }
+                Err(e) => tracing::error!(listener = serving.name, error = %e, "cannot listen"),
+            }
+        }
+        return;
+    }
     let mut ended = Vec::new();
-    for (n, socket) in sockets.0.into_iter().enumerate() {
-        let listening = (
-            socket,
-            serving.tls.clone(),
-            serving.stats.clone(),
-            capacity.clone(),
-        );
-        let (handler, stop) = (handler.clone(), stop.clone());
-        let (name, grace, limits) = (serving.name, serving.grace, serving.limits);
+    for (n, socket) in sockets.sockets.into_iter().enumerate() {
+        let serving = serving.clone();
+        let (capacity, handler, stop) = (capacity.clone(), handler.clone(), stop.clone());
+        let name = serving.name;
         let (done, end) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(format!("{name}-{n}"))
             .spawn(move || {
-                let (socket, tls, stats, capacity) = listening;
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -116,22 +148,13 @@ pub async fn serve_threads<H, F>(
                     }
                 };
                 runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(socket) {
-                        Ok(listener) => listener,
-                        Err(e) => {
-                            tracing::error!(listener = name, error = %e, "cannot listen");
-                            return;
+                    match tokio::net::TcpListener::from_std(socket) {
+                        Ok(listener) => {
+                            serve_within(serving.listening(listener), capacity, handler, stop)
+                                .await
                         }
-                    };
-                    let listening = Listening {
-                        name,
-                        listener,
-                        tls,
-                        grace,
-                        limits,
-                        stats,
-                    };
-                    serve_within(listening, capacity, handler, stop).await;
+                        Err(e) => tracing::error!(listener = name, error = %e, "cannot listen"),
+                    }
                 });
                 // The connections still open past the grace period end with the runtime.
                 drop(runtime);

@@ -1,9 +1,11 @@
 //! The reverse proxy to the app (`UPSTREAM_URL`): every route except the webhook, bodies streamed
 //! both ways, hop-by-hop headers removed, `X-Forwarded-*` and `X-Request-Id` added; an unreachable
-//! app gives 502 and a slow one 504. Bounded: at most `EDGE_PROXY_MAX_INFLIGHT` requests (and so
-//! upstream connections) at once, 503 past it; a request body that stalls longer than the body
-//! read time-out between two chunks is cut, and a response the client does not read for the stall
-//! time-out is given up ([`flights`]), so that no slow peer can pin an upstream connection.
+//! app gives 502 and a slow one 504. Upstream connections are driven by the client connection's
+//! own task and kept for its next request ([`upstream`]). Bounded: at most
+//! `EDGE_PROXY_MAX_INFLIGHT` requests (each on its own upstream connection) at once, 503 past it;
+//! a request body that stalls longer than the body read time-out between two chunks is cut, and a
+//! response the client does not read for the stall time-out is given up ([`flights`]), so that no
+//! slow peer can pin an upstream connection.
 
 mod flights;
 mod upstream;

@@ -323,3 +323,47 @@ async fn a_client_connection_reuses_its_upstream_connection_and_survives_the_app
         "the closed connection was replaced once"
     );
 }
+
+/// `EDGE_SERVE_THREADS=2`: two threads, each with its own runtime and socket on the same port;
+/// clients on many connections are answered (proxied and webhook routes alike), each keeping
+/// its upstream connection.
+#[tokio::test]
+async fn the_public_listener_on_threads_of_its_own_serves_every_connection() {
+    let mut upstream = Upstream::start().await;
+    let edge = TestEdge::builder()
+        .env("UPSTREAM_URL", &upstream.url())
+        .env("EDGE_SERVE_THREADS", "2")
+        .spawn()
+        .await;
+    let mut senders = Vec::new();
+    for _ in 0..8 {
+        let stream = TcpStream::connect(edge.public).await.expect("connect");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        senders.push(sender);
+    }
+    for round in 0..3 {
+        for sender in &mut senders {
+            let req = Request::get(format!("/round/{round}"))
+                .header("host", "shop.example")
+                .body(Empty::<Bytes>::new())
+                .expect("request");
+            let resp = sender.send_request(req).await.expect("response");
+            assert_eq!(resp.status(), 200);
+            resp.into_body().collect().await.expect("body");
+            upstream.next().await;
+        }
+    }
+    assert_eq!(
+        upstream.connections(),
+        8,
+        "one app connection per client connection"
+    );
+    let answer = tests::http::get(edge.public, "/stripe/webhook").await;
+    assert_eq!(
+        answer.status, 405,
+        "the webhook route answers on these threads too"
+    );
+}
