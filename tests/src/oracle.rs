@@ -25,9 +25,7 @@ WITH found AS (
             AND ($1::text IS NULL OR o.stripe_session_id IS NULL OR o.stripe_session_id = $1)),
         (SELECT o.id FROM orders AS o WHERE o.id = $3
             AND ($1::text IS NULL OR o.stripe_session_id IS NULL OR o.stripe_session_id = $1)),
-        (SELECT o.id FROM order_payment_intents AS p JOIN orders AS o ON o.id = p.order_id
-            WHERE p.stripe_payment_intent_id = $4
-            AND o.stripe_payment_intent_id = p.stripe_payment_intent_id)) AS order_id,
+        (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = $4 LIMIT 1)) AS order_id,
         (SELECT o.id FROM orders AS o WHERE $1::text IS NOT NULL AND o.id IN ($2, $3)
             AND o.stripe_session_id <> $1 LIMIT 1) AS other_id
 ), target AS (

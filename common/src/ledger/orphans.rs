@@ -2,8 +2,8 @@
 //! order appears, they are linked to it and the state machine is applied, through the same fold
 //! and the same writes as a batch of new events.
 //!
-//! They are found from the orders' side: the orders whose keys appeared or changed since the last
-//! pass (created, given a session id, paid through a payment intent; or the orders given) are joined to the orphans through each key's index, so a pass costs the same
+//! They are found from the orders' side: the orders created or changed since the last pass (or
+//! the orders given) are joined to the orphans through each key's index, so a pass costs the same
 //! whether there are a hundred or a million orphans that no order will ever claim.
 
 use chrono::{DateTime, Utc};
@@ -19,7 +19,7 @@ use crate::stripe::event::StripeEvent;
 /// Which orders may claim orphans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimants {
-    /// Orders whose keys appeared or changed at or after this time.
+    /// Orders created or changed at or after this time.
     pub changed_since: DateTime<Utc>,
     /// And these orders, whenever they changed.
     pub orders: Vec<Uuid>,

@@ -26,10 +26,9 @@ macro_rules! order_lookup {
             " IS NULL OR o.stripe_session_id IS NULL OR o.stripe_session_id = ",
             $session,
             ")),
-    (SELECT o.id FROM order_payment_intents AS p JOIN orders AS o ON o.id = p.order_id
-     WHERE p.stripe_payment_intent_id = ",
+    (SELECT o.id FROM orders AS o WHERE o.stripe_payment_intent_id = ",
             $payment_intent,
-            " AND o.stripe_payment_intent_id = p.stripe_payment_intent_id))"
+            " LIMIT 1))"
         )
     };
 }
@@ -194,19 +193,14 @@ UPDATE payment_events AS p SET order_id = l.order_id
 FROM unnest($1::text[], $2::uuid[]) AS l (event_id, order_id)
 WHERE p.stripe_event_id = l.event_id";
 
-/// Orphans (events stored with no order) that the orders whose keys appeared or changed since $1
-/// (created, given a session id, paid through a payment intent), or the orders $2, may now claim:
-/// joins from those orders through each key's index, never a scan of the orphans.
+/// Orphans (events stored with no order) that the orders changed since $1, or the orders $2, may
+/// now claim: joins from those orders through each key's index, never a scan of the orphans.
 /// At most $3 of them, oldest first: the payload text (exact, never expanded).
 pub(super) const CLAIMABLE_ORPHANS: &str = "\
 WITH candidates AS (
     SELECT o.id, o.stripe_session_id, o.stripe_payment_intent_id
     FROM orders AS o
-    WHERE o.keys_changed_at >= $1 OR o.id = ANY($2)
-    UNION
-    SELECT o.id, o.stripe_session_id, o.stripe_payment_intent_id
-    FROM order_payment_intents AS p JOIN orders AS o ON o.id = p.order_id
-    WHERE p.recorded_at >= $1
+    WHERE o.updated_at >= $1 OR o.id = ANY($2)
 ), claimable AS (
     SELECT e.id FROM candidates AS c JOIN payment_events AS e
         ON e.stripe_session_id = c.stripe_session_id AND e.order_id IS NULL

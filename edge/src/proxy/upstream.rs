@@ -32,11 +32,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[error("connecting to the app took longer than {0:?}")]
 pub struct ConnectTimeout(Duration);
 
+/// The half of a connection to the app that reads and writes it.
+type Connection = http1::Connection<TokioIo<TcpStream>, Stalling>;
+
 /// One HTTP/1.1 connection to the app.
 pub(super) struct Upstream {
     send: http1::SendRequest<Stalling>,
     /// `None` once the connection has ended.
-    conn: Option<Pin<Box<http1::Connection<TokioIo<TcpStream>, Stalling>>>>,
+    conn: Option<Pin<Box<Connection>>>,
 }
 
 impl Upstream {

@@ -143,8 +143,8 @@ async fn scan_window(
     Ok(())
 }
 
-/// Adopts the orphans that the orders whose keys changed since the last complete adoption (less
-/// the overlap) claim; `from` when none ran yet. Runs every pass, whatever Stripe answered.
+/// Adopts the orphans that the orders changed since the last complete adoption (less the
+/// overlap) claim; `from` when none ran yet. Runs every pass, whatever Stripe answered.
 pub(super) async fn adopt(
     r: &Reconciler,
     run_id: i64,

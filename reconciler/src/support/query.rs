@@ -164,8 +164,7 @@ pub async fn order_of_object<C: GenericClient>(
 ) -> Result<Option<Uuid>, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT p.order_id FROM order_payment_intents AS p JOIN orders AS o ON o.id = p.order_id
-             WHERE p.stripe_payment_intent_id = $1
+            "SELECT id FROM orders WHERE stripe_payment_intent_id = $1
              UNION ALL SELECT order_id FROM refunds WHERE id = $1
              UNION ALL SELECT order_id FROM disputes WHERE id = $1
              LIMIT 1",
