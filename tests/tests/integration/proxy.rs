@@ -8,7 +8,7 @@ use http::{Method, Request, Version};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tests::edge::TestEdge;
-use tests::http::{request, send};
+use tests::http::{keep_alive, request, send};
 use tests::upstream::{Pattern, Upstream};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -187,11 +187,7 @@ async fn large_bodies_stream_both_ways() {
     let edge = edge_in_front_of(&upstream).await;
 
     // Download: read frame by frame, never holding the body.
-    let stream = TcpStream::connect(edge.public).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
+    let mut sender = keep_alive(edge.public).await.expect("connection");
     let req = Request::get(format!("/download?bytes={SIZE}"))
         .header("host", "shop.example")
         .body(Empty::<Bytes>::new())
@@ -209,11 +205,7 @@ async fn large_bodies_stream_both_ways() {
     assert_eq!((n, sum), (SIZE, Pattern::sum(SIZE)));
 
     // Upload: a streamed request body, checked by the app as it arrives.
-    let stream = TcpStream::connect(edge.public).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
+    let mut sender = keep_alive(edge.public).await.expect("connection");
     let req = Request::post("/upload")
         .header("host", "shop.example")
         .body(Pattern::new(SIZE))
@@ -278,11 +270,7 @@ async fn proxied_requests_are_counted() {
 async fn a_client_connection_reuses_its_upstream_connection_and_survives_the_app_closing_it() {
     let mut upstream = Upstream::start().await;
     let edge = edge_in_front_of(&upstream).await;
-    let stream = TcpStream::connect(edge.public).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
+    let mut sender = keep_alive(edge.public).await.expect("connection");
     let mut get = async |path: &str| {
         let req = Request::get(path)
             .header("host", "shop.example")
@@ -337,11 +325,7 @@ async fn the_public_listener_on_threads_of_its_own_serves_every_connection() {
         .await;
     let mut senders = Vec::new();
     for _ in 0..8 {
-        let stream = TcpStream::connect(edge.public).await.expect("connect");
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
+        let sender = keep_alive(edge.public).await.expect("connection");
         senders.push(sender);
     }
     for round in 0..3 {
