@@ -26,10 +26,11 @@ const BACKLOG: i32 = 1024;
 
 /// The sockets of one listener, all bound to the same address.
 #[derive(Debug)]
-pub struct Sockets {
-    sockets: Vec<std::net::TcpListener>,
-    /// Each socket has a thread of its own (else: one socket, served on the caller's runtime).
-    threaded: bool,
+pub enum Sockets {
+    /// One socket that no other may share, served on the caller's runtime.
+    Shared(std::net::TcpListener),
+    /// One socket per serving thread, each with a runtime of its own.
+    Threads(Vec<std::net::TcpListener>),
 }
 
 impl Sockets {
@@ -40,10 +41,7 @@ impl Sockets {
         if threads == 0 {
             let socket = std::net::TcpListener::bind(addr)?;
             socket.set_nonblocking(true)?;
-            return Ok(Self {
-                sockets: vec![socket],
-                threaded: false,
-            });
+            return Ok(Self::Shared(socket));
         }
         let first = reusable(addr)?;
         let addr = first.local_addr()?;
@@ -51,22 +49,25 @@ impl Sockets {
         for _ in 1..threads {
             sockets.push(reusable(addr)?);
         }
-        Ok(Self {
-            sockets,
-            threaded: true,
-        })
+        Ok(Self::Threads(sockets))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        match self.sockets.first() {
-            Some(socket) => socket.local_addr(),
-            None => Err(io::Error::new(io::ErrorKind::NotFound, "no socket")),
+        match self {
+            Self::Shared(socket) => socket.local_addr(),
+            Self::Threads(sockets) => match sockets.first() {
+                Some(socket) => socket.local_addr(),
+                None => Err(io::Error::new(io::ErrorKind::NotFound, "no socket")),
+            },
         }
     }
 
     /// The threads of their own that will serve them (0: the caller's runtime).
     pub fn threads(&self) -> usize {
-        if self.threaded { self.sockets.len() } else { 0 }
+        match self {
+            Self::Shared(_) => 0,
+            Self::Threads(sockets) => sockets.len(),
+        }
     }
 }
 
@@ -116,20 +117,20 @@ pub async fn serve_sockets<H, F>(
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     let capacity = Capacity::new(&serving.limits);
-    if !sockets.threaded {
-        for socket in sockets.sockets {
+    let sockets = match sockets {
+        Sockets::Shared(socket) => {
             match tokio::net::TcpListener::from_std(socket) {
                 Ok(listener) => {
-                    let listening = serving.clone().listening(listener);
-                    serve_within(listening, capacity.clone(), handler.clone(), stop.clone()).await;
+                    serve_within(serving.listening(listener), capacity, handler, stop).await
                 }
                 Err(e) => tracing::error!(listener = serving.name, error = %e, "cannot listen"),
             }
+            return;
         }
-        return;
-    }
+        Sockets::Threads(sockets) => sockets,
+    };
     let mut ended = Vec::new();
-    for (n, socket) in sockets.sockets.into_iter().enumerate() {
+    for (n, socket) in sockets.into_iter().enumerate() {
         let serving = serving.clone();
         let (capacity, handler, stop) = (capacity.clone(), handler.clone(), stop.clone());
         let name = serving.name;
