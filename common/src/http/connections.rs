@@ -4,7 +4,8 @@
 //! longest (no request in progress; idle since its last request ended, or since accept if it never
 //! sent one) is asked to close to make room for a new one. Idleness is read only then, so requests
 //! pay nothing for it; the scan is over the open connections, once per connection accepted at the
-//! cap.
+//! cap. The cap's slots and the open connections make a listener's [`Capacity`], one for all the
+//! threads that serve it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -16,8 +17,28 @@ use hyper::body::{Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use tokio::sync::Semaphore;
+
 use super::serve::Limits;
 use super::{Body, BoxError};
+
+/// The connection cap of a listener and its open connections, shared by the threads serving it
+/// (one is evicted to make room for another accepted on any of them).
+#[derive(Clone)]
+pub struct Capacity {
+    /// One permit per open connection (`Limits::max_connections`).
+    pub(super) slots: Arc<Semaphore>,
+    pub(super) open: Arc<OpenConnections>,
+}
+
+impl Capacity {
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            open: Arc::new(OpenConnections::default()),
+        }
+    }
+}
 
 /// Every open connection of one listener.
 #[derive(Default)]

@@ -39,6 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+pub use super::connections::Capacity;
 use super::connections::{Activity, Expired, OpenConnections, Registered, Watched};
 use super::pace::Pacer;
 use super::{Body, Kept};
@@ -158,24 +159,6 @@ impl Scheme {
         match self {
             Self::Http => "http",
             Self::Https => "https",
-        }
-    }
-}
-
-/// The connection cap of a listener and its open connections, shared by the threads serving it
-/// (one is evicted to make room for another accepted on any of them).
-#[derive(Clone)]
-pub struct Capacity {
-    /// One permit per open connection (`Limits::max_connections`).
-    slots: Arc<Semaphore>,
-    open: Arc<OpenConnections>,
-}
-
-impl Capacity {
-    pub fn new(limits: &Limits) -> Self {
-        Self {
-            slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
-            open: Arc::new(OpenConnections::default()),
         }
     }
 }
