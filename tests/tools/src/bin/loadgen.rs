@@ -136,6 +136,8 @@ struct Totals {
     ok: usize,
     failed: usize,
     latencies_us: Vec<u32>,
+    /// Open loop: (the request's index, its latency in µs), for the per-second timeline.
+    by_index: Vec<(usize, u32)>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -235,12 +237,14 @@ async fn send_all(args: &Args, requests: Vec<(Bytes, String)>) -> Result<Totals,
         ok: 0,
         failed: 0,
         latencies_us: Vec::with_capacity(args.requests),
+        by_index: Vec::new(),
     };
     for w in workers {
         let t = w.await.map_err(|e| e.to_string())??;
         totals.ok += t.ok;
         totals.failed += t.failed;
         totals.latencies_us.extend(t.latencies_us);
+        totals.by_index.extend(t.by_index);
     }
     Ok(totals)
 }
@@ -270,6 +274,37 @@ impl Ledger {
             .await?,
         })
     }
+}
+
+/// Open loop: per second of the schedule (by due time), the requests due, their p99 and maximum
+/// latency, and how many took over 25 ms: shows whether a tail is spread out or a few stalls.
+fn timeline(rate: Option<f64>, by_index: &[(usize, u32)]) -> serde_json::Value {
+    let Some(rate) = rate.filter(|r| *r > 0.0) else {
+        return serde_json::Value::Null;
+    };
+    let mut seconds: Vec<Vec<u32>> = Vec::new();
+    for &(i, latency) in by_index {
+        let s = (i as f64 / rate) as usize;
+        if seconds.len() <= s {
+            seconds.resize_with(s + 1, Vec::new);
+        }
+        seconds[s].push(latency);
+    }
+    let rows = seconds.into_iter().enumerate().map(|(s, mut l)| {
+        l.sort_unstable();
+        let at = |p: f64| {
+            l.get(((l.len().max(1) - 1) as f64 * p) as usize)
+                .map_or(0.0, |v| *v as f64 / 1000.0)
+        };
+        json!({
+            "second": s,
+            "requests": l.len(),
+            "p99_ms": at(0.99),
+            "max_ms": at(1.0),
+            "over_25ms": l.iter().filter(|v| **v > 25_000).count(),
+        })
+    });
+    serde_json::Value::Array(rows.collect())
 }
 
 /// Prints the run's line, writes its JSON, and fails unless the ledger holds exactly one row per
@@ -316,6 +351,7 @@ fn report(
         "app_cpu_us_per_req": per_request(cpu_before.app, cpu_after.app),
         "pg_cpu_us_per_req": per_request(cpu_before.postgres, cpu_after.postgres),
         "loadgen_cpu_us_per_req": per_request(cpu_before.loadgen, cpu_after.loadgen),
+        "timeline": timeline(args.rate, &totals.by_index),
     });
     println!(
         "loadgen c={:<3} requests={} ok={} failed={} {:.0} req/s p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms ledger_rows={} paid={} rows_checked={}",
@@ -381,6 +417,7 @@ async fn worker(
         ok: 0,
         failed: 0,
         latencies_us: Vec::new(),
+        by_index: Vec::new(),
     };
     let addr = target.addr;
     let mut sender = target.connect().await?;
@@ -409,9 +446,11 @@ async fn worker(
             Ok(resp) => {
                 let ok = resp.status().is_success();
                 let _ = resp.into_body().collect().await;
-                totals
-                    .latencies_us
-                    .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                let latency = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                totals.latencies_us.push(latency);
+                if schedule.is_some() {
+                    totals.by_index.push((i, latency));
+                }
                 if ok {
                     totals.ok += 1
                 } else {
