@@ -11,6 +11,8 @@
 #   tls         what HTTPS and a database over TLS cost the ingestion (scripts/bench/tls.sh)
 #   notify      order notifications: ingestion with and without the outbox, delivery rate and
 #               latency (scripts/bench/notify.sh)
+# Not run here: scripts/bench/ab.sh, which compares builds or settings of the edge side by side in
+# alternating rounds (a change of 10 % is invisible between two separate runs on this machine).
 # Each writes target/bench/<name>.json; a benchmark that fails stops the run, and the doc keeps
 # its previous tables for the sections not rewritten. About 50 minutes on 2 cores; run it on an
 # otherwise idle machine (the benchmarks share its cores with Postgres and their load generators).
