@@ -23,7 +23,7 @@
 . "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
 
-[ $# -ge 2 ] || { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 rounds=${BENCH_ROUNDS:-8}
 requests=${BENCH_REQUESTS:-20000}
 connections=${BENCH_CONNECTIONS:-32}
