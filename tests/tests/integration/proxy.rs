@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Version};
 use http_body_util::{BodyExt, Empty, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tests::edge::TestEdge;
 use tests::http::{keep_alive, request, send};
@@ -18,6 +19,18 @@ async fn edge_in_front_of(upstream: &Upstream) -> TestEdge {
         .env("UPSTREAM_URL", &upstream.url())
         .spawn()
         .await
+}
+
+/// One GET for the shop's host on a kept-alive connection: its status and whole body.
+async fn get_on(sender: &mut SendRequest<Empty<Bytes>>, path: &str) -> (http::StatusCode, Bytes) {
+    let req = Request::get(path)
+        .header("host", "shop.example")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, body)
 }
 
 #[tokio::test]
@@ -271,18 +284,8 @@ async fn a_client_connection_reuses_its_upstream_connection_and_survives_the_app
     let mut upstream = Upstream::start().await;
     let edge = edge_in_front_of(&upstream).await;
     let mut sender = keep_alive(edge.public).await.expect("connection");
-    let mut get = async |path: &str| {
-        let req = Request::get(path)
-            .header("host", "shop.example")
-            .body(Empty::<Bytes>::new())
-            .expect("request");
-        let resp = sender.send_request(req).await.expect("response");
-        let status = resp.status();
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        (status, body)
-    };
     for n in 0..20 {
-        let (status, body) = get(&format!("/page/{n}")).await;
+        let (status, body) = get_on(&mut sender, &format!("/page/{n}")).await;
         assert_eq!(status, 200);
         assert_eq!(body, "hello from upstream");
         upstream.next().await;
@@ -293,11 +296,11 @@ async fn a_client_connection_reuses_its_upstream_connection_and_survives_the_app
         "one app connection for 20 requests"
     );
 
-    let (status, _) = get("/close").await;
+    let (status, _) = get_on(&mut sender, "/close").await;
     assert_eq!(status, 200);
     upstream.next().await;
     for n in 0..5 {
-        let (status, body) = get(&format!("/after/{n}")).await;
+        let (status, body) = get_on(&mut sender, &format!("/after/{n}")).await;
         assert_eq!(
             status, 200,
             "request {n} after the app closed its connection"
@@ -330,13 +333,8 @@ async fn the_public_listener_on_threads_of_its_own_serves_every_connection() {
     }
     for round in 0..3 {
         for sender in &mut senders {
-            let req = Request::get(format!("/round/{round}"))
-                .header("host", "shop.example")
-                .body(Empty::<Bytes>::new())
-                .expect("request");
-            let resp = sender.send_request(req).await.expect("response");
-            assert_eq!(resp.status(), 200);
-            resp.into_body().collect().await.expect("body");
+            let (status, _) = get_on(sender, &format!("/round/{round}")).await;
+            assert_eq!(status, 200);
             upstream.next().await;
         }
     }
