@@ -28,7 +28,8 @@ pub struct EdgeConfig {
     pub batch_max: usize,
     pub expect_livemode: Option<bool>,
     /// `scheme://authority` of the app, without a trailing slash.
-    pub upstream_url: Option<String>,
+    /// `UPSTREAM_URL`: the app behind the proxy.
+    pub upstream: Option<UpstreamApp>,
     pub upstream_timeout: Duration,
     pub shutdown_grace: Duration,
     /// From accept to a complete request head, protocol detection included.
@@ -53,6 +54,16 @@ pub struct TlsFiles {
     pub key: std::path::PathBuf,
 }
 
+/// `UPSTREAM_URL` (`http://host[:port]`), parsed once: where the proxy connects and the `Host`
+/// the app is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamApp {
+    /// The URL's authority (`host[:port]`), sent to the app as `Host`.
+    pub authority: String,
+    /// `host:port` to connect to (port 80 when the URL names none).
+    pub address: String,
+}
+
 impl EdgeConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_source(&ProcessEnv)
@@ -74,7 +85,7 @@ impl EdgeConfig {
         let ledger_writers = p.with(var::EDGE_LEDGER_WRITERS, 1, |v| range(v, 1, 64));
         let batch_max = p.with(var::EDGE_BATCH_MAX, 128, |v| range(v, 1, 1000));
         let expect_livemode = p.expect_livemode();
-        let upstream_url = p.with(var::UPSTREAM_URL, None, upstream_url);
+        let upstream = p.with(var::UPSTREAM_URL, None, |v| http_like::parse(v).map(Some));
         let upstream_timeout = p.with(var::UPSTREAM_TIMEOUT_SECS, Duration::from_secs(30), |v| {
             range(v, 1, 3600).map(Duration::from_secs)
         });
@@ -141,7 +152,7 @@ impl EdgeConfig {
             ledger_writers,
             batch_max,
             expect_livemode,
-            upstream_url,
+            upstream,
             upstream_timeout,
             shutdown_grace,
             header_timeout,
@@ -198,19 +209,11 @@ fn webhook_secrets(v: &str) -> Result<Vec<Secret>, String> {
     Ok(out)
 }
 
-fn upstream_url(v: &str) -> Result<Option<String>, String> {
-    let uri: http_like::Parts = http_like::parse(v)?;
-    Ok(Some(format!("{}://{}", uri.scheme, uri.authority)))
-}
-
 /// A small, strict parser for `UPSTREAM_URL` (http only: TLS to the app terminates elsewhere).
 mod http_like {
-    pub struct Parts {
-        pub scheme: &'static str,
-        pub authority: String,
-    }
+    use super::UpstreamApp;
 
-    pub fn parse(v: &str) -> Result<Parts, String> {
+    pub fn parse(v: &str) -> Result<UpstreamApp, String> {
         let rest = v.strip_prefix("http://").ok_or_else(|| {
             "must start with http:// (for example http://127.0.0.1:3000)".to_owned()
         })?;
@@ -218,9 +221,17 @@ mod http_like {
         if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
             return Err("must be http://host[:port] with no path".into());
         }
-        Ok(Parts {
-            scheme: "http",
+        let address = match authority
+            .parse::<http::uri::Authority>()
+            .ok()
+            .and_then(|a| a.port_u16())
+        {
+            Some(_) => authority.to_owned(),
+            None => format!("{authority}:80"),
+        };
+        Ok(UpstreamApp {
             authority: authority.to_owned(),
+            address,
         })
     }
 }
@@ -250,12 +261,33 @@ mod tests {
         assert_eq!(c.expect_livemode, None);
         assert_eq!(c.db.lock_timeout, Duration::from_millis(2000));
         assert_eq!(c.db.statement_timeout(), Duration::from_secs(10));
-        assert_eq!(c.upstream_url, None);
+        assert_eq!(c.upstream, None);
         assert_eq!(
             c.serve_threads, 0,
             "the public listener shares the main runtime"
         );
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_upstream_url_gives_the_apps_host_and_the_address_to_connect_to() {
+        let app = |url: &'static str| {
+            EdgeConfig::from_source(&env(&[
+                DB,
+                MODE,
+                ("STRIPE_WEBHOOK_SECRET", "whsec_a"),
+                ("UPSTREAM_URL", url),
+            ]))
+            .expect("valid")
+            .upstream
+            .expect("an upstream")
+        };
+        let named = app("http://127.0.0.1:3000/");
+        assert_eq!(named.authority, "127.0.0.1:3000");
+        assert_eq!(named.address, "127.0.0.1:3000");
+        let default_port = app("http://app.internal");
+        assert_eq!(default_port.authority, "app.internal");
+        assert_eq!(default_port.address, "app.internal:80");
     }
 
     #[test]

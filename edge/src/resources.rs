@@ -34,7 +34,7 @@ pub fn fd_limit() -> Option<u64> {
 /// quarter of the limit), the admin listener and the rest.
 pub fn reserve(config: &EdgeConfig, limit: usize) -> usize {
     let database = config.db.pool_size + config.ledger_writers * CONNECTIONS_PER_WRITER;
-    let upstream = match config.upstream_url {
+    let upstream = match config.upstream {
         Some(_) => config.proxy_max_inflight.min(limit / 4),
         None => 0,
     };

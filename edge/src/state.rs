@@ -78,9 +78,9 @@ impl State {
             webhook_secrets: RwLock::new(Arc::new(config.webhook_secrets.clone())),
             tolerance_secs: config.webhook_tolerance_secs,
             max_body_bytes: config.max_body_bytes,
-            proxy: config.upstream_url.as_deref().map(|base| {
+            proxy: config.upstream.as_ref().map(|app| {
                 Proxy::new(
-                    base,
+                    app,
                     config.upstream_timeout,
                     config.proxy_max_inflight,
                     &limits,

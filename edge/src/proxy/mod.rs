@@ -28,12 +28,12 @@ use common::http::{Kept, Limits, Scheme};
 use common::telemetry::RequestId;
 use flights::Flights;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::Authority;
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use upstream::{Answer, Home, Upstream};
 
+use crate::config::UpstreamApp;
 use crate::error::Error;
 use crate::routes::{Body, BoxError, X_REQUEST_ID};
 
@@ -70,28 +70,19 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy to `base` (`http://host[:port]`, as the config checked it).
+    /// A proxy to `app`.
     pub fn new(
-        base: &str,
+        app: &UpstreamApp,
         timeout: Duration,
         max_inflight: usize,
         limits: &Limits,
         metrics: EdgeMetrics,
     ) -> Self {
-        let authority = base.strip_prefix("http://").unwrap_or(base);
-        let address = match authority
-            .parse::<Authority>()
-            .ok()
-            .and_then(|a| a.port_u16())
-        {
-            Some(_) => authority.to_owned(),
-            None => format!("{authority}:80"),
-        };
         let max_inflight = max_inflight.max(1);
         metrics.proxy_in_flight_limit.set_value(max_inflight as f64);
         Self {
-            address: address.into(),
-            host: HeaderValue::from_str(authority).ok(),
+            address: app.address.as_str().into(),
+            host: HeaderValue::from_str(&app.authority).ok(),
             idle: Arc::new(AtomicUsize::new(0)),
             timeout,
             inflight: Arc::new(Semaphore::new(max_inflight)),
