@@ -168,9 +168,7 @@ impl Answer {
             home,
         }
     }
-}
 
-impl Answer {
     fn go_home(&mut self) {
         if let (Some(upstream), Some(home)) = (self.upstream.take(), self.home.take()) {
             home.park(upstream);
