@@ -96,14 +96,16 @@ for r in $(seq 1 "$rounds"); do
       grep -v '"level":"INFO"' "$work/edge-${names[$i]}.log" | tail -n 20 >&2
       exit 1
     }
-    python3 - "$work/run.json" "${names[$i]}" "$r" >>"$work/runs.jsonl" <<'PY'
+    # The run's line for the summary (appended to runs.jsonl), and one for the reader.
+    python3 - "$work/run.json" "${names[$i]}" "$r" "$work/runs.jsonl" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(json.dumps({"variant": sys.argv[2], "round": int(sys.argv[3]), "rps": r["rps"],
-                  "p99_ms": r["p99_ms"], "edge_us": r["app_cpu_us_per_req"],
-                  "pg_us": r["pg_cpu_us_per_req"]}))
+run = {"variant": sys.argv[2], "round": int(sys.argv[3]), "rps": r["rps"], "p99_ms": r["p99_ms"],
+       "edge_us": r["app_cpu_us_per_req"], "pg_us": r["pg_cpu_us_per_req"]}
+print(json.dumps(run), file=open(sys.argv[4], "a"))
+print(f"    round {run['round']} {run['variant']:<12} {run['rps']:6.0f} req/s  "
+      f"edge {run['edge_us']:5.1f} µs/event  Postgres {run['pg_us']:5.1f} µs/event")
 PY
-    tail -n 1 "$work/runs.jsonl" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"    round {r['round']} {r['variant']:<12} {r['rps']:6.0f} req/s  edge {r['edge_us']:5.1f} µs/event  Postgres {r['pg_us']:5.1f} µs/event\")"
   done
 done
 
