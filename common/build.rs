@@ -1,6 +1,7 @@
 //! Records what this build is, for `--version`, the `*_build_info` metrics, the start-up log line
 //! and `/ready`: the git revision it was built from (and whether the tree had changes), and the
 //! build date (`SOURCE_DATE_EPOCH` when set, for reproducible builds). A build outside git says so.
+//! It also rebuilds the crate when `migrations/` changes, since the migrations are embedded.
 
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +10,9 @@ fn main() {
     // Watch only what exists: cargo re-runs a build script on every build while a watched path is
     // missing (a source tarball, a container's build context), and so rebuilds everything after.
     println!("cargo:rerun-if-changed=build.rs");
+    // `embed_migrations!` reads this directory at compile time: a migration added or changed must
+    // rebuild the crate.
+    println!("cargo:rerun-if-changed=../migrations");
     for path in [
         "../.git/HEAD",
         "../.git/index",
