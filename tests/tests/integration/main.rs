@@ -27,6 +27,7 @@ mod pg_tls;
 mod proxy;
 mod reconcile;
 mod retried;
+mod schema;
 mod secrets;
 mod slow_peers;
 mod startup;
