@@ -97,15 +97,22 @@ pub async fn anomalies<C: GenericClient>(
 }
 
 /// (notification id number, order id, kind, attempts, dead, last error) of notifications not
-/// delivered, oldest first.
+/// delivered, oldest first. Those still queued and the dead ones are read apart, each through its
+/// partial index: `delivered_at IS NULL` alone would scan every notification ever sent.
 pub async fn undelivered<C: GenericClient>(
     client: &C,
 ) -> Result<Vec<(i64, Uuid, String, i32, bool, Option<String>)>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT id, order_id, kind, attempts, dead_at IS NOT NULL, last_error
-             FROM order_transitions WHERE delivered_at IS NULL
-             ORDER BY id LIMIT $1",
+            "SELECT id, order_id, kind, attempts, dead, last_error FROM (
+                 (SELECT id, order_id, kind, attempts, false AS dead, last_error
+                  FROM order_transitions WHERE delivered_at IS NULL AND dead_at IS NULL
+                  ORDER BY id LIMIT $1)
+                 UNION ALL
+                 (SELECT id, order_id, kind, attempts, true, last_error
+                  FROM order_transitions WHERE dead_at IS NOT NULL
+                  ORDER BY id LIMIT $1)
+             ) AS u ORDER BY id LIMIT $1",
             &[&OVERVIEW_ROWS],
         )
         .await?;
