@@ -318,6 +318,62 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_po
     Ok(client)
 }
 
+/// A pool of one connection whose server notices are kept: each notice's message, in order, on
+/// the receiver (auto_explain's plans with `auto_explain.log_level = notice`). A pool, because the
+/// product's queries take deadpool's clients.
+pub fn pool_keeping_notices(
+    config: &tokio_postgres::Config,
+) -> (
+    deadpool_postgres::Pool,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let manager = deadpool_postgres::Manager::from_connect(
+        config.clone(),
+        KeepNotices { tx },
+        deadpool_postgres::ManagerConfig::default(),
+    );
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .max_size(1)
+        .build()
+        .expect("a pool of one");
+    (pool, rx)
+}
+
+/// Connects without TLS and forwards the connection's notices.
+struct KeepNotices {
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+type Connected = Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>;
+
+impl deadpool_postgres::Connect for KeepNotices {
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Connected> + Send + '_>> {
+        let config = config.clone();
+        let tx = self.tx.clone();
+        Box::pin(async move {
+            use std::task::Poll;
+            let (client, mut conn) = config.connect(NoTls).await?;
+            let task = tokio::spawn(std::future::poll_fn(move |cx| {
+                loop {
+                    match conn.poll_message(cx) {
+                        Poll::Ready(Some(Ok(tokio_postgres::AsyncMessage::Notice(n)))) => {
+                            let _ = tx.send(n.message().to_owned());
+                        }
+                        Poll::Ready(Some(Ok(_))) => {}
+                        Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            }));
+            Ok((client, task))
+        })
+    }
+}
+
 async fn ensure_template(server: &Server) -> Result<(), String> {
     let admin = connect(&db_config(server, "postgres"))
         .await

@@ -17,7 +17,8 @@ mod auth;
 mod html;
 mod overview;
 mod pages;
-mod query;
+/// Public for the schema test, which runs these reads under `auto_explain`.
+pub mod query;
 mod request;
 
 use std::net::{IpAddr, Ipv4Addr};
