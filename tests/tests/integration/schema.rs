@@ -248,6 +248,27 @@ async fn periodic_and_support_reads_stay_small() {
             .expect("du")
             .is_some()
     );
+    // Support's search and `reconciler inspect`, by every kind of id (the pool's one connection,
+    // with the same settings, once this client is back in it).
+    let order: uuid::Uuid = client
+        .query_one(
+            "SELECT id FROM orders WHERE stripe_session_id = 'cs_test_42'",
+            &[],
+        )
+        .await
+        .expect("an order")
+        .get(0);
+    drop(client);
+    use reconciler::inspect::{Target, local};
+    for target in [
+        Target::Order(order),
+        Target::Session("cs_test_42".into()),
+        Target::Event("evt_cs_test_42".into()),
+        Target::RequestId("req_cs_test_42".into()),
+        Target::RequestId(runs::request_id(100)),
+    ] {
+        local(&pool, &target).await.expect("inspect");
+    }
 
     // Each notice came in before its statement's answer, so all of them are in.
     let mut seen = Vec::new();
@@ -256,7 +277,7 @@ async fn periodic_and_support_reads_stay_small() {
     }
     let scans = scans(&seen);
     assert!(
-        scans.len() >= 15,
+        scans.len() >= 40,
         "auto_explain reported the reads: {seen:?}"
     );
     let heavy: Vec<String> = scans
