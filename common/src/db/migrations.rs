@@ -189,8 +189,8 @@ pub fn migration_sql(version: i32) -> Option<&'static str> {
 mod tests {
     #[test]
     fn migrations_are_embedded() {
-        assert_eq!(super::embedded_migration_count(), 7);
-        assert_eq!(super::required_schema_version(), 7);
+        assert_eq!(super::embedded_migration_count(), 9);
+        assert_eq!(super::required_schema_version(), 9);
         assert!(
             super::migration_sql(4)
                 .is_some_and(|sql| sql.contains("CREATE TABLE schema_compatibility"))

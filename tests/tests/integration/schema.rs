@@ -100,7 +100,8 @@ const SEEDED: i64 = 5_000;
 const MOST_TOUCHED: f64 = 60.0;
 
 /// A year of history in miniature: `SEEDED` paid orders each with its event, its delivered
-/// notification and a closed dispute; as many successful passes; and the few rows that the
+/// notification, a refund and a closed dispute; as many successful passes and events of a type
+/// that never has an order (an endpoint that takes `customer.*`); and the few rows that the
 /// recurring reads look for (anomalies, orphans, queued and dead notifications, open disputes, a
 /// pass that died running).
 const SEED: &str = "
@@ -120,6 +121,11 @@ INSERT INTO payment_events (stripe_event_id, event_type, livemode, stripe_create
                             source)
 SELECT 'evt_orphan_' || g, 'checkout.session.completed', false, now(), '{}', 'webhook'
 FROM generate_series(1, 3) AS g;
+INSERT INTO payment_events (stripe_event_id, event_type, livemode, stripe_created_at, payload,
+                            source)
+SELECT 'evt_customer_' || g, 'customer.updated', false, now() - g * interval '1 second', '{}',
+       'webhook'
+FROM generate_series(1, 5000) AS g;
 INSERT INTO order_transitions (order_id, kind, from_status, to_status, stripe_event_id,
                                occurred_at, livemode, delivered_at)
 SELECT o.id, 'order.paid', 'pending', 'paid', 'evt_' || o.stripe_session_id, o.created_at, false,
@@ -289,5 +295,34 @@ async fn periodic_and_support_reads_stay_small() {
         heavy.is_empty(),
         "reads touching more than {MOST_TOUCHED} of {SEEDED} rows:\n{}",
         heavy.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_orphans_index_lists_exactly_the_order_types() {
+    let db = TestDb::new().await;
+    let predicate: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT pg_get_expr(x.indpred, x.indrelid) FROM pg_index AS x
+             JOIN pg_class AS i ON i.oid = x.indexrelid
+             WHERE i.relname = 'payment_events_order_type_orphans_idx'",
+            &[],
+        )
+        .await
+        .expect("the index")
+        .get(0);
+    let types = common::stripe::event::types::ORDER_TYPES;
+    for t in types {
+        assert!(
+            predicate.contains(&format!("'{t}'")),
+            "{t} missing: {predicate}"
+        );
+    }
+    assert_eq!(
+        predicate.matches("'::text").count(),
+        types.len(),
+        "{predicate}"
     );
 }
