@@ -52,6 +52,22 @@ as_pg() {
   fi
 }
 
+# Where benchmarks put their processes, for a machine with cores to spare: BENCH_CLIENT_CPUS (the
+# load generators: loadgen, wrk, pgbench), BENCH_SERVER_CPUS (the edge, nginx, HAProxy, the Node
+# peer, the app behind the proxies) and BENCH_PG_CPUS (Postgres, which its backends inherit), each
+# a `taskset -c` list such as `4-7`. Unset, the kernel places them. Each array is a command prefix
+# that keeps the process's pid: "${on_client_cpus[@]}" ./target/release/loadgen ...
+on_client_cpus=(); on_server_cpus=(); on_pg_cpus=()
+[ -z "${BENCH_CLIENT_CPUS:-}" ] || on_client_cpus=(taskset -c "$BENCH_CLIENT_CPUS")
+[ -z "${BENCH_SERVER_CPUS:-}" ] || on_server_cpus=(taskset -c "$BENCH_SERVER_CPUS")
+[ -z "${BENCH_PG_CPUS:-}" ] || on_pg_cpus=(taskset -c "$BENCH_PG_CPUS")
+
+# Prints the placement when one is asked for.
+print_placement() {
+  [ -n "${BENCH_CLIENT_CPUS:-}${BENCH_SERVER_CPUS:-}${BENCH_PG_CPUS:-}" ] || return 0
+  echo "    CPUs: load generators ${BENCH_CLIENT_CPUS:-any}, servers ${BENCH_SERVER_CPUS:-any}, Postgres ${BENCH_PG_CPUS:-any}"
+}
+
 # Makes a directory that the postgres user can own when we are root.
 pg_owned_dir() {
   mkdir -p "$1"
@@ -65,7 +81,7 @@ start_throwaway_pg() {
   bin=$(pg_bin_dir)
   pg_owned_dir "$dir"
   as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
-  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
+  as_pg "${on_pg_cpus[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
     -o "-k $dir -c listen_addresses= -c max_connections=200 -c shared_buffers=256MB" start >/dev/null
   "$bin/psql" -h "$dir" -U postgres -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE bench" postgres
   export DATABASE_URL="host=$dir user=postgres dbname=bench"

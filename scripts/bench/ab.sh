@@ -19,7 +19,8 @@
 #
 # Env: BENCH_ROUNDS (8), BENCH_REQUESTS (20000 per run), BENCH_CONNECTIONS (32), EDGE_LOG (info),
 #      BENCH_PG_TMPFS=1 (Postgres's data directory on /dev/shm: a WAL flush that costs nothing,
-#      less noise). Writes target/bench/ab.json.
+#      less noise), BENCH_CLIENT_CPUS / BENCH_SERVER_CPUS / BENCH_PG_CPUS (taskset lists: see
+#      scripts/lib.sh). Writes target/bench/ab.json.
 . "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
 
@@ -62,6 +63,7 @@ done
 
 use_scratch_dir edge-ab
 echo "==> starting a throwaway PostgreSQL${BENCH_PG_TMPFS:+ on tmpfs}"
+print_placement
 start_throwaway_pg "$work"
 warm_wal "$work"
 ./target/release/edge migrate >/dev/null
@@ -72,7 +74,7 @@ ports=(); pids=()
 for i in "${!names[@]}"; do
   port=$(free_port); admin=$(free_port)
   # shellcheck disable=SC2046 # the settings are words on purpose: ENV=VALUE pairs
-  env RUST_LOG="${EDGE_LOG:-info}" $(echo "${settings[$i]}" | tr ',' ' ') EDGE_LISTEN=127.0.0.1:$port \
+  "${on_server_cpus[@]}" env RUST_LOG="${EDGE_LOG:-info}" $(echo "${settings[$i]}" | tr ',' ' ') EDGE_LISTEN=127.0.0.1:$port \
     EDGE_ADMIN_LISTEN=127.0.0.1:$admin STRIPE_WEBHOOK_SECRET=$secret "${bins[$i]}" serve \
     >"$work/edge-${names[$i]}.log" 2>&1 &
   pids+=($!); scratch_pids+=($!); ports+=("$port")
@@ -87,7 +89,7 @@ for r in $(seq 1 "$rounds"); do
   # checkpoint) falls on every variant alike.
   for k in $(seq 0 $((count - 1))); do
     i=$(( (k + r - 1) % count ))
-    ./target/release/loadgen --addr "127.0.0.1:${ports[$i]}" --secret "$secret" \
+    "${on_client_cpus[@]}" ./target/release/loadgen --addr "127.0.0.1:${ports[$i]}" --secret "$secret" \
       --database-url "$DATABASE_URL" --app-pid "${pids[$i]}" --postmaster-pid "$postmaster" \
       --connections "$connections" --requests "$requests" --label "v${i}_r$r" \
       --json "$work/run.json" >"$work/loadgen.txt" || {

@@ -16,7 +16,8 @@
 #      EDGE_LEDGER_WRITERS / EDGE_BATCH_MAX (passed to the edge), PEER_DIR (the Node peer's folder;
 #      the peer is skipped when node or npm is missing), BENCH_PERF=1 (profile the edge with
 #      `perf record -e cpu-clock` during the first 32-connection run; report in
-#      target/bench/edge-perf.txt).
+#      target/bench/edge-perf.txt), BENCH_CLIENT_CPUS / BENCH_SERVER_CPUS / BENCH_PG_CPUS
+#      (taskset lists: see scripts/lib.sh).
 # Also reports how many of the edge's order updates were HOT (pg_stat_user_tables) and Postgres's
 # CPU per event.
 . "$(dirname "$0")/../lib.sh"
@@ -33,6 +34,7 @@ use_scratch_dir edge-bench
 peer_pid=
 
 echo "==> building release binaries"
+print_placement
 cargo build --release --locked -q -p edge -p tools --bin edge --bin loadgen --bin ledger-sql
 
 echo "==> starting a throwaway PostgreSQL (durable defaults: fsync and synchronous_commit on)"
@@ -116,7 +118,7 @@ pgbench_round() {
   psql -d bench -c "VACUUM ANALYZE orders"
   pg_idle_children=$(pg_children_steady)
   pg0=$(pg_ticks)
-  out=$("$pg_bin/pgbench" -h "$work" -U postgres -n -M prepared -c $clients -j 2 -t "$pgbench_tx" \
+  out=$("${on_client_cpus[@]}" "$pg_bin/pgbench" -h "$work" -U postgres -n -M prepared -c $clients -j 2 -t "$pgbench_tx" \
     -D i=0 -D r="$r" -D "payload=$(cat "$work/ledger.sql.payload")" -f "$work/ledger.sql" bench 2>&1)
   pg_children_settle "$pg_idle_children"
   pg1=$(pg_ticks)
@@ -133,7 +135,7 @@ secret=whsec_bench_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 port=$(free_port)
 admin=$(free_port)
 RUST_LOG=${EDGE_LOG:-info} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin \
-  STRIPE_WEBHOOK_SECRET=$secret ./target/release/edge serve >"$work/edge.log" 2>&1 &
+  STRIPE_WEBHOOK_SECRET=$secret "${on_server_cpus[@]}" ./target/release/edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!
 scratch_pids+=("$edge_pid")
 wait_for_url "http://127.0.0.1:$admin/ready"
@@ -149,7 +151,7 @@ if command -v node >/dev/null && command -v npm >/dev/null && [ -f "$peer_dir/se
   peer_port=$(free_port)
   PORT=$peer_port HOST=127.0.0.1 STRIPE_WEBHOOK_SECRET=$secret PG_POOL_MAX=20 \
     PGHOST=$work PGPORT=5432 PGUSER=postgres PGDATABASE=peer \
-    node "$work/peer/server.js" >"$work/peer.log" 2>&1 &
+    "${on_server_cpus[@]}" node "$work/peer/server.js" >"$work/peer.log" 2>&1 &
   peer_pid=$!
   scratch_pids+=("$peer_pid")
   wait_for_url "http://127.0.0.1:$peer_port/healthz"
@@ -171,7 +173,7 @@ load_round() {
     perf record -q -e cpu-clock -F 2000 -g -p "$pid" -o "$work/perf.data" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  ./target/release/loadgen "${args[@]}" --secret "$secret" --app-pid "$pid" \
+  "${on_client_cpus[@]}" ./target/release/loadgen "${args[@]}" --secret "$secret" --app-pid "$pid" \
     --postmaster-pid "$(head -n 1 "$work/data/postmaster.pid")" \
     --connections "$c" --requests "$requests" --label "$label" --json "$work/$label.json" | sed 's/^/    /'
   if [ -n "$perf_pid" ]; then

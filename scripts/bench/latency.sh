@@ -12,7 +12,8 @@
 # Env: BENCH_SECONDS (each open-loop run, 20), BENCH_REQUESTS (each closed-loop run, 30000),
 #      BENCH_PG_TMPFS=1 (a diagnostic, not a deployment: Postgres's data directory on /dev/shm, so
 #      that a WAL flush costs nothing and the tail left is the edge's own; writes
-#      latency-tmpfs.json and latency-tmpfs.svg instead).
+#      latency-tmpfs.json and latency-tmpfs.svg instead), BENCH_CLIENT_CPUS / BENCH_SERVER_CPUS /
+#      BENCH_PG_CPUS (taskset lists: see scripts/lib.sh).
 . "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
 
@@ -28,6 +29,7 @@ fi
 use_scratch_dir edge-latency
 echo "==> building release binaries"
 cargo build --release --locked -q -p edge -p tools --bin edge --bin loadgen
+print_placement
 start_throwaway_pg "$work"
 echo "==> warming the server's WAL"
 warm_wal "$work"
@@ -36,10 +38,10 @@ warm_wal "$work"
 secret=whsec_latency_bench_0123456789
 port=$(free_port); admin=$(free_port)
 RUST_LOG=info LOG_FORMAT=json EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin \
-  STRIPE_WEBHOOK_SECRET=$secret ./target/release/edge serve >"$work/edge.log" 2>&1 &
+  STRIPE_WEBHOOK_SECRET=$secret "${on_server_cpus[@]}" ./target/release/edge serve >"$work/edge.log" 2>&1 &
 scratch_pids+=($!)
 wait_for_url "http://127.0.0.1:$admin/ready"
-lg() { ./target/release/loadgen --addr "127.0.0.1:$port" --secret "$secret" --database-url "$DATABASE_URL" "$@"; }
+lg() { "${on_client_cpus[@]}" ./target/release/loadgen --addr "127.0.0.1:$port" --secret "$secret" --database-url "$DATABASE_URL" "$@"; }
 
 echo "==> maximum rate (closed loop, 32 connections, three runs)"
 : >"$work/max.txt"

@@ -12,7 +12,9 @@
 # own, one per core (EDGE_SERVE_THREADS).
 #
 # Env: BENCH_ROUNDS (3), BENCH_SECONDS (each wrk run, 10), BENCH_STREAM_MB (100),
-#      BENCH_SERVE_THREADS (the edge's EDGE_SERVE_THREADS; default: the cores; 0: the shared runtime),
+#      BENCH_SERVE_THREADS (the edge's EDGE_SERVE_THREADS; default: the servers' cores; 0: the shared
+#      runtime), BENCH_CLIENT_CPUS / BENCH_SERVER_CPUS / BENCH_PG_CPUS (taskset lists: see
+#      scripts/lib.sh),
 #      BENCH_PERF=1 (profile the edge with `perf record -e cpu-clock` during its first round;
 #      report in target/bench/proxy-perf.txt).
 . "$(dirname "$0")/../lib.sh"
@@ -26,17 +28,18 @@ need_commands wrk:wrk nginx:nginx-light haproxy:haproxy
 use_scratch_dir edge-proxy-bench
 
 echo "==> building release binaries"
+print_placement
 cargo build --release --locked -q -p edge -p tools --bin edge --bin proxybench --bin fake-app
 echo "==> starting a throwaway PostgreSQL (the edge checks its schema at start-up)"
 start_throwaway_pg "$work"
 ./target/release/edge migrate >/dev/null
 
 app=$(free_port); port=$(free_port); admin=$(free_port); nginx_port=$(free_port); haproxy_port=$(free_port)
-./target/release/fake-app --port "$app" 2>"$work/app.log" &
+"${on_server_cpus[@]}" ./target/release/fake-app --port "$app" 2>"$work/app.log" &
 app_pid=$!
 scratch_pids+=("$app_pid")
-RUST_LOG=warn EDGE_SERVE_THREADS=${BENCH_SERVE_THREADS:-$(nproc)} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin UPSTREAM_URL=http://127.0.0.1:$app \
-  STRIPE_WEBHOOK_SECRET=whsec_proxy_bench ./target/release/edge serve >"$work/edge.log" 2>&1 &
+RUST_LOG=warn EDGE_SERVE_THREADS=${BENCH_SERVE_THREADS:-$("${on_server_cpus[@]}" nproc)} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin UPSTREAM_URL=http://127.0.0.1:$app \
+  STRIPE_WEBHOOK_SECRET=whsec_proxy_bench "${on_server_cpus[@]}" ./target/release/edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!
 scratch_pids+=("$edge_pid")
 
@@ -69,7 +72,7 @@ http {
   }
 }
 EOF
-nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+"${on_server_cpus[@]}" nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 nginx_pid=$!
 scratch_pids+=("$nginx_pid")
 
@@ -93,7 +96,7 @@ frontend public
 backend app
   server app 127.0.0.1:$app
 EOF
-haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
+"${on_server_cpus[@]}" haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
 haproxy_pid=$!
 scratch_pids+=("$haproxy_pid")
 
@@ -113,7 +116,7 @@ tck=$(getconf CLK_TCK)
 run() {
   local name=$1 target=$2 pid=$3 t0 t1 text
   t0=$( [ -n "$pid" ] && ticks "$pid" || echo 0)
-  text=$(wrk -t2 -c32 -d"${seconds}s" --latency "http://127.0.0.1:$target/")
+  text=$("${on_client_cpus[@]}" wrk -t2 -c32 -d"${seconds}s" --latency "http://127.0.0.1:$target/")
   echo "$text" >"$work/wrk-$name.txt"
   t1=$( [ -n "$pid" ] && ticks "$pid" || echo 0)
   python3 - "$name" "$t0" "$t1" "$tck" <<PY
@@ -156,7 +159,7 @@ done
 
 echo "==> 100 MB streamed down and up through the edge (peak RSS)"
 kill -TERM "$app_pid"; wait "$app_pid" 2>/dev/null || true
-./target/release/proxybench --edge "127.0.0.1:$port" --edge-pid "$edge_pid" --upstream-port "$app" \
+"${on_client_cpus[@]}" ./target/release/proxybench --edge "127.0.0.1:$port" --edge-pid "$edge_pid" --upstream-port "$app" \
   --rounds 1 --requests 2000 --stream-mb "${BENCH_STREAM_MB:-100}" --json "$work/stream.json" >/dev/null
 
 python3 - "$work/runs.jsonl" "$work/stream.json" "$out/proxy.json" <<'PY'
