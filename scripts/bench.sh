@@ -18,7 +18,10 @@
 # otherwise idle machine (the benchmarks share its cores with Postgres and their load generators).
 #
 # Env: BENCH_ONLY (a subset, e.g. "edge proxy"; default: all nine). Each script's own settings
-#      (BENCH_ROUNDS, BENCH_REQUESTS, BENCH_SIZES, ...) pass through.
+#      (BENCH_ROUNDS, BENCH_REQUESTS, BENCH_SIZES, ...) pass through, and so do BENCH_CLIENT_CPUS,
+#      BENCH_SERVER_CPUS and BENCH_PG_CPUS (cores of their own for the load generators, the
+#      servers and Postgres, where edge.sh, latency.sh and proxy.sh start them; the tables' header
+#      then names the placement).
 . "$(dirname "$0")/lib.sh"
 only=${BENCH_ONLY:-$(python3 scripts/bench/render.py --sections)}
 mkdir -p target/bench

@@ -41,7 +41,12 @@ def machine():
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({model}), {platform.machine()}"
+    placed = [(name, os.environ.get(var)) for name, var in (
+        ("load generators", "BENCH_CLIENT_CPUS"), ("servers", "BENCH_SERVER_CPUS"),
+        ("Postgres", "BENCH_PG_CPUS"))]
+    placement = ", ".join(f"{name} on CPUs {cpus}" for name, cpus in placed if cpus)
+    return (f"{os.cpu_count()} cores ({model}), {platform.machine()}"
+            + (f" ({placement})" if placement else ""))
 
 
 def header(path, command):
