@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Proxy benchmark, in one run: the same client (wrk, 2 threads, 32 keep-alive connections, small
 # GETs) against the same upstream app (tests/tools/src/bin/fake-app.rs) directly, through the release
-# edge, through nginx (Debian nginx-light: 2 workers, a keep-alive upstream pool, X-Forwarded-For
-# and a request id set like ours) and through HAProxy (2 threads, `http-reuse always`,
+# edge, through nginx (Debian nginx-light: a worker per core, a keep-alive upstream pool,
+# X-Forwarded-For and a request id set like ours) and through HAProxy (a thread per core, `http-reuse always`,
 # `option forwardfor`, a unique-id header), alternating in rounds. Reports req/s, p99 and each
 # proxy's CPU µs per request (medians of the rounds) and the paired ratios. Then 100 MB streamed
 # down and up through the edge while its peak RSS is read (tests/tools/src/bin/proxybench.rs). Installs
@@ -35,17 +35,19 @@ start_throwaway_pg "$work"
 ./target/release/edge migrate >/dev/null
 
 app=$(free_port); port=$(free_port); admin=$(free_port); nginx_port=$(free_port); haproxy_port=$(free_port)
+# The proxies' cores: the edge's serving threads, nginx's workers and HAProxy's threads, one each.
+cores=$("${on_server_cpus[@]}" nproc)
 "${on_server_cpus[@]}" ./target/release/fake-app --port "$app" 2>"$work/app.log" &
 app_pid=$!
 scratch_pids+=("$app_pid")
-RUST_LOG=warn EDGE_SERVE_THREADS=${BENCH_SERVE_THREADS:-$("${on_server_cpus[@]}" nproc)} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin UPSTREAM_URL=http://127.0.0.1:$app \
+RUST_LOG=warn EDGE_SERVE_THREADS=${BENCH_SERVE_THREADS:-$cores} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin UPSTREAM_URL=http://127.0.0.1:$app \
   STRIPE_WEBHOOK_SECRET=whsec_proxy_bench "${on_server_cpus[@]}" ./target/release/edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!
 scratch_pids+=("$edge_pid")
 
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 2;
+worker_processes $cores;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log warn;
 events { worker_connections 4096; }
@@ -78,7 +80,7 @@ scratch_pids+=("$nginx_pid")
 
 cat >"$work/haproxy.cfg" <<EOF
 global
-  nbthread 2
+  nbthread $cores
   maxconn 4096
 defaults
   mode http
