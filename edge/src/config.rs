@@ -27,7 +27,6 @@ pub struct EdgeConfig {
     pub ledger_writers: usize,
     pub batch_max: usize,
     pub expect_livemode: Option<bool>,
-    /// `scheme://authority` of the app, without a trailing slash.
     /// `UPSTREAM_URL`: the app behind the proxy.
     pub upstream: Option<UpstreamApp>,
     pub upstream_timeout: Duration,
