@@ -15,7 +15,7 @@ COMMENT ON INDEX orders_stripe_session_id_key IS
 COMMENT ON INDEX orders_stripe_payment_intent_id_idx IS
     'common/src/ledger/sql.rs, reconciler/src/support/query.rs: refund, dispute and payment_intent events find their order by payment intent; the support page''s search by pi_ id';
 COMMENT ON INDEX orders_updated_at_idx IS
-    'common/src/ledger/sql.rs, reconciler/src/support/query.rs: orphan adoption starts from the orders changed since the last pass (CLAIMABLE_ORPHANS); the support page lists the newest orders with an anomaly';
+    'common/src/ledger/sql.rs: orphan adoption starts from the orders changed since the last pass (CLAIMABLE_ORPHANS)';
 
 -- payment_events
 COMMENT ON INDEX payment_events_pkey IS
