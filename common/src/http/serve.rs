@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -417,14 +416,17 @@ impl Connection {
                 let guard = activity.request_started();
                 req.extensions_mut().insert(scheme);
                 req.extensions_mut().insert(kept.clone());
-                let answer = handler(req, peer);
+                // Boxed once here: the handler's future is kilobytes (3.4 kB for the edge's
+                // public listener), and unboxed it was copied whole several times per request,
+                // the last into hyper's slot for it. The response body is not boxed again.
+                let answer = Box::pin(handler(req, peer));
                 let pacer = pacer.clone();
                 async move {
                     if let Some(pacer) = pacer {
                         pacer.turn().await;
                     }
                     let resp = answer.await?;
-                    Ok::<_, Infallible>(resp.map(|body| Watched::new(body, guard).boxed()))
+                    Ok::<_, Infallible>(resp.map(|body| Watched::new(body, guard)))
                 }
             })
         };
