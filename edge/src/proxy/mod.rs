@@ -37,18 +37,22 @@ use crate::config::UpstreamApp;
 use crate::error::Error;
 use crate::routes::{Body, BoxError, X_REQUEST_ID};
 
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1). Names, not strings: a
+/// string would be parsed into a name again on every look-up.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The proxy toward the app: HTTP/1.1 connections driven by the client connections that use them
 /// ([`upstream`]).
@@ -181,19 +185,15 @@ impl Proxy {
             Some(host) => parts.headers.insert(header::HOST, host.clone()),
             None => parts.headers.remove(header::HOST),
         };
-        append(
-            &mut parts.headers,
-            "x-forwarded-for",
-            &peer.ip().to_string(),
-        );
+        append(&mut parts.headers, X_FORWARDED_FOR, &peer.ip().to_string());
         let scheme = parts
             .extensions
             .get::<Scheme>()
             .copied()
             .unwrap_or(Scheme::Http);
-        append(&mut parts.headers, "x-forwarded-proto", scheme.as_str());
+        append(&mut parts.headers, X_FORWARDED_PROTO, scheme.as_str());
         if let Some(host) = original_host.as_ref().and_then(|h| h.to_str().ok()) {
-            append(&mut parts.headers, "x-forwarded-host", host);
+            append(&mut parts.headers, X_FORWARDED_HOST, host);
         }
         if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
             parts.headers.insert(X_REQUEST_ID, v);
@@ -236,7 +236,9 @@ impl Proxy {
 pub struct Stalling {
     body: Incoming,
     timeout: Duration,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Armed the first time the body has nothing to give: a body that never waits (no body, or
+    /// one already in) costs no timer.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Stalling {
@@ -244,7 +246,7 @@ impl Stalling {
         Self {
             body,
             timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline: None,
         }
     }
 }
@@ -262,16 +264,26 @@ impl HttpBody for Stalling {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match Pin::new(&mut self.body).poll_frame(cx) {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let next = tokio::time::Instant::now() + self.timeout;
-                self.deadline.as_mut().reset(next);
+                if let Some(deadline) = this.deadline.as_mut() {
+                    deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + this.timeout);
+                }
                 Poll::Ready(frame.map(|f| f.map_err(|e| Box::new(e) as BoxError)))
             }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Stalled(self.timeout))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Stalled(timeout))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -296,19 +308,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
 
 /// Appends `value` to a comma-separated header, keeping what the client sent.
-fn append(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
         Some(existing) if !existing.trim().is_empty() => format!("{existing}, {value}"),
         _ => value.to_owned(),
     };
     if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(HeaderName::from_static(name), v);
+        headers.insert(name, v);
     }
 }
 
@@ -339,8 +351,8 @@ mod tests {
     #[test]
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
-        append(&mut h, "x-forwarded-for", "10.0.0.1");
-        append(&mut h, "x-forwarded-for", "127.0.0.1");
+        append(&mut h, X_FORWARDED_FOR, "10.0.0.1");
+        append(&mut h, X_FORWARDED_FOR, "127.0.0.1");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
     }
 }
