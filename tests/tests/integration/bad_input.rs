@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use common::http::serve::MAX_HEADERS;
 use edge::Limits;
 use sim::objects::{Session, session_event};
 use tests::edge::TestEdge;
@@ -123,6 +124,20 @@ async fn oversized_or_numerous_headers_are_refused() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
         "{answer}"
     );
+    // `count` headers in all (Host, the X-H ones, Connection): exactly the limit passes (answered
+    // 404: nothing is proxied here), one more is refused.
+    for (count, expected) in [
+        (MAX_HEADERS, "HTTP/1.1 404"),
+        (MAX_HEADERS + 1, "HTTP/1.1 431"),
+    ] {
+        let mut head = String::from("GET / HTTP/1.1\r\nHost: e\r\n");
+        for i in 2..count {
+            head.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        let answer = raw(&edge, head.as_bytes()).await;
+        assert!(answer.starts_with(expected), "{count} headers: {answer}");
+    }
     let mut many = String::from("GET / HTTP/1.1\r\nHost: e\r\n");
     for i in 0..2000 {
         many.push_str(&format!("X-H{i}: v\r\n"));
