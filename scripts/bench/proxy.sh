@@ -16,7 +16,10 @@
 #      runtime), BENCH_CLIENT_CPUS / BENCH_SERVER_CPUS / BENCH_PG_CPUS (taskset lists: see
 #      scripts/lib.sh),
 #      BENCH_PERF=1 (profile the edge with `perf record -e cpu-clock` during its first round;
-#      report in target/bench/proxy-perf.txt).
+#      report in target/bench/proxy-perf.txt),
+#      BENCH_EDGE_BASE=PATH (another edge binary, say an older build, run beside this one as the
+#      target `base` in every round: a paired comparison of the two builds, edge/base).
+#      BENCH_ONLY_EDGES=1 (with BENCH_EDGE_BASE: skip nginx and HAProxy).
 . "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
 
@@ -44,6 +47,15 @@ RUST_LOG=warn EDGE_SERVE_THREADS=${BENCH_SERVE_THREADS:-$cores} EDGE_LISTEN=127.
   STRIPE_WEBHOOK_SECRET=whsec_proxy_bench "${on_server_cpus[@]}" ./target/release/edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!
 scratch_pids+=("$edge_pid")
+base_port=; base_pid=
+if [ -n "${BENCH_EDGE_BASE:-}" ]; then
+  base_port=$(free_port); base_admin=$(free_port)
+  RUST_LOG=warn EDGE_SERVE_THREADS=${BENCH_SERVE_THREADS:-$cores} EDGE_LISTEN=127.0.0.1:$base_port EDGE_ADMIN_LISTEN=127.0.0.1:$base_admin UPSTREAM_URL=http://127.0.0.1:$app \
+    STRIPE_WEBHOOK_SECRET=whsec_proxy_bench "${on_server_cpus[@]}" "$BENCH_EDGE_BASE" serve >"$work/base.log" 2>&1 &
+  base_pid=$!
+  scratch_pids+=("$base_pid")
+  wait_for_url "http://127.0.0.1:$base_admin/ready"
+fi
 
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<EOF
@@ -149,12 +161,16 @@ if [ "${BENCH_PERF:-}" = 1 ]; then
 fi
 : >"$work/runs.jsonl"
 for r in $(seq 1 "$rounds"); do
-  echo "==> round $r of $rounds: direct, edge, nginx, HAProxy ($seconds s each)"
+  echo "==> round $r of $rounds: direct, edge${base_pid:+, base}, nginx, HAProxy ($seconds s each)"
   run direct "$app" "" | tee -a "$work/runs.jsonl"
+  # The other build goes first every other round, so that neither always follows the same run.
+  [ -n "$base_pid" ] && [ $((r % 2)) = 0 ] && run base "$base_port" "$base_pid" | tee -a "$work/runs.jsonl"
   run edge "$port" "$edge_pid" | tee -a "$work/runs.jsonl"
   if [ "${BENCH_PERF:-}" = 1 ] && [ "$r" = 1 ]; then
     perf_stop_and_report "$perf_pid" "$work/perf.data" "$out/proxy-perf.txt" 1
   fi
+  [ -n "$base_pid" ] && [ $((r % 2)) = 1 ] && run base "$base_port" "$base_pid" | tee -a "$work/runs.jsonl"
+  [ -n "$base_pid" ] && [ "${BENCH_ONLY_EDGES:-}" = 1 ] && continue
   run nginx "$nginx_port" "$nginx_pid" | tee -a "$work/runs.jsonl"
   run haproxy "$haproxy_port" "$haproxy_pid" | tee -a "$work/runs.jsonl"
 done
@@ -168,17 +184,18 @@ python3 - "$work/runs.jsonl" "$work/stream.json" "$out/proxy.json" <<'PY'
 import json, statistics, sys, datetime, os, platform
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 stream = json.load(open(sys.argv[2]))
-targets = ["direct", "edge", "nginx", "haproxy"]
+targets = [t for t in ["direct", "edge", "base", "nginx", "haproxy"] if any(r["target"] == t for r in runs)]
 by = {t: [r for r in runs if r["target"] == t] for t in targets}
-med = lambda t, k: statistics.median(r[k] for r in by[t]) if by[t] and by[t][0][k] is not None else None
+med = lambda t, k: statistics.median(r[k] for r in by[t]) if by[t][0][k] is not None else None
 rounds = len(by["edge"])
-ratio = lambda a, b: statistics.median(by[a][i]["rps"] / by[b][i]["rps"] for i in range(rounds))
+ratio = lambda a, b, k="rps": statistics.median(by[a][i][k] / by[b][i][k] for i in range(rounds))
 summary = {t: {"rps": med(t, "rps"), "p99_ms": med(t, "p99_ms"), "cpu_us_per_req": med(t, "cpu_us_per_req")} for t in targets}
+ratios = {f"edge/{t}": ratio("edge", t) for t in ["nginx", "haproxy", "direct", "base"] if t in by}
+if "base" in by:
+    # The CPU per request of this build over the other's, paired by round.
+    ratios["edge/base cpu"] = ratio("edge", "base", "cpu_us_per_req")
 result = {"date": datetime.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
-          "rounds": runs, "summary": summary,
-          "ratios": {"edge/nginx": ratio("edge", "nginx"), "edge/haproxy": ratio("edge", "haproxy"),
-                     "edge/direct": ratio("edge", "direct")},
-          "stream": stream}
+          "rounds": runs, "summary": summary, "ratios": ratios, "stream": stream}
 json.dump(result, open(sys.argv[3], "w"), indent=2)
 print("\n| target (wrk, 32 connections) | req/s | p99 ms | proxy CPU µs per request |")
 print("|---|---|---|---|")
@@ -186,8 +203,6 @@ for t in targets:
     s = summary[t]
     cpu = f"{s['cpu_us_per_req']:.1f}" if s["cpu_us_per_req"] is not None else "—"
     print(f"| {t} | {s['rps']:.0f} | {s['p99_ms']:.2f} | {cpu} |")
-r = result["ratios"]
-print(f"\nedge / nginx {r['edge/nginx']:.2f}, edge / HAProxy {r['edge/haproxy']:.2f}, edge / direct {r['edge/direct']:.2f} "
-      f"(medians of the {rounds} rounds' paired ratios)")
+print("\n" + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()) + f" (medians of the {rounds} rounds' paired ratios)")
 print(f"written: {sys.argv[3]}")
 PY
