@@ -43,17 +43,21 @@ cores=$("${on_server_cpus[@]}" nproc)
 "${on_server_cpus[@]}" ./target/release/fake-app --port "$app" 2>"$work/app.log" &
 app_pid=$!
 scratch_pids+=("$app_pid")
-RUST_LOG=warn EDGE_SERVE_THREADS=${BENCH_SERVE_THREADS:-$cores} EDGE_LISTEN=127.0.0.1:$port EDGE_ADMIN_LISTEN=127.0.0.1:$admin UPSTREAM_URL=http://127.0.0.1:$app \
-  STRIPE_WEBHOOK_SECRET=whsec_proxy_bench "${on_server_cpus[@]}" ./target/release/edge serve >"$work/edge.log" 2>&1 &
-edge_pid=$!
-scratch_pids+=("$edge_pid")
+# Starts the edge binary $1 in front of the app, public on port $2 and admin on $3, logging to
+# $work/$4.log; its pid in started_pid.
+start_edge() {
+  RUST_LOG=warn EDGE_SERVE_THREADS=${BENCH_SERVE_THREADS:-$cores} EDGE_LISTEN=127.0.0.1:$2 EDGE_ADMIN_LISTEN=127.0.0.1:$3 UPSTREAM_URL=http://127.0.0.1:$app \
+    STRIPE_WEBHOOK_SECRET=whsec_proxy_bench "${on_server_cpus[@]}" "$1" serve >"$work/$4.log" 2>&1 &
+  started_pid=$!
+  scratch_pids+=("$started_pid")
+}
+start_edge ./target/release/edge "$port" "$admin" edge
+edge_pid=$started_pid
 base_port=; base_pid=
 if [ -n "${BENCH_EDGE_BASE:-}" ]; then
   base_port=$(free_port); base_admin=$(free_port)
-  RUST_LOG=warn EDGE_SERVE_THREADS=${BENCH_SERVE_THREADS:-$cores} EDGE_LISTEN=127.0.0.1:$base_port EDGE_ADMIN_LISTEN=127.0.0.1:$base_admin UPSTREAM_URL=http://127.0.0.1:$app \
-    STRIPE_WEBHOOK_SECRET=whsec_proxy_bench "${on_server_cpus[@]}" "$BENCH_EDGE_BASE" serve >"$work/base.log" 2>&1 &
-  base_pid=$!
-  scratch_pids+=("$base_pid")
+  start_edge "$BENCH_EDGE_BASE" "$base_port" "$base_admin" base
+  base_pid=$started_pid
   wait_for_url "http://127.0.0.1:$base_admin/ready"
 fi
 
