@@ -20,6 +20,9 @@
 #      BENCH_EDGE_BASE=PATH (another edge binary, say an older build, run beside this one as the
 #      target `base` in every round: a paired comparison of the two builds, edge/base).
 #      BENCH_ONLY_EDGES=1 (with BENCH_EDGE_BASE: skip nginx and HAProxy).
+#      BENCH_FLOOR=1 (also the target `floor`: tests/tools/src/bin/hyper-floor.rs, a bare proxy of
+#      hyper's HTTP/1 server and client on the edge's threads layout, the least that the edge's
+#      stack can spend per request; reports edge/floor and floor/nginx, floor/haproxy).
 . "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
 
@@ -32,7 +35,7 @@ use_scratch_dir edge-proxy-bench
 
 echo "==> building release binaries"
 print_placement
-cargo build --release --locked -q -p edge -p tools --bin edge --bin proxybench --bin fake-app
+cargo build --release --locked -q -p edge -p tools --bin edge --bin proxybench --bin fake-app --bin hyper-floor
 echo "==> starting a throwaway PostgreSQL (the edge checks its schema at start-up)"
 start_throwaway_pg "$work"
 ./target/release/edge migrate >/dev/null
@@ -59,6 +62,14 @@ if [ -n "${BENCH_EDGE_BASE:-}" ]; then
   start_edge "$BENCH_EDGE_BASE" "$base_port" "$base_admin" base
   base_pid=$started_pid
   wait_for_url "http://127.0.0.1:$base_admin/ready"
+fi
+floor_port=; floor_pid=
+if [ "${BENCH_FLOOR:-}" = 1 ]; then
+  floor_port=$(free_port)
+  "${on_server_cpus[@]}" ./target/release/hyper-floor --listen "127.0.0.1:$floor_port" --upstream "127.0.0.1:$app" \
+    --threads "${BENCH_SERVE_THREADS:-$cores}" 2>"$work/floor.log" &
+  floor_pid=$!
+  scratch_pids+=("$floor_pid")
 fi
 
 mkdir -p "$work/nginx"
@@ -119,7 +130,7 @@ haproxy_pid=$!
 scratch_pids+=("$haproxy_pid")
 
 wait_for_url "http://127.0.0.1:$admin/ready"
-for p in "$app" "$nginx_port" "$haproxy_port" "$port"; do wait_for_url "http://127.0.0.1:$p/"; done
+for p in "$app" "$nginx_port" "$haproxy_port" "$port" $floor_port; do wait_for_url "http://127.0.0.1:$p/"; done
 
 # CPU ticks (user + system) of a process and its children (nginx's workers).
 ticks() {
@@ -165,7 +176,7 @@ if [ "${BENCH_PERF:-}" = 1 ]; then
 fi
 : >"$work/runs.jsonl"
 for r in $(seq 1 "$rounds"); do
-  echo "==> round $r of $rounds: direct, edge${base_pid:+, base}, nginx, HAProxy ($seconds s each)"
+  echo "==> round $r of $rounds: direct, edge${base_pid:+, base}${floor_pid:+, floor}, nginx, HAProxy ($seconds s each)"
   run direct "$app" "" | tee -a "$work/runs.jsonl"
   # The other build goes first every other round, so that neither always follows the same run.
   [ -n "$base_pid" ] && [ $((r % 2)) = 0 ] && run base "$base_port" "$base_pid" | tee -a "$work/runs.jsonl"
@@ -174,6 +185,7 @@ for r in $(seq 1 "$rounds"); do
     perf_stop_and_report "$perf_pid" "$work/perf.data" "$out/proxy-perf.txt" 1
   fi
   [ -n "$base_pid" ] && [ $((r % 2)) = 1 ] && run base "$base_port" "$base_pid" | tee -a "$work/runs.jsonl"
+  [ -n "$floor_pid" ] && run floor "$floor_port" "$floor_pid" | tee -a "$work/runs.jsonl"
   [ -n "$base_pid" ] && [ "${BENCH_ONLY_EDGES:-}" = 1 ] && continue
   run nginx "$nginx_port" "$nginx_pid" | tee -a "$work/runs.jsonl"
   run haproxy "$haproxy_port" "$haproxy_pid" | tee -a "$work/runs.jsonl"
@@ -188,13 +200,19 @@ python3 - "$work/runs.jsonl" "$work/stream.json" "$out/proxy.json" <<'PY'
 import json, statistics, sys, datetime, os, platform
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 stream = json.load(open(sys.argv[2]))
-targets = [t for t in ["direct", "edge", "base", "nginx", "haproxy"] if any(r["target"] == t for r in runs)]
+targets = [t for t in ["direct", "edge", "base", "floor", "nginx", "haproxy"] if any(r["target"] == t for r in runs)]
 by = {t: [r for r in runs if r["target"] == t] for t in targets}
 med = lambda t, k: statistics.median(r[k] for r in by[t]) if by[t][0][k] is not None else None
 rounds = len(by["edge"])
 ratio = lambda a, b, k="rps": statistics.median(by[a][i][k] / by[b][i][k] for i in range(rounds))
 summary = {t: {"rps": med(t, "rps"), "p99_ms": med(t, "p99_ms"), "cpu_us_per_req": med(t, "cpu_us_per_req")} for t in targets}
-ratios = {f"edge/{t}": ratio("edge", t) for t in ["nginx", "haproxy", "direct", "base"] if t in by}
+ratios = {f"edge/{t}": ratio("edge", t) for t in ["nginx", "haproxy", "direct", "base", "floor"] if t in by}
+for t in ["nginx", "haproxy"]:
+    if "floor" in by and t in by:
+        ratios[f"floor/{t}"] = ratio("floor", t)
+        ratios[f"floor/{t} cpu"] = ratio("floor", t, "cpu_us_per_req")
+if "floor" in by:
+    ratios["edge/floor cpu"] = ratio("edge", "floor", "cpu_us_per_req")
 if "base" in by:
     # The CPU per request of this build over the other's, paired by round.
     ratios["edge/base cpu"] = ratio("edge", "base", "cpu_us_per_req")
