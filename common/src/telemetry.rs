@@ -4,6 +4,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
+use http::HeaderValue;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber, span};
 use tracing_subscriber::fmt::format::Writer;
@@ -214,33 +215,44 @@ where
 }
 
 /// The id of one request: the caller's `X-Request-Id` when it is a sane token, else a new one.
+/// Held as the header value it is sent as (back to the caller, and on to the app): checked once,
+/// and shared, not copied, by each header that carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(String);
+pub struct RequestId(HeaderValue);
 
 impl RequestId {
     pub const MAX_LEN: usize = 128;
 
     /// A fresh id (UUIDv7: sortable by time).
     pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7().to_string())
+        let mut text = uuid::Uuid::encode_buffer();
+        let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+        // Hex digits and hyphens are always a valid header value.
+        Self(HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("unknown")))
     }
 
     /// Keeps the caller's value only when it is 1–128 characters of `[A-Za-z0-9._:-]`.
-    pub fn from_header(value: Option<&[u8]>) -> Self {
+    pub fn from_header(value: Option<&HeaderValue>) -> Self {
         match value {
-            Some(v) if is_sane(v) => Self(String::from_utf8_lossy(v).into_owned()),
+            Some(v) if is_sane(v.as_bytes()) => Self(v.clone()),
             _ => Self::generate(),
         }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only sane (ASCII) values are ever held.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as a header value (a clone shares its bytes).
+    pub fn header_value(&self) -> HeaderValue {
+        self.0.clone()
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -283,11 +295,13 @@ mod tests {
     #[test]
     fn request_ids() {
         assert_eq!(
-            RequestId::from_header(Some(b"abc-1.2_3:4")).as_str(),
+            RequestId::from_header(Some(&HeaderValue::from_static("abc-1.2_3:4"))).as_str(),
             "abc-1.2_3:4"
         );
-        for bad in [&b""[..], b"a b", b"a\r\nb", b"\x1b[31m", &[b'a'; 129]] {
-            let got = RequestId::from_header(Some(bad));
+        // What a header value can hold (CR, LF and other controls never get this far).
+        for bad in [&b""[..], b"a b", b"a\tb", "\u{e9}".as_bytes(), &[b'a'; 129]] {
+            let value = HeaderValue::from_bytes(bad).expect("a header value");
+            let got = RequestId::from_header(Some(&value));
             assert_ne!(got.as_str().as_bytes(), bad);
             assert_eq!(got.as_str().len(), 36);
         }

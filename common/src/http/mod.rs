@@ -109,15 +109,13 @@ pub fn error(
 pub fn request_id<B>(req: &Request<B>) -> RequestId {
     let mut values = req.headers().get_all(&X_REQUEST_ID).iter();
     match (values.next(), values.next()) {
-        (Some(v), None) => RequestId::from_header(Some(v.as_bytes())),
+        (Some(v), None) => RequestId::from_header(Some(v)),
         _ => RequestId::generate(),
     }
 }
 
 /// Sets `X-Request-Id` on a response.
 pub fn with_request_id(mut resp: Response<Body>, rid: &RequestId) -> Response<Body> {
-    if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
-        resp.headers_mut().insert(X_REQUEST_ID, v);
-    }
+    resp.headers_mut().insert(X_REQUEST_ID, rid.header_value());
     resp
 }
