@@ -197,7 +197,7 @@ impl App {
             serving,
             {
                 let state = state.clone();
-                move |req, peer| routes::public(req, state.clone(), peer)
+                move |req, connected| routes::public(req, state.clone(), connected)
             },
             public_stopped,
         ));

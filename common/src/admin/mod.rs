@@ -196,8 +196,9 @@ impl AdminServer {
         };
         let serve = tokio::spawn(crate::http::serve(
             listening,
-            move |mut req: Request<Incoming>, peer| {
-                req.extensions_mut().insert(crate::http::Peer(peer));
+            move |mut req: Request<Incoming>, connected: crate::http::Connected| {
+                req.extensions_mut()
+                    .insert(crate::http::Peer(connected.peer));
                 let admin = admin.clone();
                 async move {
                     let rid = request_id(&req);

@@ -1,6 +1,6 @@
 //! What a handler keeps from one request of a connection to the next (the proxy's upstream
-//! connections): one value per connection, set on every request as an extension by [`super::serve`]
-//! and dropped with the connection.
+//! connections): one value per connection, handed with every request by [`super::serve`] (in
+//! [`super::Connected`]) and dropped with the connection.
 
 use std::any::Any;
 use std::sync::{Arc, Mutex, PoisonError};

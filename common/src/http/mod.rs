@@ -17,7 +17,7 @@ pub mod serve;
 pub mod threads;
 
 pub use kept::Kept;
-pub use serve::{Limits, Listening, Scheme, ServeStats, serve};
+pub use serve::{Connected, Limits, Listening, Scheme, ServeStats, serve};
 
 /// Errors a response body can fail with (proxied bodies can).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

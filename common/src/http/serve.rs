@@ -148,7 +148,18 @@ pub struct Listening {
     pub stats: Arc<ServeStats>,
 }
 
-/// How a request reached the edge (`X-Forwarded-Proto`): set on every request as an extension.
+/// What a handler knows of the connection its request came on, passed with every request (as
+/// extensions they would cost a map and a box each, per request).
+#[derive(Debug, Clone)]
+pub struct Connected {
+    pub peer: SocketAddr,
+    /// How the request reached us (`X-Forwarded-Proto`).
+    pub scheme: Scheme,
+    /// What the connection's handlers keep from one request to the next.
+    pub kept: Kept,
+}
+
+/// How a request reached the edge (`X-Forwarded-Proto`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     Http,
@@ -167,7 +178,7 @@ impl Scheme {
 /// Serves `listening` until `stop` turns true, then drains for at most its grace period.
 pub async fn serve<H, F>(listening: Listening, handler: H, stop: watch::Receiver<bool>)
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Connected) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     let capacity = Capacity::new(&listening.limits);
@@ -181,7 +192,7 @@ pub async fn serve_within<H, F>(
     handler: H,
     stop: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Connected) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     let Listening {
@@ -370,7 +381,7 @@ impl Connection {
         activity: Arc<Activity>,
         registered: Registered,
     ) where
-        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        H: Fn(Request<Incoming>, Connected) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
     {
         let Some(acceptor) = &self.tls else {
@@ -407,21 +418,23 @@ impl Connection {
         _registered: Registered,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        H: Fn(Request<Incoming>, Connected) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
     {
         let service = {
             let activity = activity.clone();
             let pacer = self.pacer.clone();
-            let kept = Kept::default();
-            service_fn(move |mut req: Request<Incoming>| {
+            let connected = Connected {
+                peer,
+                scheme,
+                kept: Kept::default(),
+            };
+            service_fn(move |req: Request<Incoming>| {
                 let guard = activity.request_started();
-                req.extensions_mut().insert(scheme);
-                req.extensions_mut().insert(kept.clone());
                 // Boxed once here: the handler's future is kilobytes (3.4 kB for the edge's
                 // public listener), and unboxed it was copied whole several times per request,
                 // the last into hyper's slot for it. The response body is not boxed again.
-                let answer = Box::pin(handler(req, peer));
+                let answer = Box::pin(handler(req, connected.clone()));
                 let pacer = pacer.clone();
                 async move {
                     if let Some(pacer) = pacer {
@@ -443,7 +456,10 @@ impl Connection {
                 Some(at) => at,
                 None => activity.deadline(&self.limits),
             };
+            // The connection first, and in a fixed order: it is what wakes this task, almost
+            // always.
             tokio::select! {
+                biased;
                 result = conn.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "connection closed with an error");

@@ -19,7 +19,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::Body;
-use super::serve::{Capacity, Limits, Listening, ServeStats, serve_within};
+use super::serve::{Capacity, Connected, Limits, Listening, ServeStats, serve_within};
 
 /// Pending connections each socket's kernel queue holds (as tokio's own `bind`).
 const BACKLOG: i32 = 1024;
@@ -113,7 +113,7 @@ pub async fn serve_sockets<H, F>(
     handler: H,
     stop: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Connected) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     let capacity = Capacity::new(&serving.limits);

@@ -10,7 +10,8 @@
 mod flights;
 mod upstream;
 
-use std::net::SocketAddr;
+use std::io::Write as _;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -24,10 +25,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use common::metrics::{StatusClass, status_class};
 
 use crate::metrics::EdgeMetrics;
-use common::http::{Kept, Limits, Scheme};
+use common::http::{Connected, Limits};
 use common::telemetry::RequestId;
 use flights::Flights;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -106,7 +107,7 @@ impl Proxy {
     pub async fn forward(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        connected: &Connected,
         rid: &RequestId,
     ) -> Response<Body> {
         let Ok(slot) = self.inflight.clone().try_acquire_owned() else {
@@ -114,7 +115,7 @@ impl Proxy {
             return Error::ProxyOverloaded.into_response(rid);
         };
         let started = Instant::now();
-        let result = self.send(req, peer, rid, slot).await;
+        let result = self.send(req, connected, rid, slot).await;
         self.metrics
             .proxy_duration
             .record_value(started.elapsed().as_secs_f64());
@@ -136,22 +137,18 @@ impl Proxy {
     async fn send(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        connected: &Connected,
         rid: &RequestId,
         slot: OwnedSemaphorePermit,
     ) -> Result<Response<Body>, Error> {
         let (mut parts, body) = req.into_parts();
         let body = Stalling::new(body, self.body_timeout);
-        let home = parts
-            .extensions
-            .get::<Kept>()
-            .map(|kept| Home::new(kept.clone(), self.idle.clone()));
-        self.rewrite(&mut parts, peer, rid)?;
+        let home = Home::new(connected.kept.clone(), self.idle.clone());
+        self.rewrite(&mut parts, connected, rid)?;
         let req = Request::from_parts(parts, body);
-        let (resp, upstream) =
-            tokio::time::timeout(self.timeout, self.exchange(req, home.as_ref()))
-                .await
-                .map_err(|_| Error::UpstreamTimeout(self.timeout.as_secs()))??;
+        let (resp, upstream) = tokio::time::timeout(self.timeout, self.exchange(req, &home))
+            .await
+            .map_err(|_| Error::UpstreamTimeout(self.timeout.as_secs()))??;
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         // The slot is held until the answer has streamed back (its upstream connection is busy),
@@ -166,7 +163,7 @@ impl Proxy {
     fn rewrite(
         &self,
         parts: &mut http::request::Parts,
-        peer: SocketAddr,
+        connected: &Connected,
         rid: &RequestId,
     ) -> Result<(), Error> {
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -185,19 +182,18 @@ impl Proxy {
             Some(host) => parts.headers.insert(header::HOST, host.clone()),
             None => parts.headers.remove(header::HOST),
         };
-        append(&mut parts.headers, X_FORWARDED_FOR, &peer.ip().to_string());
-        let scheme = parts
-            .extensions
-            .get::<Scheme>()
-            .copied()
-            .unwrap_or(Scheme::Http);
-        append(&mut parts.headers, X_FORWARDED_PROTO, scheme.as_str());
-        if let Some(host) = original_host.as_ref().and_then(|h| h.to_str().ok()) {
+        if let Some(ip) = ip_value(connected.peer.ip()) {
+            append(&mut parts.headers, X_FORWARDED_FOR, ip);
+        }
+        append(
+            &mut parts.headers,
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(connected.scheme.as_str()),
+        );
+        if let Some(host) = original_host.filter(|h| h.to_str().is_ok()) {
             append(&mut parts.headers, X_FORWARDED_HOST, host);
         }
-        if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
-            parts.headers.insert(X_REQUEST_ID, v);
-        }
+        parts.headers.insert(X_REQUEST_ID, rid.header_value());
         Ok(())
     }
 
@@ -207,9 +203,9 @@ impl Proxy {
     async fn exchange(
         &self,
         mut req: Request<Stalling>,
-        home: Option<&Home>,
+        home: &Home,
     ) -> Result<(Response<Incoming>, Upstream), Error> {
-        while let Some(mut upstream) = home.and_then(Home::take) {
+        while let Some(mut upstream) = home.take() {
             if !upstream.ready().await {
                 continue;
             }
@@ -298,6 +294,11 @@ impl HttpBody for Stalling {
 
 /// Removes the hop-by-hop headers and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none (and so no `Connection` naming others): one pass over the names
+    // finds out, where removing each of the nine would hash and probe for it.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -313,15 +314,38 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends `value` to a comma-separated header, keeping what the client sent.
-fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {value}"),
-        _ => value.to_owned(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(name, v);
+/// Appends `value` to a comma-separated header, keeping what the client sent (when it is text);
+/// when the client sent none, `value` itself goes, not a copy.
+fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    match headers.entry(name) {
+        Entry::Vacant(slot) => {
+            slot.insert(value);
+        }
+        Entry::Occupied(mut slot) => match slot.get().to_str() {
+            Ok(existing) if !existing.trim().is_empty() => {
+                let mut joined = Vec::with_capacity(existing.len() + 2 + value.len());
+                joined.extend_from_slice(existing.as_bytes());
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(value.as_bytes());
+                if let Ok(v) = HeaderValue::from_bytes(&joined) {
+                    slot.insert(v);
+                }
+            }
+            _ => {
+                slot.insert(value);
+            }
+        },
     }
+}
+
+/// A peer's address as a header value, written without a `String` in between.
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    // The longest text of an IPv6 address is 45 characters.
+    let mut text = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    write!(cursor, "{ip}").ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(text.get(..len)?).ok()
 }
 
 #[cfg(test)]
@@ -349,10 +373,58 @@ mod tests {
     }
 
     #[test]
+    fn each_hop_by_hop_header_alone_is_removed() {
+        for name in &HOP_BY_HOP {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), HeaderValue::from_static("x"));
+            h.insert("x-kept", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut h);
+            assert!(!h.contains_key(name), "{name} was kept");
+            assert!(h.contains_key("x-kept"));
+        }
+    }
+
+    #[test]
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
-        append(&mut h, X_FORWARDED_FOR, "10.0.0.1");
-        append(&mut h, X_FORWARDED_FOR, "127.0.0.1");
+        append(
+            &mut h,
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("10.0.0.1"),
+        );
+        append(
+            &mut h,
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("127.0.0.1"),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        // A blank or non-text value sent by the client is replaced.
+        for sent in [&b"  "[..], "\u{e9}".as_bytes()] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                X_FORWARDED_FOR,
+                HeaderValue::from_bytes(sent).expect("value"),
+            );
+            append(
+                &mut h,
+                X_FORWARDED_FOR,
+                HeaderValue::from_static("127.0.0.1"),
+            );
+            assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        }
+    }
+
+    #[test]
+    fn peer_addresses_as_header_values() {
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .expect("address");
+        for ip in [
+            IpAddr::from([127, 0, 0, 1]),
+            "::1".parse().expect("v6"),
+            longest,
+        ] {
+            assert_eq!(ip_value(ip).expect("value"), ip.to_string().as_str());
+        }
     }
 }

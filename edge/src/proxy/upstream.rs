@@ -161,11 +161,11 @@ pub(super) struct Answer {
 }
 
 impl Answer {
-    pub(super) fn new(body: Incoming, upstream: Upstream, home: Option<Home>) -> Self {
+    pub(super) fn new(body: Incoming, upstream: Upstream, home: Home) -> Self {
         Self {
             body,
             upstream: Some(upstream),
-            home,
+            home: Some(home),
         }
     }
 

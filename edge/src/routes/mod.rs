@@ -6,10 +6,9 @@ pub mod admin;
 pub mod webhook;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::http::{request_id, with_request_id};
+use common::http::{Connected, request_id, with_request_id};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -45,7 +44,7 @@ impl Route {
 pub async fn public(
     req: Request<Incoming>,
     state: Arc<State>,
-    peer: SocketAddr,
+    connected: Connected,
 ) -> Result<Response<Body>, Infallible> {
     let rid = request_id(&req);
     let span = tracing::info_span!("request", requestId = %rid);
@@ -57,7 +56,7 @@ pub async fn public(
                 Error::MethodNotAllowed { allow: "POST" }.into_response(&rid)
             }
             Route::Proxy => match &state.proxy {
-                Some(proxy) => proxy.forward(req, peer, &rid).await,
+                Some(proxy) => proxy.forward(req, &connected, &rid).await,
                 None => Error::NotFound.into_response(&rid),
             },
             Route::NotFound => Error::NotFound.into_response(&rid),
