@@ -1,7 +1,7 @@
 //! The reverse proxy to the app (`UPSTREAM_URL`): every route except the webhook, bodies streamed
 //! both ways, hop-by-hop headers removed, `X-Forwarded-*` and `X-Request-Id` added; an unreachable
-//! app gives 502 and a slow one 504. Upstream connections are driven by the client connection's
-//! own task and kept for its next request ([`upstream`]). Bounded: at most
+//! app gives 502 and a slow one 504. Upstream connections run on the client connection's runtime
+//! and are kept for its next request ([`upstream`]). Bounded: at most
 //! `EDGE_PROXY_MAX_INFLIGHT` requests (each on its own upstream connection) at once, 503 past it;
 //! a request body that stalls longer than the body read time-out between two chunks is cut, and a
 //! response the client does not read for the stall time-out is given up ([`flights`]), so that no
@@ -55,7 +55,7 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// The proxy toward the app: HTTP/1.1 connections driven by the client connections that use them
+/// The proxy toward the app: HTTP/1.1 connections kept by the client connections that use them
 /// ([`upstream`]).
 #[derive(Debug, Clone)]
 pub struct Proxy {

@@ -1,10 +1,10 @@
-//! The proxy's connections to the app: each is driven in the task of the client connection that
-//! uses it (no task of its own, so no wake-up crosses threads and no pool lock is taken per
-//! request), and a finished one waits for that client connection's next request. Idle ones are
-//! bounded in all ([`MAX_IDLE`]) and close with their client connection.
+//! The proxy's connections to the app: each is a task of its own on the runtime of the client
+//! connection that opened it (on a serving thread, that thread), woken only when its socket is
+//! ready; a finished one waits for that client connection's next request (no pool lock is taken
+//! per request). Idle ones are bounded in all ([`MAX_IDLE`]) and close with their client
+//! connection: dropping the last handle of a connection ends its task.
 
-use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -32,14 +32,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[error("connecting to the app took longer than {0:?}")]
 pub struct ConnectTimeout(Duration);
 
-/// The half of a connection to the app that reads and writes it.
-type Connection = http1::Connection<TokioIo<TcpStream>, Stalling>;
-
-/// One HTTP/1.1 connection to the app.
+/// One HTTP/1.1 connection to the app: the handle that sends on it (its task reads and writes).
 pub(super) struct Upstream {
     send: http1::SendRequest<Stalling>,
-    /// `None` once the connection has ended.
-    conn: Option<Pin<Box<Connection>>>,
 }
 
 impl Upstream {
@@ -52,46 +47,32 @@ impl Upstream {
         let (send, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await?;
-        Ok(Self {
-            send,
-            conn: Some(Box::pin(conn)),
-        })
-    }
-
-    /// Moves the connection on (reads the answer, writes the request body) in the caller's task.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if let Some(conn) = self.conn.as_mut()
-            && conn.as_mut().poll(cx).is_ready()
-        {
-            self.conn = None;
-        }
+        // It ends when the app closes it, or once this handle is dropped and nothing is in
+        // flight on it (an answer dropped half-read closes it).
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection to the app ended with an error");
+            }
+        });
+        Ok(Self { send })
     }
 
     /// Whether a request can go on it now; false when the app has closed it.
     pub(super) async fn ready(&mut self) -> bool {
-        poll_fn(|cx| {
-            self.drive(cx);
-            self.send.poll_ready(cx).map(|ready| ready.is_ok())
-        })
-        .await
+        self.send.ready().await.is_ok()
     }
 
-    /// Sends `req` and waits for the answer's head, driving the connection meanwhile. The request
-    /// comes back in the error when it never left.
+    /// Sends `req` and waits for the answer's head. The request comes back in the error when it
+    /// never left.
     pub(super) async fn send(
         &mut self,
         req: Request<Stalling>,
     ) -> Result<Response<Incoming>, TrySendError<Request<Stalling>>> {
-        let mut answer = pin!(self.send.try_send_request(req));
-        poll_fn(|cx| {
-            self.drive(cx);
-            answer.as_mut().poll(cx)
-        })
-        .await
+        self.send.try_send_request(req).await
     }
 
     fn reusable(&self) -> bool {
-        self.conn.is_some() && !self.send.is_closed()
+        !self.send.is_closed()
     }
 }
 
@@ -152,8 +133,7 @@ impl Home {
     }
 }
 
-/// The app's answer body, driving its connection as the client takes it; once finished, the
-/// connection goes back to its home.
+/// The app's answer body; once finished, its connection goes back to its home.
 pub(super) struct Answer {
     body: Incoming,
     upstream: Option<Upstream>,
@@ -195,9 +175,6 @@ impl HttpBody for Answer {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        if let Some(upstream) = this.upstream.as_mut() {
-            upstream.drive(cx);
-        }
         let frame = Pin::new(&mut this.body).poll_frame(cx);
         // A server that knows the length stops asking after the last byte: finished then.
         if matches!(frame, Poll::Ready(None)) || this.body.is_end_stream() {
