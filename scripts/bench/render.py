@@ -140,9 +140,9 @@ def render_latency(d, svg="latency.svg", goal=(GOAL_P99_MS, GOAL_P999_MS)):
 def render_proxy(d):
     s = d["summary"]
     names = {"direct": "the app, direct", "edge": "through the edge", "nginx": "through nginx",
-             "haproxy": "through HAProxy"}
+             "haproxy": "through HAProxy", "floor": "through bare hyper (`hyper-floor`)"}
     rows = ["| target | req/s (median) | p99 ms | proxy CPU µs per request |", "|---|---:|---:|---:|"]
-    for k in ("direct", "edge", "nginx", "haproxy"):
+    for k in ("direct", "edge", "nginx", "haproxy", "floor"):
         if k in s:
             cpu = s[k]["cpu_us_per_req"]
             rows.append(f"| {names[k]} | {n(s[k]['rps'])} | {s[k]['p99_ms']:.2f} | "
@@ -152,6 +152,10 @@ def render_proxy(d):
     out += (f"- **edge / nginx {r['edge/nginx']:.2f}, edge / HAProxy {r['edge/haproxy']:.2f}** "
             f"(medians of the rounds' paired ratios; goal ≥ 1.0: "
             f"{met(min(r['edge/nginx'], r['edge/haproxy']) >= 1.0)}).\n")
+    if "floor/nginx" in r:
+        out += (f"- The floor of the stack (hyper's HTTP/1 server and client alone): **floor / nginx "
+                f"{r['floor/nginx']:.2f}** at {r['floor/nginx cpu']:.2f}× its CPU per request; the edge "
+                f"spends {r['edge/floor cpu']:.2f}× the floor's.\n")
     st = d.get("stream")
     if st:
         out += (f"- **Streaming {st['stream_mb']} MB each way: the edge's RSS went from "
