@@ -7,6 +7,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use http::HeaderValue;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber, span};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
@@ -37,6 +38,7 @@ where
             .with(SpanFieldsLayer)
             .with(
                 tracing_subscriber::fmt::layer()
+                    .fmt_fields(NoSpanFields)
                     .event_format(JsonLines)
                     .with_writer(writer),
             )
@@ -49,6 +51,16 @@ where
             )
             .try_init(),
     };
+}
+
+/// The fmt layer's own rendering of span fields, which `JsonLines` never reads (it copies
+/// [`SpanFields`]): nothing, so that a span (one per request) is not rendered twice.
+struct NoSpanFields;
+
+impl<'writer> FormatFields<'writer> for NoSpanFields {
+    fn format_fields<R: RecordFields>(&self, _writer: Writer<'writer>, _fields: R) -> fmt::Result {
+        Ok(())
+    }
 }
 
 /// The fields of a span, rendered once as a JSON fragment (`,"k":v,...`) in its extensions.
