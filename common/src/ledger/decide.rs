@@ -94,16 +94,26 @@ pub fn decide(event: &StripeEvent, order: &OrderRow, expect_livemode: Option<boo
     }
 }
 
+/// `got` is `want` in lower case (compared without a lower-case copy of `want`).
+fn is_lowercase_of(got: &str, want: &str) -> bool {
+    got.len() == want.len()
+        && got
+            .bytes()
+            .zip(want.bytes())
+            .all(|(g, w)| g == w.to_ascii_lowercase())
+}
+
 /// Describes how the session's amount or currency differs from the order's expectation.
 fn amount_problem(event: &StripeEvent, order: &OrderRow) -> Option<String> {
     let o = &event.object;
     let amount_ok = order
         .amount_total
         .is_none_or(|want| o.amount_total == Some(want));
-    let currency_ok = order
-        .currency
-        .as_deref()
-        .is_none_or(|want| o.currency.as_deref() == Some(want.to_ascii_lowercase().as_str()));
+    let currency_ok = order.currency.as_deref().is_none_or(|want| {
+        o.currency
+            .as_deref()
+            .is_some_and(|got| is_lowercase_of(got, want))
+    });
     if amount_ok && currency_ok {
         return None;
     }
@@ -249,6 +259,15 @@ mod tests {
     use super::*;
     use crate::stripe::event::EventObject;
     use OrderStatus::*;
+
+    #[test]
+    fn currencies_compare_in_lower_case() {
+        assert!(is_lowercase_of("usd", "USD"));
+        assert!(is_lowercase_of("usd", "usd"));
+        assert!(!is_lowercase_of("USD", "usd"));
+        assert!(!is_lowercase_of("usd", "eur"));
+        assert!(!is_lowercase_of("us", "usd"));
+    }
 
     fn event(kind: &str, payment_status: Option<&str>) -> StripeEvent {
         StripeEvent {

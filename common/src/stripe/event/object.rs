@@ -147,7 +147,7 @@ pub(super) fn read_object(raw: &RawObject<'_>, r: &mut Reader) -> EventObject {
                 amount: r.int(item.amount, "data.object.refunds.data.amount"),
                 currency: r
                     .text(item.currency, "data.object.refunds.data.currency")
-                    .map(|c| c.to_ascii_lowercase()),
+                    .map(lowercase),
                 status: r.text(item.status, "data.object.refunds.data.status"),
             })
         })
@@ -162,9 +162,7 @@ pub(super) fn read_object(raw: &RawObject<'_>, r: &mut Reader) -> EventObject {
         metadata_order_id,
         payment_status: r.text(raw.payment_status, "data.object.payment_status"),
         amount_total: r.int(raw.amount_total, "data.object.amount_total"),
-        currency: r
-            .text(raw.currency, "data.object.currency")
-            .map(|c| c.to_ascii_lowercase()),
+        currency: r.text(raw.currency, "data.object.currency").map(lowercase),
         payment_intent,
         fully_refunded: refunded
             || matches!((amount_refunded, amount), (Some(r), Some(a)) if a > 0 && r >= a),
@@ -208,4 +206,10 @@ fn nested<'a, T: Deserialize<'a>>(
             None
         }
     }
+}
+
+/// A currency code in lower case, as Stripe writes it, converted in place.
+fn lowercase(mut code: String) -> String {
+    code.make_ascii_lowercase();
+    code
 }
