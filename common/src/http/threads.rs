@@ -1,7 +1,7 @@
 //! A listener served on the caller's runtime (one socket), or by threads of its own: each thread
 //! runs a single-threaded runtime and accepts on its own socket bound to the same address
 //! (`SO_REUSEPORT`, the kernel spreads connections across them). There, a connection, its
-//! handlers and what they drive (the proxy's upstream connections) stay on the thread that
+//! handlers and the tasks they spawn (the proxy's upstream connections) stay on the thread that
 //! accepted it: no work-stealing, no wake-up crossing threads. The connection cap and eviction
 //! stay one for the listener ([`Capacity`]).
 
