@@ -285,6 +285,11 @@ def check(doc):
 
 
 def main():
+    # An unknown flag (`--help` included) is not "no section named": that would rewrite them all.
+    flags = [a for a in sys.argv[1:] if a.startswith("-")]
+    if any(f not in ("--check", "--sections") for f in flags):
+        print(__doc__.strip())
+        sys.exit(0 if flags in (["--help"], ["-h"]) else 2)
     if "--sections" in sys.argv[1:]:
         print(" ".join(SECTIONS))
         return
