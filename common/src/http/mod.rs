@@ -10,14 +10,16 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 
 use crate::telemetry::RequestId;
 
+mod connected;
 mod connections;
 mod kept;
 mod pace;
 pub mod serve;
 pub mod threads;
 
+pub use connected::{Connected, Scheme};
 pub use kept::Kept;
-pub use serve::{Connected, Limits, Listening, Scheme, ServeStats, serve};
+pub use serve::{Limits, Listening, ServeStats, serve};
 
 /// Errors a response body can fail with (proxied bodies can).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -38,6 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use super::connected::{Connected, Scheme};
 pub use super::connections::Capacity;
 use super::connections::{Activity, Expired, OpenConnections, Registered, Watched};
 use super::pace::Pacer;
@@ -146,33 +147,6 @@ pub struct Listening {
     pub limits: Limits,
     /// What the listener did, read by the metrics at scrape time.
     pub stats: Arc<ServeStats>,
-}
-
-/// What a handler knows of the connection its request came on, passed with every request (as
-/// extensions they would cost a map and a box each, per request).
-#[derive(Debug, Clone)]
-pub struct Connected {
-    pub peer: SocketAddr,
-    /// How the request reached us (`X-Forwarded-Proto`).
-    pub scheme: Scheme,
-    /// What the connection's handlers keep from one request to the next.
-    pub kept: Kept,
-}
-
-/// How a request reached the edge (`X-Forwarded-Proto`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Http => "http",
-            Self::Https => "https",
-        }
-    }
 }
 
 /// Serves `listening` until `stop` turns true, then drains for at most its grace period.

@@ -18,8 +18,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::Body;
-use super::serve::{Capacity, Connected, Limits, Listening, ServeStats, serve_within};
+use super::serve::{Capacity, Limits, Listening, ServeStats, serve_within};
+use super::{Body, Connected};
 
 /// Pending connections each socket's kernel queue holds (as tokio's own `bind`).
 const BACKLOG: i32 = 1024;
