@@ -240,7 +240,7 @@ impl RequestId {
         let mut text = uuid::Uuid::encode_buffer();
         let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
         // Hex digits and hyphens are always a valid header value.
-        Self(HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("unknown")))
+        Self(HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("unknown")))
     }
 
     /// Keeps the caller's value only when it is 1–128 characters of `[A-Za-z0-9._:-]`.
