@@ -89,7 +89,8 @@ const BLOCKED_AFTER: Duration = Duration::from_secs(1);
 pub(super) enum Expired {
     /// No request head within `header_read_timeout` of accept.
     NoRequest,
-    /// No request in progress for `idle_timeout`.
+    /// No request in progress for `idle_timeout` (h2), or no complete head within
+    /// `header_read_timeout` of the last answer (HTTP/1).
     Idle,
     /// Every request in progress is a response its peer has not read for `stall_timeout` (a
     /// flow-control window kept at zero, a download never read).
@@ -102,6 +103,8 @@ pub(super) enum Expired {
 pub(super) struct Activity {
     accepted: Instant,
     pub any_request: AtomicBool,
+    /// Its requests are h2 streams: between them it waits for `idle_timeout`, not for a head.
+    h2: AtomicBool,
     in_progress: AtomicUsize,
     /// Requests in progress whose handler has answered: their bodies are being sent.
     responding: AtomicUsize,
@@ -117,6 +120,7 @@ impl Activity {
         Self {
             accepted: Instant::now(),
             any_request: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
             in_progress: AtomicUsize::new(0),
             responding: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
@@ -162,7 +166,10 @@ impl Activity {
         );
     }
 
-    pub(super) fn request_started(self: &Arc<Self>) -> InProgress {
+    pub(super) fn request_started(self: &Arc<Self>, version: http::Version) -> InProgress {
+        if version == http::Version::HTTP_2 {
+            self.h2.store(true, Ordering::Release);
+        }
         self.any_request.store(true, Ordering::Release);
         self.in_progress.fetch_add(1, Ordering::AcqRel);
         self.touch();
@@ -187,12 +194,16 @@ impl Activity {
             let recheck = tokio::time::Instant::now() + limits.stall_timeout;
             return (base + limits.header_read_timeout).min(recheck);
         }
-        let wait = match self.in_progress.load(Ordering::Acquire) {
-            0 => limits.idle_timeout,
-            _ => limits.stall_timeout,
+        let now = tokio::time::Instant::now();
+        let last = tokio::time::Instant::from_std(self.last_progress());
+        let idle_wait = self.idle_wait(limits);
+        let at = match self.in_progress.load(Ordering::Acquire) {
+            0 => last + idle_wait,
+            // Looked at again by the time it could have been idle for its wait, since the
+            // requests in progress may end meanwhile.
+            _ => (last + limits.stall_timeout).min(now + idle_wait),
         };
-        let at = tokio::time::Instant::from_std(self.last_progress()) + wait;
-        at.max(tokio::time::Instant::now() + wait.min(BLOCKED_AFTER))
+        at.max(now + idle_wait.min(limits.stall_timeout).min(BLOCKED_AFTER))
     }
 
     pub(super) fn expired(&self, limits: &Limits) -> Option<Expired> {
@@ -205,7 +216,18 @@ impl Activity {
                 .blocked_on_peer(limits.stall_timeout)
                 .then_some(Expired::Stalled);
         }
-        (self.last_progress().elapsed() >= limits.idle_timeout).then_some(Expired::Idle)
+        (self.last_progress().elapsed() >= self.idle_wait(limits)).then_some(Expired::Idle)
+    }
+
+    /// How long it may wait with no request in progress: an h2 connection `idle_timeout`; an
+    /// HTTP/1 one no longer than `header_read_timeout`, since its next head counts from the
+    /// last answer.
+    fn idle_wait(&self, limits: &Limits) -> Duration {
+        if self.h2.load(Ordering::Acquire) {
+            limits.idle_timeout
+        } else {
+            limits.idle_timeout.min(limits.header_read_timeout)
+        }
     }
 }
 

@@ -9,9 +9,13 @@
 //!   counted, and is logged at most once a second.
 //! - **A deadline from accept to the first complete request head** (`header_read_timeout`),
 //!   protocol detection included: a connection that sends nothing, or 16 bytes of an HTTP/2
-//!   preface, is closed when it passes.
-//! - **An idle keep-alive time-out** (`idle_timeout`): a connection with no request in progress
-//!   (a response body still streaming counts as in progress) is closed once idle that long.
+//!   preface, is closed when it passes. On HTTP/1, each later head must be complete within the
+//!   same time of the last answer, so an HTTP/1 keep-alive connection idle that long is closed.
+//! - **An idle keep-alive time-out** (`idle_timeout`): an h2 connection with no request in
+//!   progress (a response body still streaming counts as in progress) is closed once idle that
+//!   long.
+//! - Those deadlines are one timer per connection, armed again only when it fires: a request
+//!   arms no timer of its own.
 //! - **A stall time-out** (`stall_timeout`): a connection whose every request in progress is a
 //!   response that its peer does not take (an h2 flow-control window kept at zero, an HTTP/1
 //!   download never read) is closed once stuck that long, and counts as idle at the cap after a
@@ -66,11 +70,13 @@ const EVICT_RETRY: Duration = Duration::from_millis(1100);
 /// What a peer may hold, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// From accept to the first complete request head, and for each later head.
+    /// From accept to the first complete request head; on HTTP/1, also from each answer to the
+    /// next complete head.
     pub header_read_timeout: Duration,
     /// A client must send its whole webhook body within this time, or gets 408 and is closed.
     pub body_read_timeout: Duration,
-    /// A keep-alive connection with no request in progress is closed once idle this long.
+    /// An h2 connection with no request in progress is closed once idle this long (an HTTP/1
+    /// one at `header_read_timeout`, when it is shorter).
     pub idle_timeout: Duration,
     /// A connection whose every request in progress is a response its peer has not read for this
     /// long is closed (and counts as idle at the cap after a second of it); a proxied response
@@ -114,12 +120,13 @@ pub struct ServeStats {
     pub stalled_closed: AtomicU64,
 }
 
-fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
+fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The head deadlines are the connection's own timer ([`Activity::deadline`]): hyper's
+        // would arm a boxed timer for every request head.
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES.max(8192));
     builder
         .http2()
@@ -187,7 +194,7 @@ pub async fn serve_within<H, F>(
         open: capacity.open,
         failures: AcceptFailures::default(),
     };
-    let builder = Arc::new(builder(limits));
+    let builder = Arc::new(builder());
     let pacer = limits
         .requests_per_second
         .map(|rate| Arc::new(Pacer::new(rate)));
@@ -404,7 +411,7 @@ impl Connection {
                 kept: Kept::default(),
             };
             service_fn(move |req: Request<Incoming>| {
-                let guard = activity.request_started();
+                let guard = activity.request_started(req.version());
                 // Boxed once here: the handler's future is kilobytes (3.4 kB for the edge's
                 // public listener), and unboxed it was copied whole several times per request,
                 // the last into hyper's slot for it. The response body is not boxed again.

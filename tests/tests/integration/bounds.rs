@@ -11,7 +11,7 @@ use bytes::Bytes;
 use edge::Limits;
 use sim::objects::{Session, session_event};
 use tests::edge::TestEdge;
-use tests::http::{eventually, get, read_until_closed};
+use tests::http::{eventually, get, read_until, read_until_closed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -83,6 +83,57 @@ async fn connections_that_send_nothing_or_a_preface_are_closed_at_the_header_dea
         "every connection is gone"
     );
     assert!(stats.head_timeouts.load(Ordering::Relaxed) >= 600);
+}
+
+#[tokio::test]
+async fn http1_connections_send_each_next_head_within_the_header_deadline_and_h2_ones_may_idle() {
+    let header = Duration::from_secs(1);
+    let edge = TestEdge::builder()
+        .limits(limits(header, 10_000))
+        .spawn()
+        .await;
+    let request = b"GET /stripe/webhook HTTP/1.1\r\nHost: e\r\n\r\n";
+    // One keep-alive connection that then sends nothing, one that starts a head and never ends it.
+    let mut silent = TcpStream::connect(edge.public).await.expect("connect");
+    let mut slow = TcpStream::connect(edge.public).await.expect("connect");
+    for c in [&mut silent, &mut slow] {
+        c.write_all(request).await.expect("write");
+        let answer = read_until(c, b"}", Duration::from_secs(5)).await.expect("an answer");
+        assert!(answer.starts_with(b"HTTP/1.1 405"), "{}", String::from_utf8_lossy(&answer));
+    }
+    let answered = Instant::now();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: e\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let h2 = TcpStream::connect(edge.public).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(h2),
+    )
+    .await
+    .expect("h2c");
+    tokio::spawn(conn);
+    let h2_get = || {
+        http::Request::get(format!("http://{}/stripe/webhook", edge.public))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("request")
+    };
+    let first = sender.send_request(h2_get()).await.expect("h2 answer");
+    assert_eq!(first.status(), 405);
+
+    for (name, c) in [("silent", &mut silent), ("slow head", &mut slow)] {
+        let left = (header + Duration::from_secs(3)).saturating_sub(answered.elapsed());
+        let (_, closed) = read_until_closed(c, left).await;
+        assert!(closed, "{name}: closed by the header deadline + 3 s after its answer");
+    }
+    // The h2 connection has been idle longer than the header deadline (the HTTP/1 ones' wait
+    // above): it waits for the idle time-out (30 s) instead, and serves its next request.
+    assert!(answered.elapsed() > header);
+    sender.ready().await.expect("the h2 connection is still open");
+    let second = sender.send_request(h2_get()).await.expect("h2 answer");
+    assert_eq!(second.status(), 405);
+    let stats = edge.state.public_stats.clone();
+    assert!(stats.idle_closed.load(Ordering::Relaxed) >= 2);
 }
 
 #[tokio::test]
