@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use tokio::sync::Semaphore;
 
 use super::serve::Limits;
-use super::{Body, BoxError};
+use super::{Body, BoxError, coarse};
 
 /// The connection cap of a listener and its open connections, shared by the threads serving it
 /// (one is evicted to make room for another accepted on any of them).
@@ -67,10 +67,11 @@ impl OpenConnections {
     /// idle.
     pub fn evict_longest_idle(&self) -> bool {
         let open = self.lock();
+        // Idle since the same tick of the coarse clock: the one accepted first.
         let longest = open
-            .values()
-            .filter_map(|a| a.idle_since().map(|since| (since, a)))
-            .min_by_key(|(since, _)| *since);
+            .iter()
+            .filter_map(|(id, a)| a.idle_since().map(|since| ((since, *id), a)))
+            .min_by_key(|(key, _)| *key);
         match longest {
             Some((_, activity)) => {
                 activity.evict();
@@ -108,7 +109,8 @@ pub(super) struct Activity {
     in_progress: AtomicUsize,
     /// Requests in progress whose handler has answered: their bodies are being sent.
     responding: AtomicUsize,
-    /// Milliseconds after `accepted` of the last progress.
+    /// The last progress (accept, to begin with), on the coarse clock: requests move it several
+    /// times each, and read no precise clock for it.
     last_ms: AtomicU64,
     /// Asked to close to make room at the connection cap.
     evicted: AtomicBool,
@@ -123,15 +125,15 @@ impl Activity {
             h2: AtomicBool::new(false),
             in_progress: AtomicUsize::new(0),
             responding: AtomicUsize::new(0),
-            last_ms: AtomicU64::new(0),
+            last_ms: AtomicU64::new(coarse::now_ms()),
             evicted: AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
         }
     }
 
-    /// The last progress, as a time.
-    fn last_progress(&self) -> Instant {
-        self.accepted + Duration::from_millis(self.last_ms.load(Ordering::Acquire))
+    /// The last progress, on the coarse clock.
+    fn last_progress(&self) -> u64 {
+        self.last_ms.load(Ordering::Acquire)
     }
 
     /// Every request in progress is a response that has not moved for `after`.
@@ -139,12 +141,12 @@ impl Activity {
         let in_progress = self.in_progress.load(Ordering::Acquire);
         in_progress > 0
             && self.responding.load(Ordering::Acquire) >= in_progress
-            && self.last_progress().elapsed() >= after
+            && coarse::since(self.last_progress()) >= after
     }
 
     /// Since when the connection has been idle: no request in progress, or every one blocked on
     /// the peer; `None` while a request is making progress, or once evicted.
-    pub(super) fn idle_since(&self) -> Option<Instant> {
+    pub(super) fn idle_since(&self) -> Option<u64> {
         if self.evicted.load(Ordering::Acquire) {
             return None;
         }
@@ -160,10 +162,7 @@ impl Activity {
     }
 
     pub(super) fn touch(&self) {
-        self.last_ms.store(
-            self.accepted.elapsed().as_millis() as u64,
-            Ordering::Release,
-        );
+        self.last_ms.store(coarse::now_ms(), Ordering::Release);
     }
 
     pub(super) fn request_started(self: &Arc<Self>, version: http::Version) -> InProgress {
@@ -195,7 +194,7 @@ impl Activity {
             return (base + limits.header_read_timeout).min(recheck);
         }
         let now = tokio::time::Instant::now();
-        let last = tokio::time::Instant::from_std(self.last_progress());
+        let last = coarse::instant(self.last_progress());
         let idle_wait = self.idle_wait(limits);
         let at = match self.in_progress.load(Ordering::Acquire) {
             0 => last + idle_wait,
@@ -216,7 +215,7 @@ impl Activity {
                 .blocked_on_peer(limits.stall_timeout)
                 .then_some(Expired::Stalled);
         }
-        (self.last_progress().elapsed() >= self.idle_wait(limits)).then_some(Expired::Idle)
+        (coarse::since(self.last_progress()) >= self.idle_wait(limits)).then_some(Expired::Idle)
     }
 
     /// How long it may wait with no request in progress: an h2 connection `idle_timeout`; an

@@ -9,9 +9,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
+use common::http::coarse;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -25,13 +26,12 @@ type Held = (Answer, OwnedSemaphorePermit);
 /// One proxied response on its way back.
 struct Flight {
     held: Mutex<Option<Held>>,
-    /// Milliseconds after the registry's epoch at which the client last asked for more.
+    /// When the client last asked for more, on the coarse clock (read at every poll).
     last_poll_ms: AtomicU64,
 }
 
 /// Every response on its way back, for the sweeper.
 pub(super) struct Flights {
-    epoch: Instant,
     next_id: AtomicU64,
     by_id: Mutex<HashMap<u64, Arc<Flight>>>,
 }
@@ -48,16 +48,11 @@ impl Flights {
     /// The registry, with its sweeper running (it ends when the registry is dropped).
     pub(super) fn start(stall: Duration, metrics: EdgeMetrics) -> Arc<Self> {
         let flights = Arc::new(Self {
-            epoch: Instant::now(),
             next_id: AtomicU64::new(0),
             by_id: Mutex::new(HashMap::new()),
         });
         tokio::spawn(sweep(Arc::downgrade(&flights), stall, metrics));
         flights
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
     }
 
     /// The body that sends `upstream` back, holding `slot` until it is finished, dropped, or
@@ -69,7 +64,7 @@ impl Flights {
     ) -> Returning {
         let flight = Arc::new(Flight {
             held: Mutex::new(Some((upstream, slot))),
-            last_poll_ms: AtomicU64::new(self.now_ms()),
+            last_poll_ms: AtomicU64::new(coarse::now_ms()),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, flight.clone());
@@ -86,7 +81,7 @@ impl Flights {
 
     /// Gives up every response not taken for `stall`; how many.
     fn give_up_stalled(&self, stall: Duration) -> u64 {
-        let now = self.now_ms();
+        let now = coarse::now_ms();
         let stall_ms = stall.as_millis() as u64;
         let stalled: Vec<Arc<Flight>> = self
             .lock()
@@ -148,8 +143,9 @@ impl HttpBody for Returning {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let now = self.flights.now_ms();
-        self.flight.last_poll_ms.store(now, Ordering::Relaxed);
+        self.flight
+            .last_poll_ms
+            .store(coarse::now_ms(), Ordering::Relaxed);
         let mut held = self
             .flight
             .held

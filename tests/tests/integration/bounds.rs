@@ -98,8 +98,14 @@ async fn http1_connections_send_each_next_head_within_the_header_deadline_and_h2
     let mut slow = TcpStream::connect(edge.public).await.expect("connect");
     for c in [&mut silent, &mut slow] {
         c.write_all(request).await.expect("write");
-        let answer = read_until(c, b"}", Duration::from_secs(5)).await.expect("an answer");
-        assert!(answer.starts_with(b"HTTP/1.1 405"), "{}", String::from_utf8_lossy(&answer));
+        let answer = read_until(c, b"}", Duration::from_secs(5))
+            .await
+            .expect("an answer");
+        assert!(
+            answer.starts_with(b"HTTP/1.1 405"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
     }
     let answered = Instant::now();
     slow.write_all(b"GET / HTTP/1.1\r\nHost: e\r\nX-Slow: ")
@@ -124,12 +130,18 @@ async fn http1_connections_send_each_next_head_within_the_header_deadline_and_h2
     for (name, c) in [("silent", &mut silent), ("slow head", &mut slow)] {
         let left = (header + Duration::from_secs(3)).saturating_sub(answered.elapsed());
         let (_, closed) = read_until_closed(c, left).await;
-        assert!(closed, "{name}: closed by the header deadline + 3 s after its answer");
+        assert!(
+            closed,
+            "{name}: closed by the header deadline + 3 s after its answer"
+        );
     }
     // The h2 connection has been idle longer than the header deadline (the HTTP/1 ones' wait
     // above): it waits for the idle time-out (30 s) instead, and serves its next request.
     assert!(answered.elapsed() > header);
-    sender.ready().await.expect("the h2 connection is still open");
+    sender
+        .ready()
+        .await
+        .expect("the h2 connection is still open");
     let second = sender.send_request(h2_get()).await.expect("h2 answer");
     assert_eq!(second.status(), 405);
     let stats = edge.state.public_stats.clone();
