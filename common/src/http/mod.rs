@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 
 use crate::telemetry::RequestId;
 
+mod aside;
 pub mod coarse;
 mod connected;
 mod connections;

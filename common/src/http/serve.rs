@@ -42,6 +42,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use super::aside::Aside;
 use super::connected::{Connected, Scheme};
 pub use super::connections::Capacity;
 use super::connections::{Activity, Expired, OpenConnections, Registered, Watched};
@@ -340,6 +341,16 @@ impl AcceptFailures {
     }
 }
 
+/// What, besides the connection itself, ended a connection's wait.
+enum Signal {
+    /// The listener is stopping.
+    Stop,
+    /// Asked to close to make room at the connection cap.
+    Evict,
+    /// Its deadline (head, idle, stall, or the end of its grace once asked to close).
+    Deadline,
+}
+
 /// One accepted connection and what bounds it.
 struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -437,9 +448,18 @@ impl Connection {
                 Some(at) => at,
                 None => activity.deadline(&self.limits),
             };
-            // The connection first, and in a fixed order: it is what wakes this task, almost
-            // always.
-            tokio::select! {
+            // What else ends or closes the connection, polled only when it fired: the
+            // connection wakes this task several times per request.
+            let open = closing.is_none();
+            let signal = Aside::new(async {
+                tokio::select! {
+                    biased;
+                    _ = stopped(&mut stop), if open => Signal::Stop,
+                    _ = activity.evict.notified(), if open => Signal::Evict,
+                    _ = tokio::time::sleep_until(deadline) => Signal::Deadline,
+                }
+            });
+            let signal = tokio::select! {
                 biased;
                 result = conn.as_mut() => {
                     if let Err(e) = result {
@@ -447,18 +467,23 @@ impl Connection {
                     }
                     return;
                 }
-                _ = stopped(&mut stop), if closing.is_none() => {
+                signal = signal => signal,
+            };
+            match signal {
+                Signal::Stop => {
                     conn.as_mut().graceful_shutdown();
-                    closing = Some(tokio::time::Instant::now() + self.limits.idle_timeout.max(CLOSE_GRACE));
+                    closing = Some(
+                        tokio::time::Instant::now() + self.limits.idle_timeout.max(CLOSE_GRACE),
+                    );
                 }
-                _ = activity.evict.notified(), if closing.is_none() => {
+                Signal::Evict => {
                     if !activity.any_request.load(Ordering::Acquire) {
                         return; // never sent a head: nothing to finish
                     }
                     conn.as_mut().graceful_shutdown();
                     closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                Signal::Deadline => {
                     if closing.is_some() {
                         return; // asked to close and did not: drop it
                     }
