@@ -42,12 +42,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use super::Body;
 use super::aside::Aside;
 use super::connected::{Connected, Scheme};
 pub use super::connections::Capacity;
 use super::connections::{Activity, Expired, OpenConnections, Registered, Watched};
 use super::pace::Pacer;
-use super::{Body, Kept};
 
 /// Largest request head (request line + headers) accepted; larger gets 431.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -416,11 +416,7 @@ impl Connection {
         let service = {
             let activity = activity.clone();
             let pacer = self.pacer.clone();
-            let connected = Connected {
-                peer,
-                scheme,
-                kept: Kept::default(),
-            };
+            let connected = Connected::new(peer, scheme);
             service_fn(move |req: Request<Incoming>| {
                 let guard = activity.request_started(req.version());
                 // Boxed once here: the handler's future is kilobytes (3.4 kB for the edge's

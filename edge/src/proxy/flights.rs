@@ -5,6 +5,7 @@
 //! connection are free at once, whether or not the client ever reads again.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -33,7 +34,32 @@ struct Flight {
 /// Every response on its way back, for the sweeper.
 pub(super) struct Flights {
     next_id: AtomicU64,
-    by_id: Mutex<HashMap<u64, Arc<Flight>>>,
+    by_id: Mutex<ById>,
+}
+
+/// The responses on their way back, by id.
+type ById = HashMap<u64, Arc<Flight>, BuildHasherDefault<IdHasher>>;
+
+/// Hashes the registry's ids (a counter) by one multiplication: SipHash, the map's default,
+/// guards against chosen keys, and these are not chosen by anyone.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: consecutive ids land far apart, in every bit of the hash.
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl std::fmt::Debug for Flights {
@@ -49,7 +75,7 @@ impl Flights {
     pub(super) fn start(stall: Duration, metrics: EdgeMetrics) -> Arc<Self> {
         let flights = Arc::new(Self {
             next_id: AtomicU64::new(0),
-            by_id: Mutex::new(HashMap::new()),
+            by_id: Mutex::new(HashMap::default()),
         });
         tokio::spawn(sweep(Arc::downgrade(&flights), stall, metrics));
         flights
@@ -75,7 +101,7 @@ impl Flights {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Flight>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ById> {
         self.by_id.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -10,8 +10,6 @@
 mod flights;
 mod upstream;
 
-use std::io::Write as _;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -38,19 +36,6 @@ use crate::config::UpstreamApp;
 use crate::error::Error;
 use crate::routes::{Body, BoxError, X_REQUEST_ID};
 
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1). Names, not strings: a
-/// string would be parsed into a name again on every look-up.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -182,8 +167,8 @@ impl Proxy {
             Some(host) => parts.headers.insert(header::HOST, host.clone()),
             None => parts.headers.remove(header::HOST),
         };
-        if let Some(ip) = ip_value(connected.peer.ip()) {
-            append(&mut parts.headers, X_FORWARDED_FOR, ip);
+        if let Some(ip) = &connected.peer_ip {
+            append(&mut parts.headers, X_FORWARDED_FOR, ip.clone());
         }
         append(
             &mut parts.headers,
@@ -295,23 +280,40 @@ impl HttpBody for Stalling {
 /// Removes the hop-by-hop headers and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none (and so no `Connection` naming others): one pass over the names
-    // finds out, where removing each of the nine would hash and probe for it.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // finds out. Only the ones present are then removed, each by a hash and a probe.
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
+    let listed: Vec<HeaderValue> = match headers.entry(header::CONNECTION) {
+        Entry::Occupied(connection) => connection.remove_entry_mult().1.collect(),
+        Entry::Vacant(_) => Vec::new(),
+    };
+    for names in listed.iter().filter_map(|v| v.to_str().ok()) {
+        for name in names.split(',') {
+            // Looked up as text: no header name is built (nor allocated) for it.
+            headers.remove(name.trim());
+        }
+    }
+    while let Some(name) = headers.keys().find(|name| is_hop_by_hop(name)).cloned() {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
+}
+
+/// A header that describes one hop, never forwarded (RFC 9110 §7.6.1); told apart by its text
+/// (a match by length, then bytes), not by nine comparisons of names.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// Appends `value` to a comma-separated header, keeping what the client sent (when it is text);
@@ -338,16 +340,6 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
     }
 }
 
-/// A peer's address as a header value, written without a `String` in between.
-fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
-    // The longest text of an IPv6 address is 45 characters.
-    let mut text = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut text[..]);
-    write!(cursor, "{ip}").ok()?;
-    let len = usize::try_from(cursor.position()).ok()?;
-    HeaderValue::from_bytes(text.get(..len)?).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +351,9 @@ mod tests {
             header::CONNECTION,
             HeaderValue::from_static("keep-alive, x-secret-hop"),
         );
+        // A second `Connection` header, naming a header in capitals.
+        h.append(header::CONNECTION, HeaderValue::from_static("X-Other-Hop"));
+        h.insert("x-other-hop", HeaderValue::from_static("1"));
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(
@@ -374,13 +369,28 @@ mod tests {
 
     #[test]
     fn each_hop_by_hop_header_alone_is_removed() {
-        for name in &HOP_BY_HOP {
+        let hop_by_hop = [
+            header::CONNECTION,
+            HeaderName::from_static("keep-alive"),
+            HeaderName::from_static("proxy-connection"),
+            header::PROXY_AUTHENTICATE,
+            header::PROXY_AUTHORIZATION,
+            header::TE,
+            header::TRAILER,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+        ];
+        for name in &hop_by_hop {
+            assert!(is_hop_by_hop(name), "{name}");
             let mut h = HeaderMap::new();
             h.insert(name.clone(), HeaderValue::from_static("x"));
             h.insert("x-kept", HeaderValue::from_static("1"));
             strip_hop_by_hop(&mut h);
             assert!(!h.contains_key(name), "{name} was kept");
             assert!(h.contains_key("x-kept"));
+        }
+        for end_to_end in [header::HOST, header::CONTENT_LENGTH, X_FORWARDED_FOR] {
+            assert!(!is_hop_by_hop(&end_to_end), "{end_to_end}");
         }
     }
 
@@ -411,20 +421,6 @@ mod tests {
                 HeaderValue::from_static("127.0.0.1"),
             );
             assert_eq!(h["x-forwarded-for"], "127.0.0.1");
-        }
-    }
-
-    #[test]
-    fn peer_addresses_as_header_values() {
-        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
-            .parse()
-            .expect("address");
-        for ip in [
-            IpAddr::from([127, 0, 0, 1]),
-            "::1".parse().expect("v6"),
-            longest,
-        ] {
-            assert_eq!(ip_value(ip).expect("value"), ip.to_string().as_str());
         }
     }
 }
