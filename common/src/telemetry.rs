@@ -238,9 +238,18 @@ impl RequestId {
     /// A fresh id (UUIDv7: sortable by time).
     pub fn generate() -> Self {
         let mut text = uuid::Uuid::encode_buffer();
-        let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+        let len = uuid::Uuid::now_v7()
+            .hyphenated()
+            .encode_lower(&mut text)
+            .len();
+        // Owned by a shared buffer from the start: each clone (the answer's header, the app's)
+        // is a count, where a copied slice would be moved to a shared buffer at its first clone.
+        let bytes = bytes::Bytes::from_owner(text).slice(..len);
         // Hex digits and hyphens are always a valid header value.
-        Self(HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("unknown")))
+        Self(
+            HeaderValue::from_maybe_shared(bytes)
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        )
     }
 
     /// Keeps the caller's value only when it is 1–128 characters of `[A-Za-z0-9._:-]`.
