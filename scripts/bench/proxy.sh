@@ -160,7 +160,8 @@ def ms(v):
         sys.exit(f"{name}: cannot read wrk's p99 {v!r}; its output is in $work/wrk-{name}.txt")
     n, unit = m.groups()
     return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))
+# The latency distribution's line, not a "+/- Stdev" column that happens to read 99%.
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 sock = re.search(r"Socket errors: (.*)", text)
 cpu = (t1 - t0) * 1e6 / tck / total if t1 else None
