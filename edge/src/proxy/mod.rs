@@ -284,18 +284,33 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let listed: Vec<HeaderValue> = match headers.entry(header::CONNECTION) {
-        Entry::Occupied(connection) => connection.remove_entry_mult().1.collect(),
-        Entry::Vacant(_) => Vec::new(),
-    };
-    for names in listed.iter().filter_map(|v| v.to_str().ok()) {
-        for name in names.split(',') {
-            // Looked up as text: no header name is built (nor allocated) for it.
-            headers.remove(name.trim());
+    // The names that `Connection` lists go too. It is one header almost always (Node's HTTP
+    // server sends `Connection: keep-alive` on every answer): then no list is allocated.
+    if let Entry::Occupied(connection) = headers.entry(header::CONNECTION) {
+        if connection.iter().nth(1).is_none() {
+            let listed = connection.remove();
+            remove_listed(headers, &listed);
+        } else {
+            let listed: Vec<HeaderValue> = connection.remove_entry_mult().1.collect();
+            for value in &listed {
+                remove_listed(headers, value);
+            }
         }
     }
     while let Some(name) = headers.keys().find(|name| is_hop_by_hop(name)).cloned() {
         headers.remove(name);
+    }
+}
+
+/// Removes the headers that a `Connection` value names. Each is looked up as text: no header
+/// name is built (nor allocated) for it.
+fn remove_listed(headers: &mut HeaderMap, listed: &HeaderValue) {
+    for name in listed
+        .to_str()
+        .into_iter()
+        .flat_map(|names| names.split(','))
+    {
+        headers.remove(name.trim());
     }
 }
 
