@@ -12,7 +12,9 @@
 #   notify      order notifications: ingestion with and without the outbox, delivery rate and
 #               latency (scripts/bench/notify.sh)
 # Not run here: scripts/bench/ab.sh, which compares builds or settings of the edge side by side in
-# alternating rounds (a change of 10 % is invisible between two separate runs on this machine).
+# alternating rounds (a change of 10 % is invisible between two separate runs on this machine),
+# and scripts/bench/instructions.sh, which counts the edge's instructions per proxied request and
+# per webhook event under valgrind (a change of a few hundred instructions is visible in one run).
 # Each writes target/bench/<name>.json; a benchmark that fails stops the run, and the doc keeps
 # its previous tables for the sections not rewritten. About 50 minutes on 2 cores; run it on an
 # otherwise idle machine (the benchmarks share its cores with Postgres and their load generators).
