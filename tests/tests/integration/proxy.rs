@@ -138,6 +138,56 @@ async fn an_unreachable_app_is_502_and_a_slow_one_504() {
 }
 
 #[tokio::test]
+async fn each_request_of_a_kept_connection_gets_its_whole_504_deadline() {
+    let upstream = Upstream::start().await;
+    let edge = TestEdge::builder()
+        .env("UPSTREAM_URL", &upstream.url())
+        .env("UPSTREAM_TIMEOUT_SECS", "1")
+        .spawn()
+        .await;
+    // One client connection: its deadline timer is kept from one request to the next.
+    let mut sender = keep_alive(edge.public).await.expect("connection");
+    for (round, pause) in [Duration::from_millis(600), Duration::ZERO]
+        .into_iter()
+        .enumerate()
+    {
+        let fast = sender
+            .send_request(
+                Request::get("/")
+                    .header("host", "shop.example")
+                    .body(Empty::<Bytes>::new())
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(fast.status(), 200);
+        fast.into_body().collect().await.expect("body");
+        // The scenario: the next request comes later than the first one's deadline would allow
+        // if it were left in place.
+        tokio::time::sleep(pause).await;
+        sender.ready().await.expect("still open");
+        let started = std::time::Instant::now();
+        let slow = sender
+            .send_request(
+                Request::get("/stall")
+                    .header("host", "shop.example")
+                    .body(Empty::<Bytes>::new())
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(slow.status(), 504, "round {round}");
+        // The whole second, counted from this request: not what was left of an earlier one.
+        assert!(
+            started.elapsed() >= Duration::from_millis(950),
+            "round {round}: 504 after {:?}",
+            started.elapsed()
+        );
+        slow.into_body().collect().await.expect("body");
+    }
+}
+
+#[tokio::test]
 async fn the_webhook_is_never_proxied() {
     let mut upstream = Upstream::start().await;
     let edge = edge_in_front_of(&upstream).await;
