@@ -15,6 +15,7 @@ pub mod coarse;
 mod connected;
 mod connections;
 mod kept;
+mod limits;
 mod pace;
 pub mod serve;
 pub mod threads;
