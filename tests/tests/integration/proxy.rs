@@ -145,21 +145,19 @@ async fn each_request_of_a_kept_connection_gets_its_whole_504_deadline() {
         .env("UPSTREAM_TIMEOUT_SECS", "1")
         .spawn()
         .await;
-    // One client connection: its deadline timer is kept from one request to the next.
+    let get = |path: &str| {
+        Request::get(path)
+            .header("host", "shop.example")
+            .body(Empty::<Bytes>::new())
+            .expect("request")
+    };
+    // One client connection, whose requests must each get a deadline of their own.
     let mut sender = keep_alive(edge.public).await.expect("connection");
     for (round, pause) in [Duration::from_millis(600), Duration::ZERO]
         .into_iter()
         .enumerate()
     {
-        let fast = sender
-            .send_request(
-                Request::get("/")
-                    .header("host", "shop.example")
-                    .body(Empty::<Bytes>::new())
-                    .expect("request"),
-            )
-            .await
-            .expect("answer");
+        let fast = sender.send_request(get("/")).await.expect("answer");
         assert_eq!(fast.status(), 200);
         fast.into_body().collect().await.expect("body");
         // The scenario: the next request comes later than the first one's deadline would allow
@@ -167,15 +165,7 @@ async fn each_request_of_a_kept_connection_gets_its_whole_504_deadline() {
         tokio::time::sleep(pause).await;
         sender.ready().await.expect("still open");
         let started = std::time::Instant::now();
-        let slow = sender
-            .send_request(
-                Request::get("/stall")
-                    .header("host", "shop.example")
-                    .body(Empty::<Bytes>::new())
-                    .expect("request"),
-            )
-            .await
-            .expect("answer");
+        let slow = sender.send_request(get("/stall")).await.expect("answer");
         assert_eq!(slow.status(), 504, "round {round}");
         // The whole second, counted from this request: not what was left of an earlier one.
         assert!(
