@@ -17,7 +17,9 @@
 # base, or in all).
 #
 # Env: BENCH_SECONDS (each proxy run, 8), BENCH_EVENTS (webhook events, 3000), BENCH_EDGE_BASE,
-#      BENCH_TOP (0), BENCH_ONLY (proxy|webhook: one half only).
+#      BENCH_TOP (0), BENCH_ONLY (proxy|webhook: one half only), BENCH_KEEP=DIR (keeps each
+#      counted window there as TARGET.KIND.callgrind, with its request count in TARGET.KIND.requests,
+#      for `callgrind_annotate --tree=caller` and the like).
 # Installs valgrind and wrk when missing. Writes target/bench/instructions.json.
 . "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
@@ -85,6 +87,11 @@ record() { # target kind instructions requests [instructions in SHA-256]
   per=$(python3 -c "print(round($3 / $4))")
   rest=$(python3 -c "print(round(($3 - $sha) / $4))")
   printf '%-8s %-8s %12s instructions / %6s requests = %7s per request, %7s without SHA-256\n' "$1" "$2" "$3" "$4" "$per" "$rest"
+  if [ -n "${BENCH_KEEP:-}" ]; then
+    mkdir -p "$BENCH_KEEP"
+    cp "$work/$1.$2.window" "$BENCH_KEEP/$1.$2.callgrind"
+    echo "$4" >"$BENCH_KEEP/$1.$2.requests"
+  fi
   results+=("{\"target\":\"$1\",\"kind\":\"$2\",\"instructions\":$3,\"requests\":$4,\"per_request\":$per,\"per_request_without_sha256\":$rest}")
 }
 
