@@ -281,7 +281,10 @@ impl HttpBody for Stalling {
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none (and so no `Connection` naming others): one pass over the names
     // finds out. Only the ones present are then removed, each by a hash and a probe.
-    if !headers.keys().any(is_hop_by_hop) {
+    if !headers
+        .keys()
+        .any(|name| hop_by_hop(name.as_str()).is_some())
+    {
         return;
     }
     // The names that `Connection` lists go too. It is one header almost always (Node's HTTP
@@ -297,7 +300,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    while let Some(name) = headers.keys().find(|name| is_hop_by_hop(name)).cloned() {
+    while let Some(name) = headers.keys().find_map(|name| hop_by_hop(name.as_str())) {
         headers.remove(name);
     }
 }
@@ -309,26 +312,58 @@ fn remove_listed(headers: &mut HeaderMap, listed: &HeaderValue) {
         .to_str()
         .into_iter()
         .flat_map(|names| names.split(','))
+        .map(str::trim)
+        // A hop-by-hop name (`keep-alive`, the usual one) goes with the others in one pass:
+        // only other names are parsed and looked up here.
+        .filter(|name| !is_hop_by_hop_text(name))
     {
-        headers.remove(name.trim());
+        headers.remove(name);
     }
 }
 
-/// A header that describes one hop, never forwarded (RFC 9110 §7.6.1); told apart by its text
-/// (a match by length, then bytes), not by nine comparisons of names.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+/// The headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// The hop-by-hop header that a lower-case `name` is, as a static name: removed by it, the
+/// message's own name is not copied (a name that is not a standard one would be allocated).
+/// Told apart by its text (a match by length, then bytes), not by nine comparisons of names.
+fn hop_by_hop(name: &str) -> Option<&'static HeaderName> {
+    let index = match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    };
+    HOP_BY_HOP.get(index)
+}
+
+/// Whether a name as sent (in any case) is one of the hop-by-hop headers.
+fn is_hop_by_hop_text(name: &str) -> bool {
+    let mut lower = [0u8; 24];
+    match lower.get_mut(..name.len()) {
+        Some(lower) => {
+            lower.copy_from_slice(name.as_bytes());
+            lower.make_ascii_lowercase();
+            std::str::from_utf8(lower).is_ok_and(|name| hop_by_hop(name).is_some())
+        }
+        None => false,
+    }
 }
 
 /// Appends `value` to a comma-separated header, keeping what the client sent (when it is text);
@@ -368,6 +403,7 @@ mod tests {
         );
         // A second `Connection` header, naming a header in capitals.
         h.append(header::CONNECTION, HeaderValue::from_static("X-Other-Hop"));
+        h.append(header::CONNECTION, HeaderValue::from_static("Keep-Alive"));
         h.insert("x-other-hop", HeaderValue::from_static("1"));
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
@@ -384,7 +420,7 @@ mod tests {
 
     #[test]
     fn each_hop_by_hop_header_alone_is_removed() {
-        let hop_by_hop = [
+        let names = [
             header::CONNECTION,
             HeaderName::from_static("keep-alive"),
             HeaderName::from_static("proxy-connection"),
@@ -395,8 +431,8 @@ mod tests {
             header::TRANSFER_ENCODING,
             header::UPGRADE,
         ];
-        for name in &hop_by_hop {
-            assert!(is_hop_by_hop(name), "{name}");
+        for name in &names {
+            assert_eq!(hop_by_hop(name.as_str()), Some(name), "{name}");
             let mut h = HeaderMap::new();
             h.insert(name.clone(), HeaderValue::from_static("x"));
             h.insert("x-kept", HeaderValue::from_static("1"));
@@ -405,7 +441,19 @@ mod tests {
             assert!(h.contains_key("x-kept"));
         }
         for end_to_end in [header::HOST, header::CONTENT_LENGTH, X_FORWARDED_FOR] {
-            assert!(!is_hop_by_hop(&end_to_end), "{end_to_end}");
+            assert_eq!(hop_by_hop(end_to_end.as_str()), None, "{end_to_end}");
+        }
+        // As `Connection` lists them: any case, and no longer than a header name may be.
+        for (text, hop) in [
+            ("Keep-Alive", true),
+            ("TRANSFER-ENCODING", true),
+            ("te", true),
+            ("x-te", false),
+            ("close", false),
+            ("", false),
+            ("proxy-authorization-and-then-some-more", false),
+        ] {
+            assert_eq!(is_hop_by_hop_text(text), hop, "{text}");
         }
     }
 
