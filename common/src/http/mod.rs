@@ -83,8 +83,13 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// A JSON response with the given status.
 pub fn json(status: http::StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    // Room for the usual answer up front: grown from empty, the buffer was moved five times.
+    let mut body = Vec::with_capacity(256);
     // Plain structs and maps with string keys always serialize.
-    let mut resp = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
+    if serde_json::to_writer(&mut body, value).is_err() {
+        body.clear();
+    }
+    let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
