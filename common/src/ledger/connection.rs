@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::task::Poll;
 
 use deadpool_postgres::{GenericClient, Object, Pool};
@@ -36,6 +37,8 @@ pub(super) enum Locking {
 pub struct LedgerConnection {
     client: Option<Object>,
     open: AtomicBool,
+    /// The batch statements prepared on `client`.
+    kept: KeptStatements,
     /// Where the retries of a failed batch take their connections.
     pub(super) pool: Pool,
 }
@@ -46,6 +49,7 @@ impl LedgerConnection {
         Ok(Self {
             client: Some(pool.get().await?),
             open: AtomicBool::new(false),
+            kept: KeptStatements::default(),
             pool: pool.clone(),
         })
     }
@@ -84,7 +88,7 @@ impl LedgerConnection {
             // Polled in order: BEGIN is sent first, then the statement, in one round trip.
             let (begin, plan) = tokio::join!(
                 client.batch_execute("BEGIN"),
-                lock_and_insert(client, entries, meta, locking)
+                lock_and_insert(client, Some(&self.kept), entries, meta, locking)
             );
             begin?;
             let plan = plan?;
@@ -92,7 +96,7 @@ impl LedgerConnection {
                 return Err(LedgerError::Interleaved);
             }
             let writes = plan.writes();
-            let statements = Statements::prepare(client, &writes).await?;
+            let statements = Statements::prepare(client, Some(&self.kept), &writes).await?;
             Ok::<_, LedgerError>(((plan.applied, plan.event_ids), writes, statements))
         };
         let (applied, writes, statements) = match opened.await {
@@ -211,9 +215,48 @@ async fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
     .await
 }
 
+/// The statements prepared on one connection, by their text. The pool's cache finds a statement
+/// by hashing its whole text (kilobytes for the lock-and-insert) into a key it allocates, on
+/// every batch: here a batch compares lengths first, and the texts are a handful.
+#[derive(Debug, Default)]
+pub(super) struct KeptStatements(Mutex<Vec<(&'static str, Statement)>>);
+
+impl KeptStatements {
+    fn get(&self, sql: &str) -> Option<Statement> {
+        let kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.iter()
+            .find(|(text, _)| text.len() == sql.len() && *text == sql)
+            .map(|(_, statement)| statement.clone())
+    }
+
+    fn keep(&self, sql: &'static str, statement: &Statement) {
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !kept.iter().any(|(text, _)| *text == sql) {
+            kept.push((sql, statement.clone()));
+        }
+    }
+}
+
+/// `sql` prepared on `client`: from `kept` when it is there (and then kept there).
+async fn prepared<C: GenericClient>(
+    client: &C,
+    kept: Option<&KeptStatements>,
+    sql: &'static str,
+) -> Result<Statement, tokio_postgres::Error> {
+    if let Some(statement) = kept.and_then(|kept| kept.get(sql)) {
+        return Ok(statement);
+    }
+    let statement = client.prepare_cached(sql).await?;
+    if let Some(kept) = kept {
+        kept.keep(sql, &statement);
+    }
+    Ok(statement)
+}
+
 /// Runs the lock-and-insert statement for the entries and folds its rows (no I/O when empty).
 async fn lock_and_insert<C: GenericClient>(
     client: &C,
+    kept: Option<&KeptStatements>,
     entries: &[BatchEntry<'_>],
     meta: BatchMeta,
     locking: Locking,
@@ -226,7 +269,7 @@ async fn lock_and_insert<C: GenericClient>(
                 Locking::Wait => sql::LOCK_AND_INSERT,
                 Locking::SkipLocked => sql::LOCK_AND_INSERT_SKIP_LOCKED,
             };
-            let stmt = client.prepare_cached(statement).await?;
+            let stmt = prepared(client, kept, statement).await?;
             client.query(&stmt, &columns.insert_params()).await?
         }
     };
@@ -248,21 +291,23 @@ impl Statements {
     /// Prepares what `writes` needs. This must finish before [`Statements::send`] is pipelined
     /// with a `COMMIT`: a statement still being prepared would reach the server after the
     /// `COMMIT`, outside the transaction.
+    /// `kept`: the connection's own prepared statements, when it has them.
     pub(super) async fn prepare<C: GenericClient>(
         client: &C,
+        kept: Option<&KeptStatements>,
         writes: &Writes,
     ) -> Result<Self, LedgerError> {
         Ok(Self {
             update: match writes.updates_orders() {
-                true => Some(client.prepare_cached(sql::UPDATE_ORDERS).await?),
+                true => Some(prepared(client, kept, sql::UPDATE_ORDERS).await?),
                 false => None,
             },
             link: match writes.links_events() {
-                true => Some(client.prepare_cached(sql::LINK_EVENTS).await?),
+                true => Some(prepared(client, kept, sql::LINK_EVENTS).await?),
                 false => None,
             },
             money: match writes.applies_money() {
-                true => Some(client.prepare_cached(sql::APPLY_MONEY).await?),
+                true => Some(prepared(client, kept, sql::APPLY_MONEY).await?),
                 false => None,
             },
         })

@@ -93,7 +93,7 @@ pub async fn adopt_orphans<C: GenericClient>(
     let busy = found.iter().any(|f| f.busy);
     let mut plan = Plan::fold(&entries, &columns, &found, expect_livemode);
     let writes = plan.writes();
-    let changes = Statements::prepare(client, &writes)
+    let changes = Statements::prepare(client, None, &writes)
         .await?
         .send(client, writes)
         .await?;
