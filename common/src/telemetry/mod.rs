@@ -1,10 +1,13 @@
 //! Logging: JSON lines (default) or pretty text through `tracing`, with every field of the enclosing
-//! spans (notably `requestId`) copied onto each line, and the request id itself.
+//! spans (notably `requestId`) copied onto each line; the request id itself is [`request_id`]'s.
+
+mod request_id;
+
+pub use request_id::RequestId;
 
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use http::HeaderValue;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber, span};
 use tracing_subscriber::field::RecordFields;
@@ -226,64 +229,6 @@ where
     }
 }
 
-/// The id of one request: the caller's `X-Request-Id` when it is a sane token, else a new one.
-/// Held as the header value it is sent as (back to the caller, and on to the app): checked once,
-/// and shared, not copied, by each header that carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(HeaderValue);
-
-impl RequestId {
-    pub const MAX_LEN: usize = 128;
-
-    /// A fresh id (UUIDv7: sortable by time).
-    pub fn generate() -> Self {
-        let mut text = uuid::Uuid::encode_buffer();
-        let len = uuid::Uuid::now_v7()
-            .hyphenated()
-            .encode_lower(&mut text)
-            .len();
-        // Owned by a shared buffer from the start: each clone (the answer's header, the app's)
-        // is a count, where a copied slice would be moved to a shared buffer at its first clone.
-        let bytes = bytes::Bytes::from_owner(text).slice(..len);
-        // Hex digits and hyphens are always a valid header value.
-        Self(
-            HeaderValue::from_maybe_shared(bytes)
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-        )
-    }
-
-    /// Keeps the caller's value only when it is 1–128 characters of `[A-Za-z0-9._:-]`.
-    pub fn from_header(value: Option<&HeaderValue>) -> Self {
-        match value {
-            Some(v) if is_sane(v.as_bytes()) => Self(v.clone()),
-            _ => Self::generate(),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Only sane (ASCII) values are ever held.
-        self.0.to_str().unwrap_or_default()
-    }
-
-    /// The id as a header value (a clone shares its bytes).
-    pub fn header_value(&self) -> HeaderValue {
-        self.0.clone()
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-fn is_sane(v: &[u8]) -> bool {
-    !v.is_empty()
-        && v.len() <= RequestId::MAX_LEN
-        && v.iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,21 +256,5 @@ mod tests {
         push_timestamp(&mut out, at);
         assert_eq!(out, "2025-12-01T14:35:01.123456Z");
         assert_eq!(out, at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
-    }
-
-    #[test]
-    fn request_ids() {
-        assert_eq!(
-            RequestId::from_header(Some(&HeaderValue::from_static("abc-1.2_3:4"))).as_str(),
-            "abc-1.2_3:4"
-        );
-        // What a header value can hold (CR, LF and other controls never get this far).
-        for bad in [&b""[..], b"a b", b"a\tb", "\u{e9}".as_bytes(), &[b'a'; 129]] {
-            let value = HeaderValue::from_bytes(bad).expect("a header value");
-            let got = RequestId::from_header(Some(&value));
-            assert_ne!(got.as_str().as_bytes(), bad);
-            assert_eq!(got.as_str().len(), 36);
-        }
-        assert_eq!(RequestId::from_header(None).as_str().len(), 36);
     }
 }
