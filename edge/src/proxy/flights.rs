@@ -15,14 +15,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::http::coarse;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
-use tokio::sync::OwnedSemaphorePermit;
 
+use super::cap::Slot;
 use super::upstream::Answer;
 use crate::metrics::EdgeMetrics;
 use crate::routes::BoxError;
 
 /// What a response being sent back holds: the upstream body and the in-flight slot.
-type Held = (Answer, OwnedSemaphorePermit);
+type Held = (Answer, Slot);
 
 /// One proxied response on its way back.
 struct Flight {
@@ -83,11 +83,7 @@ impl Flights {
 
     /// The body that sends `upstream` back, holding `slot` until it is finished, dropped, or
     /// given up.
-    pub(super) fn watch(
-        self: &Arc<Self>,
-        upstream: Answer,
-        slot: OwnedSemaphorePermit,
-    ) -> Returning {
+    pub(super) fn watch(self: &Arc<Self>, upstream: Answer, slot: Slot) -> Returning {
         let flight = Arc::new(Flight {
             held: Mutex::new(Some((upstream, slot))),
             last_poll_ms: AtomicU64::new(coarse::now_ms()),

@@ -7,6 +7,7 @@
 //! response the client does not read for the stall time-out is given up ([`flights`]), so that no
 //! slow peer can pin an upstream connection.
 
+mod cap;
 mod flights;
 mod upstream;
 
@@ -18,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use common::metrics::{StatusClass, status_class};
 
 use crate::metrics::EdgeMetrics;
+use cap::{Cap, Slot};
 use common::http::{Connected, Limits};
 use common::telemetry::RequestId;
 use flights::Flights;
@@ -50,8 +51,7 @@ pub struct Proxy {
     host: Option<HeaderValue>,
     /// Idle upstream connections now, over every client connection.
     idle: Arc<AtomicUsize>,
-    inflight: Arc<Semaphore>,
-    max_inflight: usize,
+    inflight: Arc<Cap>,
     /// The responses on their way back, watched for clients that stop reading.
     flights: Arc<Flights>,
     body_timeout: Duration,
@@ -68,15 +68,16 @@ impl Proxy {
         limits: &Limits,
         metrics: EdgeMetrics,
     ) -> Self {
-        let max_inflight = max_inflight.max(1);
-        metrics.proxy_in_flight_limit.set_value(max_inflight as f64);
+        let inflight = Cap::new(max_inflight);
+        metrics
+            .proxy_in_flight_limit
+            .set_value(inflight.max() as f64);
         Self {
             address: app.address.as_str().into(),
             host: HeaderValue::from_str(&app.authority).ok(),
             idle: Arc::new(AtomicUsize::new(0)),
             timeout,
-            inflight: Arc::new(Semaphore::new(max_inflight)),
-            max_inflight,
+            inflight,
             flights: Flights::start(limits.stall_timeout, metrics.clone()),
             body_timeout: limits.body_read_timeout,
             metrics,
@@ -85,7 +86,7 @@ impl Proxy {
 
     /// Proxied requests in flight now.
     pub fn in_flight(&self) -> usize {
-        self.max_inflight - self.inflight.available_permits()
+        self.inflight.taken()
     }
 
     /// Forwards one request and streams the answer back.
@@ -95,7 +96,7 @@ impl Proxy {
         connected: &Connected,
         rid: &RequestId,
     ) -> Response<Body> {
-        let Ok(slot) = self.inflight.clone().try_acquire_owned() else {
+        let Some(slot) = self.inflight.try_take() else {
             self.metrics.proxy_requests.inc(StatusClass::Error);
             return Error::ProxyOverloaded.into_response(rid);
         };
@@ -124,7 +125,7 @@ impl Proxy {
         req: Request<Incoming>,
         connected: &Connected,
         rid: &RequestId,
-        slot: OwnedSemaphorePermit,
+        slot: Slot,
     ) -> Result<Response<Body>, Error> {
         let (mut parts, body) = req.into_parts();
         let body = Stalling::new(body, self.body_timeout);
