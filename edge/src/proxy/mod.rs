@@ -420,6 +420,30 @@ mod tests {
     }
 
     #[test]
+    fn kept_headers_keep_every_value_in_order() {
+        let mut h = HeaderMap::new();
+        h.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("X-Listed"));
+        h.append(header::SET_COOKIE, HeaderValue::from_static("b=2"));
+        h.append("x-listed", HeaderValue::from_static("1"));
+        h.append("x-listed", HeaderValue::from_static("2"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.append(header::VARY, HeaderValue::from_static("accept"));
+        h.append(header::SET_COOKIE, HeaderValue::from_static("c=3"));
+        h.append(header::VARY, HeaderValue::from_static("origin"));
+        strip_hop_by_hop(&mut h);
+        let cookies: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2", "c=3"]);
+        let vary: Vec<_> = h.get_all(header::VARY).iter().collect();
+        assert_eq!(vary, ["accept", "origin"]);
+        assert_eq!(h.len(), 5, "{h:?}");
+        // Nothing hop-by-hop: untouched.
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
+    }
+
+    #[test]
     fn each_hop_by_hop_header_alone_is_removed() {
         let names = [
             header::CONNECTION,
