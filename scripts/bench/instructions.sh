@@ -19,7 +19,8 @@
 # Env: BENCH_SECONDS (each proxy run, 8), BENCH_EVENTS (webhook events, 3000), BENCH_EDGE_BASE,
 #      BENCH_TOP (0), BENCH_ONLY (proxy|webhook: one half only), BENCH_KEEP=DIR (keeps each
 #      counted window there as TARGET.KIND.callgrind, with its request count in TARGET.KIND.requests,
-#      for `callgrind_annotate --tree=caller` and the like).
+#      for `callgrind_annotate --tree=caller` and the like), BENCH_PATH (the proxied path, `/`;
+#      `/node` for the answer Node's HTTP server would give: see scripts/bench/proxy.sh).
 # Installs valgrind and wrk when missing. Writes target/bench/instructions.json.
 . "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
@@ -28,6 +29,7 @@ seconds=${BENCH_SECONDS:-8}
 events=${BENCH_EVENTS:-3000}
 top=${BENCH_TOP:-0}
 only=${BENCH_ONLY:-}
+path=${BENCH_PATH:-/}
 out=target/bench
 mkdir -p "$out"
 need_commands valgrind:valgrind wrk:wrk
@@ -110,9 +112,9 @@ if [ "$only" != webhook ]; then
         ;;
     esac
     pid=$started_pid
-    wrk -t1 -c32 -d3s "http://127.0.0.1:$port/" >/dev/null
+    wrk -t1 -c32 -d3s "http://127.0.0.1:$port$path" >/dev/null
     callgrind_control -z "$pid" >/dev/null 2>&1
-    wrk -t1 -c32 -d"${seconds}s" "http://127.0.0.1:$port/" >"$work/$name.wrk"
+    wrk -t1 -c32 -d"${seconds}s" "http://127.0.0.1:$port$path" >"$work/$name.wrk"
     callgrind_control -d "$pid" >/dev/null 2>&1
     dump=$(ls -t "$work/$name.out".* | head -n 1)
     cp "$dump" "$work/$name.proxy.window"

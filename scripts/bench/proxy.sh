@@ -23,11 +23,15 @@
 #      BENCH_FLOOR=1 (also the target `floor`: tests/tools/src/bin/hyper-floor.rs, a bare proxy of
 #      hyper's HTTP/1 server and client on the edge's threads layout, the least that the edge's
 #      stack can spend per request; reports edge/floor and floor/nginx, floor/haproxy).
+#      BENCH_PATH (the path wrk asks for, `/`: fake-app's answer names a header of its own in
+#      `Connection`, which the edge removes and nginx forwards; `/node`: the hop-by-hop headers
+#      Node's HTTP server sends, which every proxy removes).
 . "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
 
 rounds=${BENCH_ROUNDS:-3}
 seconds=${BENCH_SECONDS:-10}
+path=${BENCH_PATH:-/}
 out=target/bench
 mkdir -p "$out"
 need_commands wrk:wrk nginx:nginx-light haproxy:haproxy
@@ -145,7 +149,7 @@ tck=$(getconf CLK_TCK)
 run() {
   local name=$1 target=$2 pid=$3 t0 t1 text
   t0=$( [ -n "$pid" ] && ticks "$pid" || echo 0)
-  text=$("${on_client_cpus[@]}" wrk -t2 -c32 -d"${seconds}s" --latency "http://127.0.0.1:$target/")
+  text=$("${on_client_cpus[@]}" wrk -t2 -c32 -d"${seconds}s" --latency "http://127.0.0.1:$target$path")
   echo "$text" >"$work/wrk-$name.txt"
   t1=$( [ -n "$pid" ] && ticks "$pid" || echo 0)
   python3 - "$name" "$t0" "$t1" "$tck" <<PY
@@ -218,6 +222,7 @@ if "base" in by:
     # The CPU per request of this build over the other's, paired by round.
     ratios["edge/base cpu"] = ratio("edge", "base", "cpu_us_per_req")
 result = {"date": datetime.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
+          "path": os.environ.get("BENCH_PATH", "/"),
           "rounds": runs, "summary": summary, "ratios": ratios, "stream": stream}
 json.dump(result, open(sys.argv[3], "w"), indent=2)
 print("\n| target (wrk, 32 connections) | req/s | p99 ms | proxy CPU µs per request |")

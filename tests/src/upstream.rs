@@ -5,7 +5,10 @@
 //! - `/download?bytes=N`: streams N pattern bytes;
 //! - `/upload`: reads the body as a stream and answers `{"bytes":n,"sum":s}`;
 //! - `/close`: 200, then closes the connection (`Connection: close`);
-//! - anything else: 200 `hello from upstream`, with hop-by-hop headers the edge must remove.
+//! - `/node`: 200 `hello from upstream` with the hop-by-hop headers that Node's HTTP server sends
+//!   on every answer (`Connection: keep-alive`, `Keep-Alive`);
+//! - anything else: 200 `hello from upstream`, with hop-by-hop headers the edge must remove,
+//!   among them one that `Connection` names.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -158,6 +161,14 @@ async fn answer(
             }
             let body = format!("{{\"bytes\":{n},\"sum\":{sum}}}");
             Ok(Response::new(Full::new(Bytes::from(body)).boxed()))
+        }
+        "/node" => {
+            let mut r = full(StatusCode::OK, "hello from upstream");
+            let h = r.headers_mut();
+            h.insert("connection", "keep-alive".parse().expect("header"));
+            h.insert("keep-alive", "timeout=5".parse().expect("header"));
+            h.insert("x-app", "kept".parse().expect("header"));
+            Ok(r)
         }
         _ => {
             let mut r = full(StatusCode::OK, "hello from upstream");

@@ -96,6 +96,20 @@ async fn headers_are_fixed_up_both_ways() {
 }
 
 #[tokio::test]
+async fn a_node_style_answer_loses_its_hop_by_hop_headers() {
+    // Node's HTTP server sends `Connection: keep-alive` and `Keep-Alive` on every answer.
+    let upstream = Upstream::start().await;
+    let edge = edge_in_front_of(&upstream).await;
+    let reply = tests::http::get(edge.public, "/node").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "hello from upstream");
+    assert_eq!(reply.header("x-app"), Some("kept"));
+    assert!(reply.header("keep-alive").is_none());
+    assert_ne!(reply.header("connection"), Some("keep-alive"));
+    assert!(reply.header("x-request-id").is_some());
+}
+
+#[tokio::test]
 async fn the_apps_own_errors_pass_through_unchanged() {
     let upstream = Upstream::start().await;
     let edge = edge_in_front_of(&upstream).await;
