@@ -21,6 +21,15 @@ async fn edge_in_front_of(upstream: &Upstream) -> TestEdge {
         .await
 }
 
+/// An edge in front of `upstream` that gives up on its answers after one second (504).
+async fn edge_with_a_one_second_deadline(upstream: &Upstream) -> TestEdge {
+    TestEdge::builder()
+        .env("UPSTREAM_URL", &upstream.url())
+        .env("UPSTREAM_TIMEOUT_SECS", "1")
+        .spawn()
+        .await
+}
+
 /// One GET for the shop's host on a kept-alive connection: its status and whole body.
 async fn get_on(sender: &mut SendRequest<Empty<Bytes>>, path: &str) -> (http::StatusCode, Bytes) {
     let req = Request::get(path)
@@ -140,11 +149,7 @@ async fn an_unreachable_app_is_502_and_a_slow_one_504() {
     );
 
     let upstream = Upstream::start().await;
-    let edge = TestEdge::builder()
-        .env("UPSTREAM_URL", &upstream.url())
-        .env("UPSTREAM_TIMEOUT_SECS", "1")
-        .spawn()
-        .await;
+    let edge = edge_with_a_one_second_deadline(&upstream).await;
     let reply = tests::http::get(edge.public, "/stall").await;
     assert_eq!(reply.status, 504);
     assert_eq!(reply.json()["error"]["code"], "upstream_timeout");
@@ -154,40 +159,28 @@ async fn an_unreachable_app_is_502_and_a_slow_one_504() {
 #[tokio::test]
 async fn each_request_of_a_kept_connection_gets_its_whole_504_deadline() {
     let upstream = Upstream::start().await;
-    let edge = TestEdge::builder()
-        .env("UPSTREAM_URL", &upstream.url())
-        .env("UPSTREAM_TIMEOUT_SECS", "1")
-        .spawn()
-        .await;
-    let get = |path: &str| {
-        Request::get(path)
-            .header("host", "shop.example")
-            .body(Empty::<Bytes>::new())
-            .expect("request")
-    };
+    let edge = edge_with_a_one_second_deadline(&upstream).await;
     // One client connection, whose requests must each get a deadline of their own.
     let mut sender = keep_alive(edge.public).await.expect("connection");
     for (round, pause) in [Duration::from_millis(600), Duration::ZERO]
         .into_iter()
         .enumerate()
     {
-        let fast = sender.send_request(get("/")).await.expect("answer");
-        assert_eq!(fast.status(), 200);
-        fast.into_body().collect().await.expect("body");
+        let (fast, _) = get_on(&mut sender, "/").await;
+        assert_eq!(fast, 200);
         // The scenario: the next request comes later than the first one's deadline would allow
         // if it were left in place.
         tokio::time::sleep(pause).await;
         sender.ready().await.expect("still open");
         let started = std::time::Instant::now();
-        let slow = sender.send_request(get("/stall")).await.expect("answer");
-        assert_eq!(slow.status(), 504, "round {round}");
+        let (slow, _) = get_on(&mut sender, "/stall").await;
+        assert_eq!(slow, 504, "round {round}");
         // The whole second, counted from this request: not what was left of an earlier one.
         assert!(
             started.elapsed() >= Duration::from_millis(950),
             "round {round}: 504 after {:?}",
             started.elapsed()
         );
-        slow.into_body().collect().await.expect("body");
     }
 }
 
