@@ -5,33 +5,10 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use super::scan::decode;
 
 /// The longest Stripe object id: Stripe documents ids of up to 255 characters.
 pub const MAX_ID_LEN: usize = 255;
-
-/// A struct read only from a JSON object (never from an array, as derived structs also are).
-pub(super) struct MapOnly<T>(pub T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MapVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for MapVisitor<T> {
-            type Value = MapOnly<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<Self::Value, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(MapOnly)
-            }
-        }
-        deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
-    }
-}
 
 /// A field that was present but could not be read.
 pub(super) struct Unreadable(pub &'static str);
@@ -54,43 +31,45 @@ impl Reader {
     }
 
     /// A string field: `None` when absent, null, of another type, too long or not printable.
-    pub fn text(&mut self, raw: Option<&RawValue>, field: &'static str) -> Option<String> {
+    pub fn text(&mut self, raw: Option<&str>, field: &'static str) -> Option<String> {
         self.note(text(raw, field)).flatten()
     }
 
     /// An integer field: `None` when absent or of another type.
-    pub fn int(&mut self, raw: Option<&RawValue>, field: &'static str) -> Option<i64> {
+    pub fn int(&mut self, raw: Option<&str>, field: &'static str) -> Option<i64> {
         self.note(int(raw, field)).flatten()
     }
 }
 
-pub(super) fn text(
-    raw: Option<&RawValue>,
-    field: &'static str,
-) -> Result<Option<String>, Unreadable> {
-    let Some(raw) = raw else { return Ok(None) };
-    if !raw.get().starts_with('"') {
+pub(super) fn text(raw: Option<&str>, field: &'static str) -> Result<Option<String>, Unreadable> {
+    let Some(content) = raw.and_then(|r| r.strip_prefix('"')?.strip_suffix('"')) else {
         return Ok(None);
-    }
-    let s: Cow<'_, str> = serde_json::from_str(raw.get()).map_err(|_| Unreadable(field))?;
+    };
+    let s = decode(content).ok_or(Unreadable(field))?;
     Ok(Some(s)
         .filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN && is_printable(s))
         .map(Cow::into_owned))
 }
 
-pub(super) fn int(raw: Option<&RawValue>, field: &'static str) -> Result<Option<i64>, Unreadable> {
-    let Some(raw) = raw else { return Ok(None) };
-    let t = raw.get();
+pub(super) fn int(raw: Option<&str>, field: &'static str) -> Result<Option<i64>, Unreadable> {
+    let Some(t) = raw else { return Ok(None) };
     if !t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
         return Ok(None);
     }
-    serde_json::from_str::<i64>(t)
+    // A JSON integer parses as Rust's; a fraction, an exponent or a value out of range goes to
+    // serde_json, which reads `1e3` as no integer either.
+    t.parse::<i64>()
+        .or_else(|_| serde_json::from_str::<i64>(t))
         .map(Some)
         .map_err(|_| Unreadable(field))
 }
 
-pub(super) fn boolean(raw: Option<&RawValue>) -> Option<bool> {
-    raw.and_then(|r| serde_json::from_str::<bool>(r.get()).ok())
+pub(super) fn boolean(raw: Option<&str>) -> Option<bool> {
+    match raw {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        _ => None,
+    }
 }
 
 /// Stripe ids: 1–255 characters of `[A-Za-z0-9_]`.

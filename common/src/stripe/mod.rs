@@ -3,6 +3,7 @@
 
 pub mod event;
 mod fields;
+mod scan;
 pub mod session;
 pub mod signature;
 

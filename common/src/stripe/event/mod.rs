@@ -12,15 +12,13 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
 
 mod object;
 
 pub use super::fields::{MAX_ID_LEN, is_stripe_id};
-use super::fields::{MapOnly, Reader, boolean, is_printable, text};
+use super::fields::{Reader, boolean, is_printable, text};
 use super::is_paid;
+use super::scan::{Scanner, Syntax, decode};
 pub use object::{EmbeddedRefund, EventObject};
 use object::{RawObject, read_object};
 
@@ -100,35 +98,141 @@ pub struct StripeEvent {
     pub unreadable: Option<String>,
 }
 
-/// The envelope: its identity parsed, everything else kept as raw text. `D` is how `data` is read:
-/// in the same pass ([`Data`]), or skipped when that pass failed on something inside it.
-#[derive(Deserialize)]
-struct Envelope<'a, D> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow)]
-    object: Cow<'a, str>,
-    #[serde(rename = "type", borrow)]
-    event_type: Cow<'a, str>,
-    #[serde(default, borrow)]
-    created: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    livemode: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    api_version: Option<&'a RawValue>,
-    #[serde(default = "none")]
-    data: Option<D>,
+/// The envelope's members as raw JSON text, from one pass of the scanner over the whole body.
+#[derive(Default)]
+struct RawEnvelope<'a> {
+    id: Option<&'a str>,
+    object: Option<&'a str>,
+    event_type: Option<&'a str>,
+    created: Option<&'a str>,
+    livemode: Option<&'a str>,
+    api_version: Option<&'a str>,
+    /// `Some` once `data` is seen: its `object`'s members, or `None` when `data` is not an object,
+    /// its `object` is not one, or either names a member twice or by an escape that does not decode.
+    data: Option<Option<RawObject<'a>>>,
 }
 
-fn none<D>() -> Option<D> {
-    None
+/// Why the scan of a body stopped.
+enum Stop {
+    Syntax(Syntax),
+    /// A member name of the envelope whose escape does not decode.
+    Key,
+    NotAnEvent(&'static str),
 }
 
-/// `data`, when it is a JSON object: its `object`, when that is a JSON object.
-#[derive(Deserialize)]
-struct Data<'a> {
-    #[serde(default, borrow)]
-    object: Option<MapOnly<RawObject<'a>>>,
+impl From<Syntax> for Stop {
+    fn from(e: Syntax) -> Self {
+        Stop::Syntax(e)
+    }
+}
+
+impl From<Stop> for EventError {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Syntax(e) => EventError::Json(e.to_string()),
+            Stop::Key => EventError::Json("a member name's escape does not decode".into()),
+            Stop::NotAnEvent(why) => EventError::NotAnEvent(why),
+        }
+    }
+}
+
+const REPEATED: &str = "a member of the envelope is repeated";
+
+/// Checks the whole body and keeps the raw text of the envelope's members and of `data.object`'s.
+fn scan_envelope(body: &str) -> Result<RawEnvelope<'_>, Stop> {
+    let mut s = Scanner::new(body);
+    if s.peek() != Some(b'{') {
+        s.skip()?;
+        s.end()?;
+        return Err(Stop::NotAnEvent("the body is not a JSON object"));
+    }
+    let mut e = RawEnvelope::default();
+    s.object(|s, key| {
+        let slot = match key.name().ok_or(Stop::Key)?.as_ref() {
+            "id" => &mut e.id,
+            "object" => &mut e.object,
+            "type" => &mut e.event_type,
+            "created" => &mut e.created,
+            "livemode" => &mut e.livemode,
+            "api_version" => &mut e.api_version,
+            "data" => {
+                if e.data.is_some() {
+                    return Err(Stop::NotAnEvent(REPEATED));
+                }
+                e.data = Some(scan_data(s)?);
+                return Ok(());
+            }
+            _ => return Ok(s.skip()?),
+        };
+        if slot.is_some() {
+            return Err(Stop::NotAnEvent(REPEATED));
+        }
+        *slot = Some(s.value()?);
+        Ok(())
+    })?;
+    s.end()?;
+    Ok(e)
+}
+
+/// `data`: its `object`'s members when both are objects that read, checked to the end either way.
+fn scan_data<'a>(s: &mut Scanner<'a>) -> Result<Option<RawObject<'a>>, Syntax> {
+    if s.peek() != Some(b'{') {
+        s.skip()?;
+        return Ok(None);
+    }
+    let mut readable = true;
+    let mut object = None;
+    s.object(|s, key| {
+        match key.name().as_deref() {
+            Some("object") => {
+                readable &= object.is_none();
+                object = Some(scan_object(s)?);
+            }
+            Some(_) => s.skip()?,
+            None => {
+                readable = false;
+                s.skip()?;
+            }
+        }
+        Ok::<_, Syntax>(())
+    })?;
+    Ok(object.flatten().filter(|_| readable))
+}
+
+/// `data.object`: the raw text of the members the state machine reads, when it is an object that
+/// names none of them twice.
+fn scan_object<'a>(s: &mut Scanner<'a>) -> Result<Option<RawObject<'a>>, Syntax> {
+    if s.peek() != Some(b'{') {
+        s.skip()?;
+        return Ok(None);
+    }
+    let mut readable = true;
+    let mut raw = RawObject::default();
+    s.object(|s, key| {
+        let Some(name) = key.name() else {
+            readable = false;
+            return s.skip();
+        };
+        match raw.slot(&name) {
+            Some(slot) => {
+                readable &= slot.is_none();
+                *slot = Some(s.value()?);
+            }
+            None => s.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(Some(raw).filter(|_| readable))
+}
+
+/// One of the envelope's identity strings, decoded.
+fn identity<'a>(raw: Option<&'a str>) -> Result<Cow<'a, str>, EventError> {
+    let content = raw
+        .and_then(|r| r.strip_prefix('"')?.strip_suffix('"'))
+        .ok_or(EventError::NotAnEvent(
+            "no string `id`, `object` and `type`",
+        ))?;
+    decode(content).ok_or_else(|| EventError::Json("a string's escape does not decode".into()))
 }
 
 impl StripeEvent {
@@ -147,38 +251,20 @@ impl StripeEvent {
 
     /// Parses the text of one event (a webhook body, or one element of an Events API list).
     pub fn parse_str(body: &str) -> Result<Self, EventError> {
-        // One pass reads the envelope and `data.object`'s fields. A `data` that this pass cannot
-        // read (not an object, a repeated field, a string or number that does not decode) fails
-        // it; the envelope is then read again with `data` skipped unparsed, so such an event is
-        // still an event, with an unreadable `data.object`.
-        let e: Envelope<'_, Data<'_>> = match serde_json::from_str(body) {
-            Ok(e) => e,
-            Err(_) => {
-                let e: Envelope<'_, IgnoredAny> = serde_json::from_str(body).map_err(|e| {
-                    if e.is_data() {
-                        EventError::NotAnEvent("no string `id`, `object` and `type`")
-                    } else {
-                        EventError::Json(short(&e))
-                    }
-                })?;
-                Envelope {
-                    id: e.id,
-                    object: e.object,
-                    event_type: e.event_type,
-                    created: e.created,
-                    livemode: e.livemode,
-                    api_version: e.api_version,
-                    data: None,
-                }
-            }
-        };
-        if e.object != "event" {
+        // One pass checks the whole body and keeps the raw text of the members read below. A `data`
+        // that does not read (not an object, a member named twice) leaves `data.object`
+        // unreadable: such an event is still an event.
+        let e = scan_envelope(body)?;
+        let id = identity(e.id)?;
+        let object = identity(e.object)?;
+        let event_type = identity(e.event_type)?;
+        if object != "event" {
             return Err(EventError::NotAnEvent("`object` is not \"event\""));
         }
-        if !is_stripe_id(&e.id) {
+        if !is_stripe_id(&id) {
             return Err(EventError::NotAnEvent("`id` is not a Stripe id"));
         }
-        if e.event_type.is_empty() || e.event_type.len() > 128 || !is_printable(&e.event_type) {
+        if event_type.is_empty() || event_type.len() > 128 || !is_printable(&event_type) {
             return Err(EventError::NotAnEvent("`type` is empty or not printable"));
         }
         let mut r = Reader::default();
@@ -194,16 +280,16 @@ impl StripeEvent {
             r.unreadable.get_or_insert("livemode");
         }
         let api_version = text(e.api_version, "api_version").ok().flatten();
-        let object = match e.data.and_then(|d| d.object) {
-            Some(MapOnly(raw)) => read_object(&raw, &mut r),
+        let object = match e.data.flatten() {
+            Some(raw) => read_object(&raw, &mut r),
             None => {
                 r.unreadable.get_or_insert("data.object");
                 EventObject::default()
             }
         };
         Ok(StripeEvent {
-            id: e.id.into_owned(),
-            event_type: e.event_type.into_owned(),
+            id: id.into_owned(),
+            event_type: event_type.into_owned(),
             created: created.unwrap_or_else(Utc::now),
             livemode: livemode.unwrap_or(false),
             api_version,
@@ -270,12 +356,6 @@ impl StripeEvent {
 
 fn not_utf8() -> EventError {
     EventError::Json("not UTF-8".into())
-}
-
-fn short(e: &serde_json::Error) -> String {
-    let mut s = e.to_string();
-    s.truncate(200);
-    s
 }
 
 #[cfg(test)]

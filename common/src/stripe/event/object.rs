@@ -48,41 +48,50 @@ pub struct EmbeddedRefund {
     pub status: Option<String>,
 }
 
-/// The fields of `data.object` the state machine reads, as raw text; the others are skipped.
-#[derive(Deserialize, Default)]
+/// The fields of `data.object` the state machine reads, as raw JSON text; the others are skipped.
+#[derive(Default)]
 pub(super) struct RawObject<'a> {
-    #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    client_reference_id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    metadata: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    payment_status: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    amount_total: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    currency: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    payment_intent: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    refunded: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    amount_refunded: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    amount: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    status: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    charge: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    reason: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    evidence_details: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    refunds: Option<&'a RawValue>,
+    object: Option<&'a str>,
+    id: Option<&'a str>,
+    client_reference_id: Option<&'a str>,
+    metadata: Option<&'a str>,
+    payment_status: Option<&'a str>,
+    amount_total: Option<&'a str>,
+    currency: Option<&'a str>,
+    payment_intent: Option<&'a str>,
+    refunded: Option<&'a str>,
+    amount_refunded: Option<&'a str>,
+    amount: Option<&'a str>,
+    status: Option<&'a str>,
+    charge: Option<&'a str>,
+    reason: Option<&'a str>,
+    evidence_details: Option<&'a str>,
+    refunds: Option<&'a str>,
+}
+
+impl<'a> RawObject<'a> {
+    /// Where the member named `name` goes; `None` for a member the state machine does not read.
+    pub(super) fn slot(&mut self, name: &str) -> Option<&mut Option<&'a str>> {
+        Some(match name {
+            "object" => &mut self.object,
+            "id" => &mut self.id,
+            "client_reference_id" => &mut self.client_reference_id,
+            "metadata" => &mut self.metadata,
+            "payment_status" => &mut self.payment_status,
+            "amount_total" => &mut self.amount_total,
+            "currency" => &mut self.currency,
+            "payment_intent" => &mut self.payment_intent,
+            "refunded" => &mut self.refunded,
+            "amount_refunded" => &mut self.amount_refunded,
+            "amount" => &mut self.amount,
+            "status" => &mut self.status,
+            "charge" => &mut self.charge,
+            "reason" => &mut self.reason,
+            "evidence_details" => &mut self.evidence_details,
+            "refunds" => &mut self.refunds,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -126,7 +135,7 @@ struct Expanded<'a> {
 /// named in `r`.
 pub(super) fn read_object(raw: &RawObject<'_>, r: &mut Reader) -> EventObject {
     let metadata_order_id = nested::<Metadata<'_>>(raw.metadata, r, "data.object.metadata")
-        .and_then(|m| r.text(m.order_id, "data.object.metadata.order_id"));
+        .and_then(|m| r.text(raw_text(m.order_id), "data.object.metadata.order_id"));
     let payment_intent = id_or_expanded(
         raw.payment_intent,
         r,
@@ -136,19 +145,19 @@ pub(super) fn read_object(raw: &RawObject<'_>, r: &mut Reader) -> EventObject {
     let charge = id_or_expanded(raw.charge, r, "data.object.charge", "data.object.charge.id");
     let evidence_due_by =
         nested::<EvidenceDetails<'_>>(raw.evidence_details, r, "data.object.evidence_details")
-            .and_then(|e| r.int(e.due_by, "data.object.evidence_details.due_by"));
+            .and_then(|e| r.int(raw_text(e.due_by), "data.object.evidence_details.due_by"));
     let refunds = nested::<RefundList<'_>>(raw.refunds, r, "data.object.refunds")
         .and_then(|list| list.data)
         .unwrap_or_default()
         .into_iter()
         .filter_map(|item| {
             Some(EmbeddedRefund {
-                id: r.text(item.id, "data.object.refunds.data.id")?,
-                amount: r.int(item.amount, "data.object.refunds.data.amount"),
+                id: r.text(raw_text(item.id), "data.object.refunds.data.id")?,
+                amount: r.int(raw_text(item.amount), "data.object.refunds.data.amount"),
                 currency: r
-                    .text(item.currency, "data.object.refunds.data.currency")
+                    .text(raw_text(item.currency), "data.object.refunds.data.currency")
                     .map(lowercase),
-                status: r.text(item.status, "data.object.refunds.data.status"),
+                status: r.text(raw_text(item.status), "data.object.refunds.data.status"),
             })
         })
         .collect();
@@ -178,14 +187,14 @@ pub(super) fn read_object(raw: &RawObject<'_>, r: &mut Reader) -> EventObject {
 
 /// A field holding an object's id, or the object itself expanded (its `id` is read).
 fn id_or_expanded(
-    raw: Option<&RawValue>,
+    raw: Option<&str>,
     r: &mut Reader,
     field: &'static str,
     id_field: &'static str,
 ) -> Option<String> {
     match raw {
-        Some(v) if v.get().starts_with('{') => {
-            nested::<Expanded<'_>>(raw, r, field).and_then(|v| r.text(v.id, id_field))
+        Some(v) if v.starts_with('{') => {
+            nested::<Expanded<'_>>(raw, r, field).and_then(|v| r.text(raw_text(v.id), id_field))
         }
         other => r.text(other, field),
     }
@@ -194,18 +203,23 @@ fn id_or_expanded(
 /// A field holding a JSON object, read as `T`: `None` when it is absent or not an object, and
 /// `field` named unreadable when it is an object that does not read as `T`.
 fn nested<'a, T: Deserialize<'a>>(
-    raw: Option<&'a RawValue>,
+    raw: Option<&'a str>,
     r: &mut Reader,
     field: &'static str,
 ) -> Option<T> {
-    let raw = raw.filter(|v| v.get().starts_with('{'))?;
-    match serde_json::from_str::<T>(raw.get()) {
+    let raw = raw.filter(|v| v.starts_with('{'))?;
+    match serde_json::from_str::<T>(raw) {
         Ok(v) => Some(v),
         Err(_) => {
             r.unreadable.get_or_insert(field);
             None
         }
     }
+}
+
+/// A nested object's field as raw JSON text.
+fn raw_text(raw: Option<&RawValue>) -> Option<&str> {
+    raw.map(RawValue::get)
 }
 
 /// A currency code in lower case, as Stripe writes it, converted in place.

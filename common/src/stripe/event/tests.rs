@@ -159,3 +159,67 @@ fn lenient_object_fields() {
     assert!(!e.object.fully_refunded);
     assert_eq!(e.unreadable, None);
 }
+
+#[test]
+fn member_names_are_matched_decoded_and_layout_does_not_matter() {
+    let compact = r#"{"id":"evt_1","object":"event","type":"checkout.session.completed","created":1,"livemode":true,"data":{"object":{"object":"checkout.session","id":"cs_1","amount_total":2000,"currency":"EUR"}}}"#;
+    let expected = StripeEvent::parse_str(compact).expect("compact");
+    assert_eq!(expected.session_id(), Some("cs_1"));
+    assert_eq!(expected.object.amount_total, Some(2000));
+    assert_eq!(expected.object.currency.as_deref(), Some("eur"));
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(compact).expect("json"))
+            .expect("pretty");
+    let escaped = compact
+        .replace(r#""id":"evt_1""#, r#""\u0069d":"evt\u005f1""#)
+        .replace(r#""amount_total""#, r#""amount\u005ftotal""#);
+    for body in [pretty, escaped] {
+        assert_eq!(
+            StripeEvent::parse_str(&body).as_ref(),
+            Ok(&expected),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn member_names_that_do_not_decode() {
+    let envelope = r#"{"id":"evt_1","object":"event","type":"x","created":1,"livemode":false,"\ud800":1,"data":{"object":{}}}"#;
+    assert!(matches!(
+        StripeEvent::parse_str(envelope),
+        Err(EventError::Json(_))
+    ));
+    for data in [
+        r#"{"object":{"id":"cs_1","\ud800":1}}"#,
+        r#"{"\ud800":1,"object":{"id":"cs_1"}}"#,
+    ] {
+        let body = format!(
+            r#"{{"id":"evt_1","object":"event","type":"x","created":1,"livemode":false,"data":{data}}}"#
+        );
+        let e = StripeEvent::parse_str(&body).expect(&body);
+        assert_eq!(e.unreadable.as_deref(), Some("data.object"), "{body}");
+        assert_eq!(e.object, EventObject::default());
+    }
+}
+
+#[test]
+fn an_envelope_must_be_an_object_and_json_to_its_end() {
+    let event = r#"{"id":"evt_1","object":"event","type":"x","created":1,"livemode":false,"data":{"object":{}}}"#;
+    assert!(StripeEvent::parse_str(event).is_ok());
+    for (body, json) in [
+        (
+            r#"["evt_1","event","x",1,false,{"object":{}}]"#.to_owned(),
+            false,
+        ),
+        (format!("{event} {event}"), true),
+        (format!("{event},"), true),
+        (event.replace(r#""data""#, r#""data":1,"data""#), false),
+        (event.replace(r#""x""#, r#""x\u""#), true),
+    ] {
+        match StripeEvent::parse_str(&body) {
+            Err(EventError::Json(_)) => assert!(json, "{body}"),
+            Err(EventError::NotAnEvent(_)) => assert!(!json, "{body}"),
+            Ok(e) => panic!("{body} parsed as {e:?}"),
+        }
+    }
+}
