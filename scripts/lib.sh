@@ -94,13 +94,20 @@ start_throwaway_pg() {
 # the steady state first: 1 GB of segments (max_wal_size, left at its default) is created, then
 # recycled by a checkpoint and kept for the runs (min_wal_size raised to the same 1 GB). Everything
 # else stays at Postgres's defaults, fsync and synchronous_commit included.
+# BENCH_PG_WAL_GB=N keeps N GB instead (max_wal_size and min_wal_size both, N GB of segments made
+# first): the setting docs/operations.md recommends for sustained ingestion, so that checkpoints
+# come from checkpoint_timeout rather than from WAL volume.
 warm_wal() {
-  local dir=$1 bin
+  local dir=$1 bin gb=${BENCH_PG_WAL_GB:-1}
   bin=$(pg_bin_dir)
   local q=("$bin/psql" -h "$dir" -U postgres -v ON_ERROR_STOP=1 -qAt -d bench)
-  "${q[@]}" -c "ALTER SYSTEM SET min_wal_size = '1GB'" -c "SELECT pg_reload_conf()" >/dev/null
+  case $gb in '' | *[!0-9]* | 0) echo "BENCH_PG_WAL_GB must be a whole number of GB" >&2; return 2 ;; esac
+  if [ "$gb" != 1 ]; then
+    "${q[@]}" -c "ALTER SYSTEM SET max_wal_size = '${gb}GB'" >/dev/null
+  fi
+  "${q[@]}" -c "ALTER SYSTEM SET min_wal_size = '${gb}GB'" -c "SELECT pg_reload_conf()" >/dev/null
   "${q[@]}" -c "CREATE TABLE wal_warmup (x int)"
-  for _ in $(seq 1 64); do
+  for _ in $(seq 1 $((64 * gb))); do
     "${q[@]}" -c "INSERT INTO wal_warmup VALUES (1)" -c "SELECT pg_switch_wal()" >/dev/null
   done
   "${q[@]}" -c "DROP TABLE wal_warmup" -c "CHECKPOINT"

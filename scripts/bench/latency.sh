@@ -12,7 +12,8 @@
 # Env: BENCH_SECONDS (each open-loop run, 20), BENCH_REQUESTS (each closed-loop run, 30000),
 #      BENCH_PG_TMPFS=1 (a diagnostic, not a deployment: Postgres's data directory on /dev/shm, so
 #      that a WAL flush costs nothing and the tail left is the edge's own; writes
-#      latency-tmpfs.json and latency-tmpfs.svg instead), BENCH_CLIENT_CPUS / BENCH_SERVER_CPUS /
+#      latency-tmpfs.json and latency-tmpfs.svg instead), BENCH_PG_WAL_GB (the WAL kept, 1 GB by
+#      default: see warm_wal in scripts/lib.sh), BENCH_CLIENT_CPUS / BENCH_SERVER_CPUS /
 #      BENCH_PG_CPUS (taskset lists: see scripts/lib.sh).
 . "$(dirname "$0")/../lib.sh"
 export STRIPE_EXPECT_LIVEMODE=false
