@@ -5,6 +5,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
+mod nesting;
+
+use nesting::Nesting;
+
 /// Where a text stops being JSON, and what was expected there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Syntax {
@@ -230,55 +234,6 @@ fn skip(b: &[u8], mut i: usize, nesting: &mut Nesting) -> Result<usize, Syntax> 
                 _ => return Err(error(i, "',' or ']'")),
             }
         }
-    }
-}
-
-/// The open arrays and objects of the value being skipped, one bit each (1 for an object): 64
-/// levels in a register, deeper ones spilled 64 at a time.
-#[derive(Default)]
-struct Nesting {
-    bits: u64,
-    /// Levels held in `bits`.
-    held: u32,
-    spilled: Vec<u64>,
-    /// All the levels: `held` and 64 for each spilled word.
-    depth: usize,
-}
-
-impl Nesting {
-    fn push(&mut self, object: bool) {
-        if self.held == 64 {
-            self.spilled.push(self.bits);
-            self.bits = 0;
-            self.held = 0;
-        }
-        self.bits = (self.bits << 1) | u64::from(object);
-        self.held += 1;
-        self.depth += 1;
-    }
-
-    /// Whether the innermost open level is an object (`false` when none is open).
-    fn top(&self) -> bool {
-        if self.held > 0 {
-            self.bits & 1 == 1
-        } else {
-            self.spilled.last().is_some_and(|bits| bits & 1 == 1)
-        }
-    }
-
-    fn pop(&mut self) {
-        if self.held == 0 {
-            match self.spilled.pop() {
-                Some(bits) => {
-                    self.bits = bits;
-                    self.held = 64;
-                }
-                None => return,
-            }
-        }
-        self.bits >>= 1;
-        self.held -= 1;
-        self.depth -= 1;
     }
 }
 
