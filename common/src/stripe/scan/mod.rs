@@ -158,7 +158,7 @@ fn literal(b: &[u8], i: usize, word: &'static str) -> Result<usize, Syntax> {
 
 /// Moves past an object's key and its colon (at the key's opening quote, or at whitespace before
 /// it), up to the whitespace before its value.
-#[inline]
+#[inline(always)]
 fn key(b: &[u8], i: usize) -> Result<usize, Syntax> {
     let i = skip_whitespace(b, i);
     if b.get(i) != Some(&b'"') {
