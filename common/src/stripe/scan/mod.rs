@@ -321,6 +321,9 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         loop {
+            // The key is read here rather than by `key()`, which the skipping loop uses: this one
+            // keeps the name. One function returning the name's position for both cost the
+            // skipping loop 730-1,200 instructions per webhook event (callgrind).
             let start = self.pos;
             if b.get(start) != Some(&b'"') {
                 return Err(error(start, "a string").into());
