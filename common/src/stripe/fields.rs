@@ -41,8 +41,13 @@ impl Reader {
     }
 }
 
+/// A raw JSON value's content between its quotes (escapes undecoded) when it is a string.
+pub(super) fn string_content(raw: &str) -> Option<&str> {
+    raw.strip_prefix('"')?.strip_suffix('"')
+}
+
 pub(super) fn text(raw: Option<&str>, field: &'static str) -> Result<Option<String>, Unreadable> {
-    let Some(content) = raw.and_then(|r| r.strip_prefix('"')?.strip_suffix('"')) else {
+    let Some(content) = raw.and_then(string_content) else {
         return Ok(None);
     };
     let s = decode(content).ok_or(Unreadable(field))?;

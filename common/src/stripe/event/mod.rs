@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 mod object;
 
 pub use super::fields::{MAX_ID_LEN, is_stripe_id};
-use super::fields::{Reader, boolean, is_printable, text};
+use super::fields::{Reader, boolean, is_printable, string_content, text};
 use super::is_paid;
 use super::scan::{Scanner, Syntax, decode};
 pub use object::{EmbeddedRefund, EventObject};
@@ -227,11 +227,9 @@ fn scan_object<'a>(s: &mut Scanner<'a>) -> Result<Option<RawObject<'a>>, Syntax>
 
 /// One of the envelope's identity strings, decoded.
 fn identity<'a>(raw: Option<&'a str>) -> Result<Cow<'a, str>, EventError> {
-    let content = raw
-        .and_then(|r| r.strip_prefix('"')?.strip_suffix('"'))
-        .ok_or(EventError::NotAnEvent(
-            "no string `id`, `object` and `type`",
-        ))?;
+    let content = raw.and_then(string_content).ok_or(EventError::NotAnEvent(
+        "no string `id`, `object` and `type`",
+    ))?;
     decode(content).ok_or_else(|| EventError::Json("a string's escape does not decode".into()))
 }
 
