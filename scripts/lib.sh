@@ -102,10 +102,8 @@ warm_wal() {
   bin=$(pg_bin_dir)
   local q=("$bin/psql" -h "$dir" -U postgres -v ON_ERROR_STOP=1 -qAt -d bench)
   case $gb in '' | *[!0-9]* | 0) echo "BENCH_PG_WAL_GB must be a whole number of GB" >&2; return 2 ;; esac
-  if [ "$gb" != 1 ]; then
-    "${q[@]}" -c "ALTER SYSTEM SET max_wal_size = '${gb}GB'" >/dev/null
-  fi
-  "${q[@]}" -c "ALTER SYSTEM SET min_wal_size = '${gb}GB'" -c "SELECT pg_reload_conf()" >/dev/null
+  "${q[@]}" -c "ALTER SYSTEM SET max_wal_size = '${gb}GB'" -c "ALTER SYSTEM SET min_wal_size = '${gb}GB'" \
+    -c "SELECT pg_reload_conf()" >/dev/null
   "${q[@]}" -c "CREATE TABLE wal_warmup (x int)"
   for _ in $(seq 1 $((64 * gb))); do
     "${q[@]}" -c "INSERT INTO wal_warmup VALUES (1)" -c "SELECT pg_switch_wal()" >/dev/null
