@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Webhook latency against offered load, measured open-loop (tests/tools/src/bin/loadgen.rs --rate: each
+# Webhook latency against offered load, measured open-loop (tests/tools/src/bin/loadgen --rate: each
 # request is due at a fixed time and its latency counts from then, so stalls are not hidden by the
 # client waiting). First the maximum rate (closed loop, 32 connections, the median of three runs),
 # then constant-rate runs at 25, 50, 75 and 90 % of it (a pool of 64 connections). Writes

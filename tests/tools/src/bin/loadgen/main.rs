@@ -6,20 +6,24 @@
 //! maximum rate). With `--rate R`, open loop: request i is due at start + i/R whatever happened to
 //! the others, and its latency is counted from that due time, so a stall shows in every request it
 //! delays (no coordinated omission). The N connections are then a pool: a request due while all
-//! are busy waits for one, and that wait is part of its latency.
+//! are busy waits for one, and that wait is part of its latency ([`schedule`]). The client is a
+//! few system calls per request ([`wire`]), so that on a shared machine it takes little from the
+//! server it measures.
+
+mod schedule;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::Parser;
 use common::stripe::signature;
-use http::Request;
-use http_body_util::{BodyExt, Full};
+use schedule::Schedule;
 use serde_json::json;
 use sim::objects::{Session, envelope};
+use wire::{Failure, Target};
 
 #[derive(Parser, Debug)]
 #[command(about = "Sends unique signed checkout.session.completed events and checks the ledger")]
@@ -170,9 +174,10 @@ async fn main() -> Result<(), String> {
     )
 }
 
-/// Every body, built and signed before the clock starts.
-fn signed_requests(args: &Args, prefix: &str) -> Vec<(Bytes, String)> {
+/// Every request's bytes, built and signed before the clock starts.
+fn signed_requests(args: &Args, prefix: &str) -> Vec<Vec<u8>> {
     let now = chrono::Utc::now().timestamp();
+    let host = args.addr.to_string();
     (1..=args.requests)
         .map(|i| {
             let mut session = Session::new(format!("cs_test_{prefix}_{i}"));
@@ -184,34 +189,17 @@ fn signed_requests(args: &Args, prefix: &str) -> Vec<(Bytes, String)> {
                 false,
                 session.object(),
             );
-            let body = Bytes::from(event.to_string());
-            let header = signature::sign(&args.secret, now, &body);
-            (body, header)
+            let body = event.to_string();
+            let header = signature::sign(&args.secret, now, body.as_bytes());
+            wire::post(&host, &args.path, &header, body.as_bytes())
         })
         .collect()
 }
 
 /// Sends every request over the connections, closed loop, or open loop at `--rate`.
-async fn send_all(args: &Args, requests: Vec<(Bytes, String)>) -> Result<Totals, String> {
+async fn send_all(args: &Args, requests: Vec<Vec<u8>>) -> Result<Totals, String> {
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
-    let path: Arc<str> = args.path.clone().into();
-    // Open loop: a dispatcher hands out (index, due time) at the rate; closed loop: no schedule.
-    let schedule = args.rate.map(|rate| {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
-        let count = args.requests;
-        tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            for i in 0..count {
-                let due = start + Duration::from_secs_f64(i as f64 / rate.max(0.001));
-                tokio::time::sleep_until(due).await;
-                if tx.send((i, due.into_std())).is_err() {
-                    break;
-                }
-            }
-        });
-        Arc::new(tokio::sync::Mutex::new(rx))
-    });
     let tls = match &args.tls_ca {
         Some(path) => {
             let pem = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
@@ -219,14 +207,23 @@ async fn send_all(args: &Args, requests: Vec<(Bytes, String)>) -> Result<Totals,
         }
         None => None,
     };
-    let workers: Vec<_> = (0..args.connections)
-        .map(|_| {
+    let target = Target {
+        addr: args.addr,
+        tls,
+    };
+    // Every connection is open before the first request is due.
+    let mut connections = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        connections.push(target.connect().await?);
+    }
+    // Open loop: requests are released at the rate; closed loop: no schedule.
+    let schedule = args.rate.map(|rate| Schedule::start(rate, args.requests));
+    let workers: Vec<_> = connections
+        .into_iter()
+        .map(|connection| {
             tokio::spawn(worker(
-                Target {
-                    addr: args.addr,
-                    tls: tls.clone(),
-                },
-                path.clone(),
+                target.clone(),
+                connection,
                 requests.clone(),
                 next.clone(),
                 schedule.clone(),
@@ -378,38 +375,12 @@ fn report(
     }
 }
 
-/// The open-loop schedule: request indexes with their due times, shared by the connections.
-type Schedule = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(usize, Instant)>>>;
-
-/// Where the requests go: an address, over HTTPS when a client configuration is given.
-#[derive(Clone)]
-struct Target {
-    addr: SocketAddr,
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-impl Target {
-    /// A keep-alive HTTP/1.1 connection.
-    async fn connect(&self) -> Result<Sender, String> {
-        let Some(tls) = &self.tls else {
-            return tests::http::keep_alive(self.addr).await;
-        };
-        let stream = tests::tls::connect_with(self.addr, "localhost", tls.clone()).await?;
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        Ok(sender)
-    }
-}
-
+/// One connection's loop: takes the next request (the next index, or the next one released by
+/// the schedule), sends it, and counts its answer and latency.
 async fn worker(
     target: Target,
-    path: Arc<str>,
-    requests: Arc<Vec<(Bytes, String)>>,
+    mut connection: wire::Connection,
+    requests: Arc<Vec<Vec<u8>>>,
     next: Arc<AtomicUsize>,
     schedule: Option<Schedule>,
 ) -> Result<Totals, String> {
@@ -419,48 +390,41 @@ async fn worker(
         latencies_us: Vec::new(),
         by_index: Vec::new(),
     };
-    let addr = target.addr;
-    let mut sender = target.connect().await?;
     loop {
         let (i, due) = match &schedule {
-            Some(schedule) => match schedule.lock().await.recv().await {
+            Some(schedule) => match schedule.next().await {
                 Some(next) => next,
                 None => break,
             },
             None => (next.fetch_add(1, Ordering::Relaxed), Instant::now()),
         };
-        let Some((body, header)) = requests.get(i) else {
+        let Some(request) = requests.get(i) else {
             break;
         };
-        let req = Request::post(&*path)
-            .header("host", addr.to_string())
-            .header("content-type", "application/json; charset=utf-8")
-            .header("stripe-signature", header.as_str())
-            .body(Full::new(body.clone()))
-            .map_err(|e| e.to_string())?;
-        let t = due;
-        if sender.ready().await.is_err() {
-            sender = target.connect().await?;
-        }
-        match sender.send_request(req).await {
-            Ok(resp) => {
-                let ok = resp.status().is_success();
-                let _ = resp.into_body().collect().await;
-                let latency = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        match connection.exchange(request).await {
+            Ok(answer) => {
+                let latency = due.elapsed().as_micros().min(u32::MAX as u128) as u32;
                 totals.latencies_us.push(latency);
                 if schedule.is_some() {
                     totals.by_index.push((i, latency));
                 }
-                if ok {
+                if (200..300).contains(&answer.status) {
                     totals.ok += 1
                 } else {
                     totals.failed += 1
                 }
+                if answer.close {
+                    connection = target.connect().await?;
+                }
             }
-            Err(_) => {
+            Err(Failure::Io(e)) => {
+                if totals.failed == 0 {
+                    eprintln!("loadgen: request {i} failed on its connection: {e}");
+                }
                 totals.failed += 1;
-                sender = tests::http::keep_alive(addr).await?;
+                connection = target.connect().await?;
             }
+            Err(Failure::Protocol(e)) => return Err(format!("request {i}: {e}")),
         }
     }
     Ok(totals)
