@@ -34,37 +34,35 @@ pub struct Target {
 }
 
 impl Target {
-    /// A keep-alive connection, retried for up to 10 s while the server starts.
+    /// A keep-alive connection; over plain TCP, retried for up to 10 s while the server starts.
     pub async fn connect(&self) -> Result<Connection, String> {
+        let stream: Box<dyn Stream> = match &self.tls {
+            Some(tls) => {
+                Box::new(::tests::tls::connect_with(self.addr, "localhost", tls.clone()).await?)
+            }
+            None => Box::new(self.connect_tcp().await?),
+        };
+        Ok(Connection {
+            stream,
+            buf: Vec::with_capacity(8 * 1024),
+        })
+    }
+
+    async fn connect_tcp(&self) -> Result<TcpStream, String> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let tcp = loop {
+        loop {
             match TcpStream::connect(self.addr).await {
-                Ok(tcp) => break tcp,
+                Ok(tcp) => {
+                    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+                    return Ok(tcp);
+                }
                 Err(e) if std::time::Instant::now() > deadline => {
                     return Err(format!("connect {}: {e}", self.addr));
                 }
                 // Scenario time: the server is still starting.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
             }
-        };
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let stream: Box<dyn Stream> = match &self.tls {
-            None => Box::new(tcp),
-            Some(tls) => Box::new(
-                tokio_rustls::TlsConnector::from(tls.clone())
-                    .connect(
-                        rustls::pki_types::ServerName::try_from("localhost")
-                            .map_err(|e| e.to_string())?,
-                        tcp,
-                    )
-                    .await
-                    .map_err(|e| format!("TLS handshake with {}: {e}", self.addr))?,
-            ),
-        };
-        Ok(Connection {
-            stream,
-            buf: Vec::with_capacity(8 * 1024),
-        })
+        }
     }
 }
 
