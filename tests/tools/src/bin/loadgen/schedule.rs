@@ -2,7 +2,7 @@
 //! pool's next free connection once due; its latency counts from the due time. Releases wake on
 //! tokio's timer, which fires on whole milliseconds, so a request may leave up to 1 ms after its
 //! due time, and that wait counts. A wake-up at each due time itself (a timerfd) was measured and
-//! not kept: on two shared cores it cost the client 9 µs and the edge 15 µs more per request
+//! not kept: on two shared cores it cost the client about 8 µs and the edge 16 µs more per request
 //! (arrivals one by one, instead of a few per millisecond), and the tail did not shorten.
 //! Everything runs on loadgen's one thread: no wake-up crosses threads.
 
