@@ -109,18 +109,24 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let stream = connect(addr).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// A TCP connection with `TCP_NODELAY`, retried for up to 10 s while the server starts.
+pub async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                return Ok(sender);
+                return Ok(stream);
             }
             Err(e) if std::time::Instant::now() > deadline => {
                 return Err(format!("connect {addr}: {e}"));

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Headers read at most from one answer head.
 const MAX_HEADERS: usize = 32;
@@ -40,29 +39,12 @@ impl Target {
             Some(tls) => {
                 Box::new(::tests::tls::connect_with(self.addr, "localhost", tls.clone()).await?)
             }
-            None => Box::new(self.connect_tcp().await?),
+            None => Box::new(::tests::http::connect(self.addr).await?),
         };
         Ok(Connection {
             stream,
             buf: Vec::with_capacity(8 * 1024),
         })
-    }
-
-    async fn connect_tcp(&self) -> Result<TcpStream, String> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match TcpStream::connect(self.addr).await {
-                Ok(tcp) => {
-                    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-                    return Ok(tcp);
-                }
-                Err(e) if std::time::Instant::now() > deadline => {
-                    return Err(format!("connect {}: {e}", self.addr));
-                }
-                // Scenario time: the server is still starting.
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            }
-        }
     }
 }
 
